@@ -1,0 +1,100 @@
+/* catalog: the region catalog (regions.json), validated and immutable once
+ * loaded. Readers hold a reference; SIGHUP builds a new catalog and swaps it. */
+#ifndef BOOTSTRAPD_CATALOG_H
+#define BOOTSTRAPD_CATALOG_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+#define CATALOG_REGION_ID_MAX 32
+#define CATALOG_INSTANCE_ID_MAX 64
+#define CATALOG_HOST_MAX 100      /* after substituting the longest values */
+#define CATALOG_ANSWER_MAX 192    /* the default (mqtt only) answer body */
+#define CATALOG_PRODUCT_KEY_MAX 32
+#define CATALOG_DEVICE_NAME_MAX 32
+#define CATALOG_FILE_MAX (16 * 1024 * 1024) /* catalog_load refuses bigger files */
+
+struct catalog_endpoint {
+	char *protocol; /* "mqtt", "http", ... */
+	char *host;     /* template, may hold ${productKey} etc. */
+	int port;
+	char *ip;       /* IPv4 literal or NULL */
+	bool needs_device; /* host uses ${productKey} or ${deviceName} */
+};
+
+struct catalog_notify {
+	char *broker;       /* mqtt://host:port or mqtts://host:port, or NULL */
+	char *username;
+	char *password_env; /* name of the environment variable, never the value */
+	char *ca_file;      /* catalog_load makes a relative path relative to the file's folder */
+	/* broker, split up; NULL/0/false when there is no broker: */
+	char *broker_host;  /* host name or address, IPv6 without brackets */
+	int broker_port;    /* the URL's port, else 1883 (mqtt) or 8883 (mqtts) */
+	bool broker_tls;    /* mqtts:// */
+};
+
+struct catalog_instance {
+	char *id;
+	bool is_default;
+	struct catalog_endpoint *endpoints; /* mqtt first if present */
+	size_t nendpoints;
+	struct catalog_notify notify;
+	struct catalog_region *region; /* back pointer */
+};
+
+struct catalog_region {
+	char *id;
+	char *name;
+	double latitude, longitude;
+	struct catalog_instance *instances;
+	size_t ninstances;
+};
+
+struct catalog {
+	int refs; /* only touched through __atomic builtins (catalog_ref/unref) */
+	struct catalog_region *regions;
+	size_t nregions;
+};
+
+/* Values substituted into endpoint host templates. Any may be NULL. */
+struct catalog_vars {
+	const char *product_key;
+	const char *device_name;
+};
+
+/* Parses and validates the catalog at PATH. On error returns -1 with *cause
+ * (caller frees) naming the region/instance/field and the reason. */
+int catalog_load(const char *path, struct catalog **out, char **cause)
+	__attribute__((warn_unused_result));
+/* Same, from a buffer; NAME is used in messages. */
+int catalog_parse(const char *json, size_t len, const char *name, struct catalog **out,
+	char **cause) __attribute__((warn_unused_result));
+
+/* Renders CAT as compact JSON in the shape of the file (GET /v1/regions):
+ * every instance carries "default", notify carries no secret (there is none).
+ * *OUT is malloc'd and NUL-terminated (caller frees), *LEN excludes the NUL. */
+int catalog_to_json(const struct catalog *cat, char **out, size_t *len)
+	__attribute__((warn_unused_result));
+
+/* Reference counting is atomic: catalogs are shared between threads. A new
+ * catalog holds one reference; the last catalog_unref frees it. Both accept NULL. */
+struct catalog *catalog_ref(struct catalog *cat);
+void catalog_unref(struct catalog *cat);
+
+/* Lookups return borrowed pointers valid while the caller holds a reference. */
+const struct catalog_region *catalog_region(const struct catalog *cat, const char *id);
+const struct catalog_instance *catalog_instance(const struct catalog_region *r, const char *id);
+/* The default instance, or the first one when none is marked default. */
+const struct catalog_instance *catalog_default_instance(const struct catalog_region *r);
+const struct catalog_endpoint *catalog_endpoint(const struct catalog_instance *i, const char *protocol);
+/* Instance ids are unique across the catalog: finds one without its region. */
+const struct catalog_instance *catalog_find_instance(const struct catalog *cat, const char *id);
+
+/* Renders EP's host for VARS into BUF (NUL-terminated); ${regionId} and
+ * ${instanceId} come from INST and INST->region. Returns the length, or -1 if
+ * it does not fit, a needed variable is missing or empty, or a product key or
+ * device name is longer than CATALOG_PRODUCT_KEY_MAX / CATALOG_DEVICE_NAME_MAX. */
+int catalog_render_host(const struct catalog_endpoint *ep, const struct catalog_instance *inst,
+	const struct catalog_vars *vars, char *buf, size_t len) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,91 @@
+/* config: the JSON configuration file, its defaults and BOOTSTRAPD_* overrides.
+ *
+ * One table in config.c describes every key (name, type, default, bounds); the
+ * file and the environment go through the same parser. Paths in the result are
+ * absolute (relative ones are resolved against the config file's folder). */
+#ifndef BOOTSTRAPD_CONFIG_H
+#define BOOTSTRAPD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_CERTS 4
+
+struct config_cert {
+	char *cert; /* PEM chain file, absolute path */
+	char *key;  /* PEM private key file, absolute path */
+};
+
+struct config_tls {
+	bool enabled; /* false: plain HTTP */
+	struct config_cert certs[CONFIG_MAX_CERTS];
+	size_t ncerts;
+	char *ciphers;      /* TLS <= 1.2 cipher list; NULL = built-in modern list */
+	char *ciphersuites; /* TLS 1.3 suites; NULL = OpenSSL default */
+	int min_version;    /* TLS1_2_VERSION or TLS1_3_VERSION */
+	bool legacy_device_ciphers;
+};
+
+struct config_listener {
+	char *listen; /* "host:port", "[v6]:port"; empty = off */
+	struct config_tls tls;
+	bool proxy_protocol;
+};
+
+struct config {
+	char *path; /* absolute path of the file read */
+	char *dir;  /* its folder */
+
+	struct config_listener public_;
+	struct config_listener admin;
+	struct config_listener worker;
+	char **admin_tokens; /* "sha256:<64 hex>" each, NULL-terminated */
+	size_t nadmin_tokens;
+
+	int threads; /* resolved: >= 1 (0 in the file = one per CPU) */
+
+	char *redis_url;
+	int redis_timeout_ms;
+	/* redis_url parsed: TCP (redis_host, redis_port) or a socket (redis_unix). */
+	char *redis_host;     /* NULL for unix:// */
+	int redis_port;       /* 6379 unless given; 0 for unix:// */
+	char *redis_unix;     /* absolute socket path, or NULL for redis:// */
+	char *redis_user;     /* ACL user name, or NULL */
+	char *redis_password; /* NULL = no AUTH */
+	int redis_db;         /* SELECT index, 0 unless given */
+
+	char *regions; /* region catalog file */
+	char *secret_key_file; /* 32-byte key (64 hex chars) for device secrets */
+
+	bool geoip_enabled;
+	char **geoip_databases; /* NULL-terminated */
+	size_t ngeoip_databases;
+	char *country_centroids; /* may be NULL */
+
+	char **trusted_proxies; /* CIDR strings, NULL-terminated */
+	size_t ntrusted_proxies;
+
+	size_t max_body_bytes;
+	int bootstrap_rps_per_ip;
+	int batch_max_devices;
+	int auth_code_ttl_s;
+
+	int http_timeout_s;  /* read/write/idle timeout per connection */
+	int drain_timeout_s; /* SIGTERM drain bound */
+	char *log_level;     /* "debug", "info", "warn", "error" */
+};
+
+/* Reads and validates FILE, applies the environment (envp style array, NULL =
+ * the process environment). On error returns -1 and sets *cause (caller frees)
+ * to a message naming the file, line or key, and the reason. */
+int config_load(const char *path, char *const *envp, struct config **out, char **cause)
+	__attribute__((warn_unused_result));
+
+void config_free(struct config *cfg);
+
+/* Writes one line per key ("name type default description") for docs checks. */
+void config_dump_keys(FILE *f);
+
+#endif

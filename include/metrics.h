@@ -1,0 +1,36 @@
+/* metrics: process-wide counters and latency histograms, updated with relaxed
+ * atomics from every thread and rendered as Prometheus text. */
+#ifndef BOOTSTRAPD_METRICS_H
+#define BOOTSTRAPD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum metrics_route {
+	METRICS_BOOTSTRAP,        /* /auth/bootstrap */
+	METRICS_BOOTSTRAP_REGION, /* /auth/bootstrap/regionId/{id} */
+	METRICS_PUBLIC_OTHER,
+	METRICS_ADMIN,            /* /v1/... */
+	METRICS_OPS,              /* /healthz /readyz /metrics */
+	METRICS_NROUTES
+};
+
+enum metrics_counter {
+	METRICS_REDIS_ERRORS,
+	METRICS_REDIS_TIMEOUTS,
+	METRICS_REDIS_RECONNECTS,
+	METRICS_ACTIVATIONS,
+	METRICS_CATALOG_RELOADS,
+	METRICS_CATALOG_RELOAD_FAILURES,
+	METRICS_NCOUNTERS
+};
+
+/* Records one answered request. STATUS is the HTTP status. */
+void metrics_request(enum metrics_route route, int status, double seconds);
+void metrics_count(enum metrics_counter c);
+
+/* Renders everything. Returns a malloc'd NUL-terminated string (caller
+ * frees) or NULL when out of memory. */
+char *metrics_render(void);
+
+#endif

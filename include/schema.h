@@ -1,0 +1,101 @@
+/* schema: the Redis key schema and the compact records stored in it. Pure.
+ *
+ *   bd:p:{productKey}      hash  product (hr hi ac lk ba pb ct ut)
+ *   bd:d:{bucket}          hash  field "{productKey}/{deviceName}" -> device record
+ *   bd:s:{bucket}          hash  field "{productKey}/{deviceName}" -> sealed secret
+ *   bd:b:{seq}             hash  batch (st tg ac ct ...)
+ *
+ * Devices are spread over SCHEMA_BUCKETS hashes so that each stays small enough
+ * for Redis' compact listpack encoding (docs/key-schema.md has the figures). */
+#ifndef BOOTSTRAPD_SCHEMA_H
+#define BOOTSTRAPD_SCHEMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "catalog.h"
+
+#define SCHEMA_BUCKET_BITS 20
+#define SCHEMA_KEY_MAX 96
+#define SCHEMA_FIELD_MAX (CATALOG_PRODUCT_KEY_MAX + 1 + CATALOG_DEVICE_NAME_MAX + 1)
+#define SCHEMA_DEVICE_RECORD_MAX 128
+#define SCHEMA_ACCOUNT_MAX 64
+
+enum schema_status { SCHEMA_INACTIVE = 'i', SCHEMA_ACTIVE = 'a' };
+
+struct schema_device {
+	uint64_t batch;            /* device-level assignment, 0 = none */
+	char status;               /* enum schema_status */
+	int64_t registered_at;     /* unix seconds; 0 = never */
+	int64_t activated_at;
+	int64_t last_bootstrap_at;
+	char last_region[CATALOG_REGION_ID_MAX + 1];
+};
+
+struct schema_product {
+	char home_region[CATALOG_REGION_ID_MAX + 1];
+	char home_instance[CATALOG_INSTANCE_ID_MAX + 1];
+	char account[SCHEMA_ACCOUNT_MAX + 1];
+	bool locked;
+	bool auth_required;
+	uint64_t batch; /* product-level assignment, 0 = none */
+	int64_t created_at, updated_at;
+};
+
+/* The product hash's field names, in the order schema_product_set() takes them. */
+enum schema_product_field {
+	SCHEMA_P_HOME_REGION, SCHEMA_P_HOME_INSTANCE, SCHEMA_P_ACCOUNT, SCHEMA_P_LOCKED,
+	SCHEMA_P_AUTH, SCHEMA_P_BATCH, SCHEMA_P_CREATED, SCHEMA_P_UPDATED, SCHEMA_P_NFIELDS
+};
+extern const char *const schema_product_fields[SCHEMA_P_NFIELDS];
+
+enum schema_strategy { SCHEMA_REGION = 'r', SCHEMA_NEAREST = 'n' };
+#define SCHEMA_TARGETS_MAX 16
+
+struct schema_target {
+	char region[CATALOG_REGION_ID_MAX + 1];
+	char instance[CATALOG_INSTANCE_ID_MAX + 1];
+};
+
+/* A batch's assignment: what bootstrap needs of it. Immutable once written. */
+struct schema_batch {
+	uint64_t seq;
+	char strategy; /* enum schema_strategy */
+	struct schema_target targets[SCHEMA_TARGETS_MAX];
+	size_t ntargets;
+	char account[SCHEMA_ACCOUNT_MAX + 1];
+	int64_t created_at;
+};
+
+/* FNV-1a 32-bit of "{productKey}/{deviceName}", masked to SCHEMA_BUCKET_BITS. */
+uint32_t schema_bucket(const char *product_key, const char *device_name);
+
+/* Key and field builders. Each returns the length written (with a NUL), or -1
+ * if it does not fit. */
+int schema_product_key(char *buf, size_t len, const char *product_key) __attribute__((warn_unused_result));
+int schema_device_key(char *buf, size_t len, const char *product_key, const char *device_name)
+	__attribute__((warn_unused_result));
+int schema_secret_key(char *buf, size_t len, const char *product_key, const char *device_name)
+	__attribute__((warn_unused_result));
+int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
+	__attribute__((warn_unused_result));
+int schema_batch_key(char *buf, size_t len, uint64_t seq) __attribute__((warn_unused_result));
+
+/* Device record "batch;status;registeredAt;activatedAt;lastBootstrapAt;lastRegion". */
+int schema_device_parse(const char *s, size_t len, struct schema_device *out) __attribute__((warn_unused_result));
+int schema_device_format(const struct schema_device *d, char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* Sets one product field from its stored string (VALUE may be NULL: absent). */
+int schema_product_set(struct schema_product *p, enum schema_product_field f, const char *value, size_t len)
+	__attribute__((warn_unused_result));
+
+/* Batch target "region/instance" or "r1/i1,r2/i2" (nearest). */
+int schema_targets_parse(const char *s, size_t len, struct schema_batch *out) __attribute__((warn_unused_result));
+int schema_targets_format(const struct schema_batch *b, char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* Strict decimal parsers for stored numbers. */
+int schema_parse_u64(const char *s, size_t len, uint64_t *out) __attribute__((warn_unused_result));
+int schema_parse_i64(const char *s, size_t len, int64_t *out) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,65 @@
+/* server: the process in its role. One event loop per thread, each with its
+ * own public listener (SO_REUSEPORT), Redis connection and catalog reference;
+ * thread 0 also runs the admin (or worker) listener and the signal handlers. */
+#ifndef BOOTSTRAPD_SERVER_H
+#define BOOTSTRAPD_SERVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/ssl.h>
+
+struct config;
+struct catalog;
+struct store;
+struct token_set;
+struct secret_key;
+struct bootstrap_cache;
+
+enum server_role { SERVER_ROLE_ALL, SERVER_ROLE_API, SERVER_ROLE_WORKER };
+
+struct server_thread {
+	struct server *srv;
+	int index;
+	pthread_t tid;
+	struct event_base *base;
+	struct store *store;
+	struct catalog *catalog; /* this loop's reference; swapped on reload */
+	struct bootstrap_cache *cache;
+	struct evhttp *public_http;
+	struct evhttp_bound_socket *public_sock;
+	struct evhttp *admin_http; /* thread 0: admin, or the worker's ops listener */
+	struct evhttp_bound_socket *admin_sock;
+	struct event *reload_ev, *stop_ev, *drain_timer;
+	uint64_t requests; /* for request ids */
+};
+
+struct server {
+	const struct config *cfg;
+	enum server_role role;
+	SSL_CTX *public_tls, *admin_tls;
+	struct token_set *tokens;
+	struct secret_key *secret_key;
+	pthread_mutex_t catalog_lock;
+	struct catalog *catalog; /* the newest; threads take references */
+	struct server_thread *threads;
+	int nthreads;
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct timespec drain_deadline;
+	bool draining;
+};
+
+/* Builds every listener and connection; takes a reference to CATALOG.
+ * On error returns -1 with *cause (start-up failure). */
+int server_new(const struct config *cfg, enum server_role role, struct catalog *catalog,
+	struct server **out, char **cause) __attribute__((warn_unused_result));
+/* Runs until SIGTERM/SIGINT and the drain. Returns 0 on a clean stop. */
+int server_run(struct server *srv) __attribute__((warn_unused_result));
+void server_free(struct server *srv);
+
+/* Reloads the catalog from the configured file; the old one stays on error. */
+void server_reload(struct server *srv);
+
+#endif

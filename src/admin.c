@@ -1,0 +1,1096 @@
+#include "admin.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "catalog.h"
+#include "config.h"
+#include "csvdoc.h"
+#include "form.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "schema.h"
+#include "secret.h"
+#include "server.h"
+#include "store.h"
+#include "token.h"
+
+#define ADMIN_REGISTER_MAX 10000
+
+static const char admin_json[] = "application/json; charset=utf-8";
+static const char admin_csv[] = "text/csv; charset=utf-8";
+
+/* One admin request; each pending Redis call holds a reference. */
+struct admin_req {
+	int refs;
+	bool answered;
+	struct server_thread *t;
+	struct evhttp_request *req;
+	struct timespec started;
+	enum metrics_route route;
+	char pk[CATALOG_PRODUCT_KEY_MAX + 1];
+	char dn[CATALOG_DEVICE_NAME_MAX + 1];
+	struct schema_product product;
+	bool product_found;
+	bool created; /* PUT made a new product */
+	struct schema_device device;
+	bool device_found;
+	int failed;
+	char *out; /* a prepared answer body (CSV) */
+	size_t outlen;
+};
+
+static struct admin_req *admin_req_new(struct server_thread *t, struct evhttp_request *req,
+	const struct timespec *started, enum metrics_route route)
+{
+	struct admin_req *ar = calloc(1, sizeof(*ar));
+
+	if (ar == NULL)
+		return NULL;
+	ar->refs = 1;
+	ar->t = t;
+	ar->req = req;
+	ar->started = *started;
+	ar->route = route;
+	return ar;
+}
+
+static void admin_req_unref(struct admin_req *ar)
+{
+	if (--ar->refs > 0)
+		return;
+	if (ar->out)
+		OPENSSL_cleanse(ar->out, ar->outlen); /* may hold device secrets */
+	free(ar->out);
+	free(ar);
+}
+
+static void admin_send(struct evhttp_request *req, enum metrics_route route,
+	const struct timespec *started, int status, const char *ctype, const char *body, size_t len)
+{
+	http_send(req, route, started, status, ctype, body, len);
+}
+
+static void admin_send_gen(struct evhttp_request *req, enum metrics_route route,
+	const struct timespec *started, int status, yajl_gen g)
+{
+	const unsigned char *buf;
+	size_t len;
+
+	if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
+		buf = (const unsigned char *)"{}";
+		len = 2;
+	}
+	admin_send(req, route, started, status, admin_json, (const char *)buf, len);
+}
+
+static void admin_gen_string(yajl_gen g, const char *s)
+{
+	yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+static void admin_gen_kv(yajl_gen g, const char *key, const char *value)
+{
+	admin_gen_string(g, key);
+	if (value)
+		admin_gen_string(g, value);
+	else
+		yajl_gen_null(g);
+}
+
+static void admin_gen_time(yajl_gen g, const char *key, int64_t t)
+{
+	char buf[32];
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	admin_gen_string(g, key);
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL) {
+		yajl_gen_null(g);
+		return;
+	}
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	admin_gen_string(g, buf);
+}
+
+static void admin_error_req(struct evhttp_request *req, enum metrics_route route,
+	const struct timespec *started, int status, const char *code, const char *message)
+{
+	yajl_gen g = yajl_gen_alloc(NULL);
+
+	if (status == 401)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+	yajl_gen_map_open(g);
+	admin_gen_string(g, "error");
+	yajl_gen_map_open(g);
+	admin_gen_kv(g, "code", code);
+	admin_gen_kv(g, "message", message);
+	admin_gen_string(g, "details");
+	yajl_gen_array_open(g);
+	yajl_gen_array_close(g);
+	yajl_gen_map_close(g);
+	yajl_gen_map_close(g);
+	admin_send_gen(req, route, started, status, g);
+	yajl_gen_free(g);
+}
+
+static void admin_error(struct admin_req *ar, int status, const char *code, const char *message)
+{
+	if (ar->answered)
+		return;
+	ar->answered = true;
+	if (status >= 500)
+		log_warn("admin", "%s %s: %d %s", evhttp_request_get_uri(ar->req), code, status, message);
+	admin_error_req(ar->req, ar->route, &ar->started, status, code, message);
+}
+
+static void admin_unavailable(struct admin_req *ar)
+{
+	admin_error(ar, 503, "unavailable", "Redis is unreachable; try again");
+}
+
+static bool admin_valid_account(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SCHEMA_ACCOUNT_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+			(s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_' || s[i] == '.'))
+			return false;
+	return true;
+}
+
+/* The request body as a NUL-terminated copy (caller frees), or NULL. */
+static char *admin_body(struct evhttp_request *req, size_t *len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t n = evbuffer_get_length(in);
+	char *s = malloc(n + 1);
+
+	if (s == NULL)
+		return NULL;
+	if (n)
+		evbuffer_copyout(in, s, n);
+	s[n] = '\0';
+	*len = n;
+	return s;
+}
+
+static bool admin_content_type_is(struct evhttp_request *req, const char *type)
+{
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	size_t n = strlen(type);
+
+	return ct && strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* --- operations --- */
+
+static void admin_ops_ready_reply(redisReply *reply, void *arg)
+{
+	struct admin_req *ar = arg;
+	bool redis_ok = reply && reply->type == REDIS_REPLY_STATUS;
+	yajl_gen g = yajl_gen_alloc(NULL);
+
+	yajl_gen_map_open(g);
+	admin_gen_kv(g, "status", redis_ok ? "ready" : "not_ready");
+	admin_gen_string(g, "failing");
+	yajl_gen_array_open(g);
+	if (!redis_ok)
+		admin_gen_string(g, "redis");
+	yajl_gen_array_close(g);
+	yajl_gen_map_close(g);
+	admin_send_gen(ar->req, ar->route, &ar->started, redis_ok ? 200 : 503, g);
+	yajl_gen_free(g);
+	admin_req_unref(ar);
+}
+
+static bool admin_ops(struct server_thread *t, struct evhttp_request *req, const char *path,
+	const struct timespec *started)
+{
+	static const char ok[] = "{\"status\":\"ok\"}";
+
+	if (strcmp(path, "/healthz") == 0) {
+		admin_send(req, METRICS_OPS, started, 200, admin_json, ok, sizeof(ok) - 1);
+	} else if (strcmp(path, "/readyz") == 0) {
+		struct admin_req *ar = admin_req_new(t, req, started, METRICS_OPS);
+		const char *argv[] = { "PING" };
+		if (ar == NULL) {
+			admin_error_req(req, METRICS_OPS, started, 500, "internal", "out of memory");
+			return true;
+		}
+		if (store_command(t->store, admin_ops_ready_reply, ar, 1, argv, NULL) < 0)
+			admin_ops_ready_reply(NULL, ar);
+	} else if (strcmp(path, "/metrics") == 0) {
+		char *text = metrics_render();
+		if (text == NULL) {
+			admin_error_req(req, METRICS_OPS, started, 500, "internal", "out of memory");
+			return true;
+		}
+		admin_send(req, METRICS_OPS, started, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+			strlen(text));
+		free(text);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+void admin_handle_ops(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	struct timespec started;
+
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	http_begin();
+	if (path == NULL || evhttp_request_get_command(req) != EVHTTP_REQ_GET ||
+	    !admin_ops(arg, req, path, &started))
+		admin_error_req(req, METRICS_OPS, &started, 404, "not_found", "no such path");
+}
+
+/* --- products --- */
+
+static void admin_gen_product(yajl_gen g, const char *pk, const struct schema_product *p)
+{
+	yajl_gen_map_open(g);
+	admin_gen_kv(g, "productKey", pk);
+	admin_gen_kv(g, "homeRegion", p->home_region);
+	admin_gen_kv(g, "homeInstance", p->home_instance);
+	admin_gen_kv(g, "account", p->account);
+	admin_gen_string(g, "locked");
+	yajl_gen_bool(g, p->locked);
+	admin_gen_kv(g, "bootstrapAuth", p->auth_required ? "required" : "none");
+	admin_gen_time(g, "createdAt", p->created_at);
+	admin_gen_time(g, "updatedAt", p->updated_at);
+	yajl_gen_map_close(g);
+}
+
+/* Fills P from an HMGET of schema_product_fields. Returns 1 found, 0 absent, -1 bad. */
+static int admin_product_from_reply(redisReply *reply, struct schema_product *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != SCHEMA_P_NFIELDS)
+		return -1;
+	if (reply->element[SCHEMA_P_HOME_REGION]->type != REDIS_REPLY_STRING)
+		return 0;
+	for (size_t i = 0; i < SCHEMA_P_NFIELDS; i++) {
+		redisReply *e = reply->element[i];
+		if (schema_product_set(p, (enum schema_product_field)i,
+			    e->type == REDIS_REPLY_STRING ? e->str : NULL, e->len) < 0)
+			return -1;
+	}
+	return 1;
+}
+
+static int admin_product_hmget(struct admin_req *ar, store_reply_fn fn)
+{
+	char key[SCHEMA_KEY_MAX];
+	const char *argv[2 + SCHEMA_P_NFIELDS] = { "HMGET", key };
+
+	if (schema_product_key(key, sizeof(key), ar->pk) < 0)
+		return -1;
+	for (size_t i = 0; i < SCHEMA_P_NFIELDS; i++)
+		argv[2 + i] = schema_product_fields[i];
+	ar->refs++;
+	if (store_command(ar->t->store, fn, ar, 2 + SCHEMA_P_NFIELDS, argv, NULL) < 0) {
+		ar->refs--;
+		return -1;
+	}
+	return 0;
+}
+
+static void admin_product_get_reply(redisReply *reply, void *arg)
+{
+	struct admin_req *ar = arg;
+	int found;
+
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		admin_unavailable(ar);
+		goto out;
+	}
+	found = admin_product_from_reply(reply, &ar->product);
+	if (found < 0) {
+		admin_error(ar, 500, "internal", "stored product is unreadable");
+	} else if (found == 0) {
+		admin_error(ar, 404, "product_not_found", "no such product");
+	} else if (!ar->answered) {
+		yajl_gen g = yajl_gen_alloc(NULL);
+		ar->answered = true;
+		admin_gen_product(g, ar->pk, &ar->product);
+		admin_send_gen(ar->req, ar->route, &ar->started, ar->created ? 201 : 200, g);
+		yajl_gen_free(g);
+	}
+out:
+	admin_req_unref(ar);
+}
+
+static void admin_product_put_reply(redisReply *reply, void *arg)
+{
+	struct admin_req *ar = arg;
+
+	/* EXEC answers [HSETNX, HSET, SADD]: HSETNX 1 means the product is new. */
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+		admin_unavailable(ar);
+		goto out;
+	}
+	ar->created = reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1;
+	if (admin_product_hmget(ar, admin_product_get_reply) < 0)
+		admin_unavailable(ar);
+out:
+	admin_req_unref(ar);
+}
+
+static void admin_ignore_reply(redisReply *reply, void *arg)
+{
+	(void)reply;
+	admin_req_unref(arg);
+}
+
+static const char *admin_json_string(yajl_val obj, const char *name, bool *bad)
+{
+	const char *path[] = { name, NULL };
+	yajl_val v = yajl_tree_get(obj, path, yajl_t_any);
+
+	if (v == NULL)
+		return NULL;
+	if (!YAJL_IS_STRING(v)) {
+		*bad = true;
+		return NULL;
+	}
+	return YAJL_GET_STRING(v);
+}
+
+static void admin_product_put(struct admin_req *ar)
+{
+	static const char *const known[] = { "homeRegion", "homeInstance", "account", "locked", "bootstrapAuth" };
+	char errbuf[256], msg[512], key[SCHEMA_KEY_MAX], now[24];
+	const struct catalog_region *region;
+	const struct catalog_instance *inst;
+	const char *hr, *hi, *acct, *auth;
+	bool bad = false, locked = false;
+	yajl_val root = NULL, v;
+	size_t len;
+	char *body = admin_body(ar->req, &len);
+
+	if (body == NULL) {
+		admin_error(ar, 500, "internal", "out of memory");
+		return;
+	}
+	root = yajl_tree_parse(body, errbuf, sizeof(errbuf));
+	if (root == NULL || !YAJL_IS_OBJECT(root)) {
+		snprintf(msg, sizeof(msg), "body must be a JSON object%s%s", root ? "" : ": ", root ? "" : errbuf);
+		for (char *p = msg; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+		admin_error(ar, 400, "invalid_json", msg);
+		goto out;
+	}
+	for (size_t i = 0; i < root->u.object.len; i++) {
+		size_t k;
+		for (k = 0; k < sizeof(known) / sizeof(known[0]) && strcmp(known[k], root->u.object.keys[i]); k++)
+			;
+		if (k == sizeof(known) / sizeof(known[0])) {
+			snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", root->u.object.keys[i]);
+			admin_error(ar, 400, "invalid_field", msg);
+			goto out;
+		}
+	}
+	hr = admin_json_string(root, "homeRegion", &bad);
+	hi = admin_json_string(root, "homeInstance", &bad);
+	acct = admin_json_string(root, "account", &bad);
+	auth = admin_json_string(root, "bootstrapAuth", &bad);
+	{
+		const char *path[] = { "locked", NULL };
+		v = yajl_tree_get(root, path, yajl_t_any);
+		if (v && !YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v))
+			bad = true;
+		locked = v && YAJL_IS_TRUE(v);
+	}
+	if (bad) {
+		admin_error(ar, 400, "invalid_field",
+			"homeRegion, homeInstance, account and bootstrapAuth are strings; locked is a boolean");
+		goto out;
+	}
+	if (hr == NULL) {
+		admin_error(ar, 400, "invalid_field", "homeRegion is required");
+		goto out;
+	}
+	region = catalog_region(ar->t->catalog, hr);
+	if (region == NULL) {
+		snprintf(msg, sizeof(msg), "homeRegion \"%.64s\" is not in the catalog", hr);
+		admin_error(ar, 400, "unknown_region", msg);
+		goto out;
+	}
+	inst = hi ? catalog_instance(region, hi) : catalog_default_instance(region);
+	if (inst == NULL) {
+		snprintf(msg, sizeof(msg), "homeInstance \"%.64s\" is not in region %s", hi, hr);
+		admin_error(ar, 400, "unknown_instance", msg);
+		goto out;
+	}
+	if (acct == NULL)
+		acct = "default";
+	if (!admin_valid_account(acct)) {
+		admin_error(ar, 400, "invalid_field", "account: 1-64 characters of A-Z a-z 0-9 - _ .");
+		goto out;
+	}
+	if (auth == NULL)
+		auth = "none";
+	if (strcmp(auth, "none") != 0 && strcmp(auth, "required") != 0) {
+		admin_error(ar, 400, "invalid_field", "bootstrapAuth: \"none\" or \"required\"");
+		goto out;
+	}
+	if (schema_product_key(key, sizeof(key), ar->pk) < 0) {
+		admin_error(ar, 400, "invalid_product_key", "productKey too long");
+		goto out;
+	}
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	{
+		const char *multi[] = { "MULTI" };
+		const char *hsetnx[] = { "HSETNX", key, "ct", now };
+		const char *hset[] = { "HSET", key, "hr", region->id, "hi", inst->id, "ac", acct, "lk",
+			locked ? "1" : "0", "ba", auth, "ut", now };
+		const char *sadd[] = { "SADD", "bd:products", ar->pk };
+		const char *exec[] = { "EXEC" };
+
+		ar->refs += 5;
+		if (store_command(ar->t->store, admin_ignore_reply, ar, 1, multi, NULL) < 0) {
+			ar->refs -= 5;
+			admin_unavailable(ar);
+			goto out;
+		}
+		/* The connection is up and keeps order: the rest follow MULTI or all fail. */
+		if (store_command(ar->t->store, admin_ignore_reply, ar, 4, hsetnx, NULL) < 0)
+			ar->refs--;
+		if (store_command(ar->t->store, admin_ignore_reply, ar, 14, hset, NULL) < 0)
+			ar->refs--;
+		if (store_command(ar->t->store, admin_ignore_reply, ar, 3, sadd, NULL) < 0)
+			ar->refs--;
+		if (store_command(ar->t->store, admin_product_put_reply, ar, 1, exec, NULL) < 0) {
+			ar->refs--;
+			admin_unavailable(ar);
+		}
+	}
+out:
+	yajl_tree_free(root);
+	free(body);
+}
+
+/* --- devices --- */
+
+/* KEYS[1] product, then per device its record and secret bucket keys;
+ * ARGV per device: field, record, sealed secret. All or nothing. */
+static const char admin_register_lua[] =
+	"if redis.call('HEXISTS', KEYS[1], 'hr') == 0 then return -1 end\n"
+	"local n = #ARGV / 3\n"
+	"for i = 1, n do\n"
+	"  if redis.call('HEXISTS', KEYS[2 * i], ARGV[3 * i - 2]) == 1 then return i end\n"
+	"end\n"
+	"for i = 1, n do\n"
+	"  redis.call('HSET', KEYS[2 * i], ARGV[3 * i - 2], ARGV[3 * i - 1])\n"
+	"  redis.call('HSET', KEYS[2 * i + 1], ARGV[3 * i - 2], ARGV[3 * i])\n"
+	"end\n"
+	"return 0\n";
+
+struct admin_newdev {
+	char name[CATALOG_DEVICE_NAME_MAX + 1];
+	char secret[SECRET_PLAIN_MAX + 1];
+	size_t row;
+};
+
+static void admin_register_reply(redisReply *reply, void *arg)
+{
+	struct admin_req *ar = arg;
+	char msg[160];
+
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		admin_unavailable(ar);
+	} else if (reply->integer == -1) {
+		admin_error(ar, 404, "product_not_found", "no such product");
+	} else if (reply->integer > 0) {
+		/* The script numbers devices from 1 in upload order. */
+		snprintf(msg, sizeof(msg), "device %lld of the upload is already registered; nothing was registered",
+			reply->integer);
+		admin_error(ar, 409, "device_exists", msg);
+	} else if (!ar->answered) {
+		ar->answered = true;
+		admin_send(ar->req, ar->route, &ar->started, 200, admin_csv, ar->out, ar->outlen);
+	}
+	admin_req_unref(ar);
+}
+
+static bool admin_valid_secret(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SECRET_PLAIN_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+static int admin_newdev_cmp(const void *a, const void *b)
+{
+	const struct admin_newdev *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : (x->row > y->row) - (x->row < y->row);
+}
+
+/* Reads the upload into DEVS. Returns the count, or -1 after answering. */
+static long admin_register_read(struct admin_req *ar, struct admin_newdev **devs)
+{
+	char msg[256], *body = NULL, *cause = NULL;
+	struct csvdoc *doc = NULL;
+	struct admin_newdev *d = NULL;
+	size_t len, n = 0;
+	long rc = -1;
+
+	body = admin_body(ar->req, &len);
+	if (body == NULL) {
+		admin_error(ar, 500, "internal", "out of memory");
+		goto out;
+	}
+	if (admin_content_type_is(ar->req, "application/json")) {
+		char errbuf[128];
+		const char *path[] = { "count", NULL };
+		yajl_val root = yajl_tree_parse(body, errbuf, sizeof(errbuf)), v;
+		long long count;
+
+		v = root ? yajl_tree_get(root, path, yajl_t_number) : NULL;
+		if (root == NULL || !YAJL_IS_OBJECT(root) || root->u.object.len != 1 || v == NULL ||
+		    !YAJL_IS_INTEGER(v)) {
+			yajl_tree_free(root);
+			admin_error(ar, 400, "invalid_json", "expected {\"count\":N}");
+			goto out;
+		}
+		count = YAJL_GET_INTEGER(v);
+		yajl_tree_free(root);
+		if (count < 1 || count > ADMIN_REGISTER_MAX) {
+			admin_error(ar, count < 1 ? 400 : 413, "invalid_count", "count must be 1..10000");
+			goto out;
+		}
+		n = (size_t)count;
+		d = calloc(n, sizeof(*d));
+		if (d == NULL) {
+			admin_error(ar, 500, "internal", "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			char hex[SECRET_HEX_LEN + 1];
+			if (secret_generate(hex) < 0) {
+				admin_error(ar, 500, "internal", "no randomness");
+				goto out;
+			}
+			snprintf(d[i].name, sizeof(d[i].name), "dev-%.16s", hex);
+			d[i].row = i + 1;
+		}
+	} else if (admin_content_type_is(ar->req, "text/csv")) {
+		int prc = csvdoc_parse(body, len, ADMIN_REGISTER_MAX, &doc, &cause);
+		bool with_secret;
+
+		if (prc == CSVDOC_ETOO_MANY) {
+			admin_error(ar, 413, "too_many_devices", "at most 10000 devices per upload");
+			goto out;
+		}
+		if (prc < 0) {
+			snprintf(msg, sizeof(msg), "unreadable CSV: %s", cause ? cause : "error");
+			admin_error(ar, 400, "invalid_csv", msg);
+			goto out;
+		}
+		if (doc->nrows == 0 || doc->rows[0].nfields < 1 || doc->rows[0].nfields > 2 ||
+		    !doc->rows[0].fields[0] || strcmp(doc->rows[0].fields[0], "deviceName") != 0 ||
+		    (doc->rows[0].nfields == 2 &&
+			    (!doc->rows[0].fields[1] || strcmp(doc->rows[0].fields[1], "deviceSecret") != 0))) {
+			admin_error(ar, 400, "invalid_csv",
+				"row 1: header must be \"deviceName\" or \"deviceName,deviceSecret\"");
+			goto out;
+		}
+		with_secret = doc->rows[0].nfields == 2;
+		n = doc->nrows - 1;
+		if (n == 0) {
+			admin_error(ar, 400, "invalid_csv", "no devices after the header");
+			goto out;
+		}
+		d = calloc(n, sizeof(*d));
+		if (d == NULL) {
+			admin_error(ar, 500, "internal", "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			const struct csvdoc_row *row = &doc->rows[i + 1];
+			const char *name = row->nfields > 0 ? row->fields[0] : NULL;
+			const char *secret = with_secret && row->nfields > 1 ? row->fields[1] : NULL;
+
+			if (row->nfields != doc->rows[0].nfields) {
+				snprintf(msg, sizeof(msg), "row %zu: expected %zu columns, found %zu", row->number,
+					doc->rows[0].nfields, row->nfields);
+				admin_error(ar, 400, "invalid_csv", msg);
+				goto out;
+			}
+			if (name == NULL || !form_valid_device_name(name)) {
+				snprintf(msg, sizeof(msg),
+					"row %zu, column deviceName: 4-32 characters of A-Z a-z 0-9 _ - . @ :",
+					row->number);
+				admin_error(ar, 400, "invalid_device_name", msg);
+				goto out;
+			}
+			if (with_secret && secret && !admin_valid_secret(secret)) {
+				snprintf(msg, sizeof(msg),
+					"row %zu, column deviceSecret: 1-64 printable ASCII characters", row->number);
+				admin_error(ar, 400, "invalid_secret", msg);
+				goto out;
+			}
+			snprintf(d[i].name, sizeof(d[i].name), "%s", name);
+			if (secret)
+				snprintf(d[i].secret, sizeof(d[i].secret), "%s", secret);
+			d[i].row = row->number;
+		}
+	} else {
+		admin_error(ar, 415, "unsupported_media_type", "send text/csv or application/json");
+		goto out;
+	}
+	if (n > 1) {
+		/* Sorted by name (then row), a repeat sits next to its first row. */
+		struct admin_newdev *sorted = malloc(n * sizeof(*sorted));
+		if (sorted == NULL) {
+			admin_error(ar, 500, "internal", "out of memory");
+			goto out;
+		}
+		memcpy(sorted, d, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), admin_newdev_cmp);
+		for (size_t i = 1; i < n; i++) {
+			if (strcmp(sorted[i - 1].name, sorted[i].name) == 0) {
+				snprintf(msg, sizeof(msg), "row %zu, column deviceName: \"%s\" repeats row %zu",
+					sorted[i].row, sorted[i].name, sorted[i - 1].row);
+				free(sorted);
+				admin_error(ar, 400, "duplicate_row", msg);
+				goto out;
+			}
+		}
+		free(sorted);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (d[i].secret[0] == '\0' && secret_generate(d[i].secret) < 0) {
+			admin_error(ar, 500, "internal", "no randomness");
+			goto out;
+		}
+	}
+	*devs = d;
+	d = NULL;
+	rc = (long)n;
+out:
+	free(d);
+	free(cause);
+	csvdoc_free(doc);
+	free(body);
+	return rc;
+}
+
+struct admin_regargs {
+	char dkey[SCHEMA_KEY_MAX], skey[SCHEMA_KEY_MAX];
+	char field[SCHEMA_FIELD_MAX];
+	char record[SCHEMA_DEVICE_RECORD_MAX];
+	unsigned char sealed[SECRET_PLAIN_MAX + SECRET_SEALED_OVERHEAD];
+	size_t sealed_len;
+};
+
+static void admin_devices_post(struct admin_req *ar)
+{
+	struct admin_newdev *devs = NULL;
+	struct admin_regargs *ra = NULL;
+	const char **argv = NULL;
+	size_t *argvlen = NULL;
+	char pkey[SCHEMA_KEY_MAX], numkeys[24];
+	long n = admin_register_read(ar, &devs);
+	size_t argc, k, off = 0, cap;
+	struct schema_device rec = { .status = SCHEMA_INACTIVE, .registered_at = (int64_t)time(NULL) };
+
+	if (n < 0)
+		return;
+	ra = calloc((size_t)n, sizeof(*ra));
+	argc = 4 + 5 * (size_t)n;
+	argv = calloc(argc, sizeof(*argv));
+	argvlen = calloc(argc, sizeof(*argvlen));
+	cap = 64 + (size_t)n * (CATALOG_PRODUCT_KEY_MAX + CATALOG_DEVICE_NAME_MAX + 2 * SECRET_PLAIN_MAX + 8);
+	ar->out = malloc(cap);
+	if (ra == NULL || argv == NULL || argvlen == NULL || ar->out == NULL) {
+		admin_error(ar, 500, "internal", "out of memory");
+		goto out;
+	}
+	ar->out[0] = '\0';
+	if (schema_product_key(pkey, sizeof(pkey), ar->pk) < 0)
+		goto fail;
+	snprintf(numkeys, sizeof(numkeys), "%ld", 1 + 2 * n);
+	argv[0] = "EVAL";
+	argv[1] = admin_register_lua;
+	argv[2] = numkeys;
+	argv[3] = pkey;
+	k = 4;
+	for (long i = 0; i < n; i++) {
+		struct admin_regargs *a = &ra[i];
+		int sl;
+		if (schema_device_key(a->dkey, sizeof(a->dkey), ar->pk, devs[i].name) < 0 ||
+		    schema_secret_key(a->skey, sizeof(a->skey), ar->pk, devs[i].name) < 0 ||
+		    schema_device_field(a->field, sizeof(a->field), ar->pk, devs[i].name) < 0 ||
+		    schema_device_format(&rec, a->record, sizeof(a->record)) < 0)
+			goto fail;
+		sl = secret_seal(ar->t->srv->secret_key, a->field, devs[i].secret, strlen(devs[i].secret),
+			a->sealed, sizeof(a->sealed));
+		if (sl < 0)
+			goto fail;
+		a->sealed_len = (size_t)sl;
+		argv[k++] = a->dkey;
+		argv[k++] = a->skey;
+	}
+	for (long i = 0; i < n; i++) {
+		argv[k++] = ra[i].field;
+		argv[k++] = ra[i].record;
+		argvlen[k] = ra[i].sealed_len;
+		argv[k++] = (const char *)ra[i].sealed;
+	}
+	for (size_t i = 0; i < argc; i++)
+		if (argvlen[i] == 0)
+			argvlen[i] = strlen(argv[i]);
+	/* The answer is ready before anything is written; sent once Redis says yes. */
+	off = (size_t)snprintf(ar->out, cap, "productKey,deviceName,deviceSecret\r\n");
+	for (long i = 0; i < n; i++) {
+		if (csvdoc_write_field(ar->out, cap, &off, ar->pk) < 0 || off + 1 >= cap)
+			goto fail;
+		ar->out[off++] = ',';
+		if (csvdoc_write_field(ar->out, cap, &off, devs[i].name) < 0 || off + 1 >= cap)
+			goto fail;
+		ar->out[off++] = ',';
+		if (csvdoc_write_field(ar->out, cap, &off, devs[i].secret) < 0 || off + 2 >= cap)
+			goto fail;
+		ar->out[off++] = '\r';
+		ar->out[off++] = '\n';
+	}
+	ar->outlen = off;
+	ar->refs++;
+	if (store_command(ar->t->store, admin_register_reply, ar, (int)argc, argv, argvlen) < 0) {
+		ar->refs--;
+		admin_unavailable(ar);
+	}
+	goto out;
+fail:
+	admin_error(ar, 500, "internal", "cannot prepare the registration");
+out:
+	if (devs)
+		OPENSSL_cleanse(devs, (size_t)n * sizeof(*devs));
+	if (ra)
+		OPENSSL_cleanse(ra, (size_t)n * sizeof(*ra));
+	free(devs);
+	free(ra);
+	free(argv);
+	free(argvlen);
+}
+
+static void admin_device_answer(struct admin_req *ar, const struct schema_batch *batch)
+{
+	const struct schema_product *p = &ar->product;
+	const struct schema_device *d = &ar->device;
+	yajl_gen g = yajl_gen_alloc(NULL);
+	char seq[24];
+
+	ar->answered = true;
+	yajl_gen_map_open(g);
+	admin_gen_kv(g, "productKey", ar->pk);
+	admin_gen_kv(g, "deviceName", ar->dn);
+	admin_gen_kv(g, "status", d->status == SCHEMA_ACTIVE ? "active" : "inactive");
+	admin_gen_time(g, "registeredAt", d->registered_at);
+	admin_gen_time(g, "activatedAt", d->activated_at);
+	admin_gen_time(g, "lastBootstrapAt", d->last_bootstrap_at);
+	admin_gen_kv(g, "lastResolvedRegion", d->last_region[0] ? d->last_region : NULL);
+	admin_gen_string(g, "assignment");
+	yajl_gen_map_open(g);
+	admin_gen_kv(g, "level", d->batch ? "device" : p->batch ? "product" : "home");
+	if (batch) {
+		admin_gen_kv(g, "strategy", batch->strategy == SCHEMA_NEAREST ? "nearest" : "region");
+		if (batch->strategy == SCHEMA_NEAREST) {
+			admin_gen_string(g, "candidates");
+			yajl_gen_array_open(g);
+			for (size_t i = 0; i < batch->ntargets; i++) {
+				yajl_gen_map_open(g);
+				admin_gen_kv(g, "region", batch->targets[i].region);
+				admin_gen_kv(g, "instance", batch->targets[i].instance);
+				yajl_gen_map_close(g);
+			}
+			yajl_gen_array_close(g);
+		} else {
+			admin_gen_kv(g, "region", batch->targets[0].region);
+			admin_gen_kv(g, "instance", batch->targets[0].instance);
+		}
+		admin_gen_kv(g, "account", batch->account[0] ? batch->account : p->account);
+		snprintf(seq, sizeof(seq), "%" PRIu64, batch->seq);
+		admin_gen_kv(g, "batchId", seq);
+		admin_gen_time(g, "distributedAt", batch->created_at);
+	} else {
+		admin_gen_kv(g, "strategy", "region");
+		admin_gen_kv(g, "region", p->home_region);
+		admin_gen_kv(g, "instance", p->home_instance);
+		admin_gen_kv(g, "account", p->account);
+		admin_gen_kv(g, "batchId", NULL);
+		admin_gen_kv(g, "distributedAt", NULL);
+	}
+	yajl_gen_map_close(g);
+	admin_gen_kv(g, "notify", NULL);
+	yajl_gen_map_close(g);
+	admin_send_gen(ar->req, ar->route, &ar->started, 200, g);
+	yajl_gen_free(g);
+}
+
+static void admin_device_batch_reply(redisReply *reply, void *arg)
+{
+	struct admin_req *ar = arg;
+	struct schema_batch b = { .seq = ar->device.batch ? ar->device.batch : ar->product.batch };
+
+	if (ar->answered)
+		goto out;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
+		admin_unavailable(ar);
+		goto out;
+	}
+	if (reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_STRING ||
+	    schema_targets_parse(reply->element[1]->str, reply->element[1]->len, &b) < 0) {
+		admin_error(ar, 500, "internal", "the device's batch is missing or unreadable");
+		goto out;
+	}
+	b.strategy = reply->element[0]->str[0] == 'n' ? SCHEMA_NEAREST : SCHEMA_REGION;
+	if (reply->element[2]->type == REDIS_REPLY_STRING && reply->element[2]->len <= SCHEMA_ACCOUNT_MAX) {
+		memcpy(b.account, reply->element[2]->str, reply->element[2]->len);
+		b.account[reply->element[2]->len] = '\0';
+	}
+	if (reply->element[3]->type == REDIS_REPLY_STRING &&
+	    schema_parse_i64(reply->element[3]->str, reply->element[3]->len, &b.created_at) < 0)
+		b.created_at = 0;
+	admin_device_answer(ar, &b);
+out:
+	admin_req_unref(ar);
+}
+
+static void admin_device_product_reply(redisReply *reply, void *arg)
+{
+	struct admin_req *ar = arg;
+	uint64_t seq;
+	int found;
+
+	if (ar->answered)
+		goto out;
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR || ar->failed) {
+		admin_unavailable(ar);
+		goto out;
+	}
+	found = admin_product_from_reply(reply, &ar->product);
+	if (found < 0) {
+		admin_error(ar, 500, "internal", "stored product is unreadable");
+		goto out;
+	}
+	if (found == 0 || !ar->device_found) {
+		admin_error(ar, 404, "device_not_found", "no such device");
+		goto out;
+	}
+	seq = ar->device.batch ? ar->device.batch : ar->product.batch;
+	if (seq == 0) {
+		admin_device_answer(ar, NULL);
+		goto out;
+	}
+	char key[SCHEMA_KEY_MAX];
+	if (schema_batch_key(key, sizeof(key), seq) < 0) {
+		admin_error(ar, 500, "internal", "bad batch");
+		goto out;
+	}
+	const char *argv[] = { "HMGET", key, "st", "tg", "ac", "ct" };
+	ar->refs++;
+	if (store_command(ar->t->store, admin_device_batch_reply, ar, 6, argv, NULL) < 0) {
+		ar->refs--;
+		admin_unavailable(ar);
+	}
+out:
+	admin_req_unref(ar);
+}
+
+static void admin_device_record_reply(redisReply *reply, void *arg)
+{
+	struct admin_req *ar = arg;
+
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+		ar->failed = 1;
+	else if (reply->type == REDIS_REPLY_STRING) {
+		if (schema_device_parse(reply->str, reply->len, &ar->device) == 0)
+			ar->device_found = true;
+		else
+			admin_error(ar, 500, "internal", "stored device record is unreadable");
+	}
+	admin_req_unref(ar);
+}
+
+static void admin_device_get(struct admin_req *ar)
+{
+	char dkey[SCHEMA_KEY_MAX], field[SCHEMA_FIELD_MAX];
+
+	if (schema_device_key(dkey, sizeof(dkey), ar->pk, ar->dn) < 0 ||
+	    schema_device_field(field, sizeof(field), ar->pk, ar->dn) < 0) {
+		admin_error(ar, 404, "device_not_found", "no such device");
+		return;
+	}
+	const char *argv[] = { "HGET", dkey, field };
+	ar->refs++;
+	if (store_command(ar->t->store, admin_device_record_reply, ar, 3, argv, NULL) < 0) {
+		ar->refs--;
+		admin_unavailable(ar);
+		return;
+	}
+	/* Pipelined: the record's answer arrives first. */
+	if (admin_product_hmget(ar, admin_device_product_reply) < 0)
+		admin_unavailable(ar);
+}
+
+/* --- routing --- */
+
+static void admin_regions(struct server_thread *t, struct evhttp_request *req, const struct timespec *started)
+{
+	char *json = NULL;
+	size_t len = 0;
+
+	if (catalog_to_json(t->catalog, &json, &len) < 0) {
+		admin_error_req(req, METRICS_ADMIN, started, 500, "internal", "cannot render the catalog");
+		return;
+	}
+	admin_send(req, METRICS_ADMIN, started, 200, admin_json, json, len);
+	free(json);
+}
+
+/* Splits "/a/b/c" after PREFIX into at most N segments; returns the count or -1. */
+static int admin_segments(const char *path, const char *prefix, char seg[][80], int n)
+{
+	size_t pl = strlen(prefix);
+	int k = 0;
+
+	if (strncmp(path, prefix, pl) != 0)
+		return -1;
+	path += pl;
+	if (*path == '\0')
+		return 0;
+	if (*path != '/')
+		return -1;
+	while (*path == '/' && k < n) {
+		const char *end = strchr(path + 1, '/');
+		size_t l = end ? (size_t)(end - path - 1) : strlen(path + 1);
+		if (l == 0 || l >= 80)
+			return -1;
+		memcpy(seg[k], path + 1, l);
+		seg[k][l] = '\0';
+		k++;
+		path += l + 1;
+	}
+	return *path ? -1 : k;
+}
+
+static void admin_method_not_allowed(struct evhttp_request *req, const struct timespec *started,
+	const char *allow)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+	admin_error_req(req, METRICS_ADMIN, started, 405, "method_not_allowed", "method not allowed here");
+}
+
+static void admin_v1(struct server_thread *t, struct evhttp_request *req, const char *path,
+	const struct timespec *started)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	char seg[3][80];
+	struct admin_req *ar;
+	int n;
+
+	if (!token_set_check(t->srv->tokens,
+		    evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"))) {
+		admin_error_req(req, METRICS_ADMIN, started, 401, "unauthorized",
+			"a valid Authorization: Bearer token is required");
+		return;
+	}
+	if (strcmp(path, "/v1/regions") == 0) {
+		if (m != EVHTTP_REQ_GET)
+			admin_method_not_allowed(req, started, "GET");
+		else
+			admin_regions(t, req, started);
+		return;
+	}
+	ar = admin_req_new(t, req, started, METRICS_ADMIN);
+	if (ar == NULL) {
+		admin_error_req(req, METRICS_ADMIN, started, 500, "internal", "out of memory");
+		return;
+	}
+	if ((n = admin_segments(path, "/v1/products", seg, 3)) >= 1 && n <= 2 &&
+	    (n == 1 || strcmp(seg[1], "devices") == 0)) {
+		if (!form_valid_product_key(seg[0])) {
+			admin_error(ar, 400, "invalid_product_key", "productKey: 1-32 characters of A-Z a-z 0-9 _ -");
+			goto out;
+		}
+		memcpy(ar->pk, seg[0], strlen(seg[0]) + 1);
+		if (n == 1 && m == EVHTTP_REQ_PUT)
+			admin_product_put(ar);
+		else if (n == 1 && m == EVHTTP_REQ_GET) {
+			if (admin_product_hmget(ar, admin_product_get_reply) < 0)
+				admin_unavailable(ar);
+		} else if (n == 2 && m == EVHTTP_REQ_POST)
+			admin_devices_post(ar);
+		else {
+			ar->answered = true;
+			admin_method_not_allowed(req, started, n == 1 ? "GET, PUT" : "POST");
+		}
+	} else if ((n = admin_segments(path, "/v1/devices", seg, 3)) == 2) {
+		if (m != EVHTTP_REQ_GET) {
+			ar->answered = true;
+			admin_method_not_allowed(req, started, "GET");
+			goto out;
+		}
+		if (!form_valid_product_key(seg[0]) || !form_valid_device_name(seg[1])) {
+			admin_error(ar, 404, "device_not_found", "no such device");
+			goto out;
+		}
+		/* Both were checked against their length limits just above. */
+		memcpy(ar->pk, seg[0], strlen(seg[0]) + 1);
+		memcpy(ar->dn, seg[1], strlen(seg[1]) + 1);
+		admin_device_get(ar);
+	} else {
+		admin_error(ar, 404, "not_found", "no such path");
+	}
+out:
+	admin_req_unref(ar);
+}
+
+void admin_handle(struct evhttp_request *req, void *arg)
+{
+	struct server_thread *t = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	struct timespec started;
+
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	http_begin();
+	if (path == NULL) {
+		admin_error_req(req, METRICS_ADMIN, &started, 404, "not_found", "no such path");
+		return;
+	}
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && admin_ops(t, req, path, &started))
+		return;
+	if (strncmp(path, "/v1/", 4) == 0) {
+		admin_v1(t, req, path, &started);
+		return;
+	}
+	admin_error_req(req, METRICS_ADMIN, &started, 404, "not_found", "no such path");
+}

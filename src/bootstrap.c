@@ -1,0 +1,534 @@
+#include "bootstrap.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <hiredis/hiredis.h>
+
+#include "answer.h"
+#include "catalog.h"
+#include "config.h"
+#include "form.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "schema.h"
+#include "secret.h"
+#include "server.h"
+#include "store.h"
+
+#define BOOTSTRAP_CACHE_SLOTS 1024
+/* lastBootstrapAt is refreshed at most this often per device. */
+#define BOOTSTRAP_TOUCH_INTERVAL_S 60
+
+static const char bootstrap_json[] = "application/json; charset=utf-8";
+
+struct bootstrap_cache {
+	struct schema_batch slots[BOOTSTRAP_CACHE_SLOTS]; /* direct-mapped by seq; seq 0 = empty */
+};
+
+struct bootstrap_cache *bootstrap_cache_new(void)
+{
+	return calloc(1, sizeof(struct bootstrap_cache));
+}
+
+void bootstrap_cache_free(struct bootstrap_cache *cache)
+{
+	free(cache);
+}
+
+/* One device request; each pending Redis call holds a reference. */
+struct bootstrap_req {
+	int refs;
+	int pending; /* Redis answers still to come before bootstrap_continue */
+	bool answered;
+	bool failed; /* a Redis call failed: answer 503 */
+	struct server_thread *t;
+	struct evhttp_request *req;
+	struct timespec started;
+	enum metrics_route route;
+	struct catalog *cat;
+	struct form_request form;
+	char field[SCHEMA_FIELD_MAX];
+	bool product_found, device_found;
+	struct schema_product product;
+	struct schema_device device;
+	const struct schema_batch *batch; /* into the thread's cache */
+	char sealed[SECRET_PLAIN_MAX + SECRET_SEALED_OVERHEAD];
+	size_t sealed_len;
+	uint64_t id;
+};
+
+static void bootstrap_req_unref(struct bootstrap_req *br)
+{
+	if (--br->refs > 0)
+		return;
+	form_request_clear(&br->form);
+	catalog_unref(br->cat);
+	free(br);
+}
+
+static void bootstrap_send(struct evhttp_request *req, enum metrics_route route,
+	const struct timespec *started, int status, const char *body, int len)
+{
+	http_send(req, route, started, status, bootstrap_json, body, len > 0 ? (size_t)len : 0);
+}
+
+static int bootstrap_http_status(int code)
+{
+	switch (code) {
+	case 460: return 400;
+	case 5001: return 404;
+	default: return code;
+	}
+}
+
+static void bootstrap_fail_req(struct evhttp_request *req, enum metrics_route route,
+	const struct timespec *started, int code, const char *message)
+{
+	char body[256];
+	int len = answer_error(body, sizeof(body), code, message);
+
+	if (code == 405)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, POST");
+	bootstrap_send(req, route, started, bootstrap_http_status(code), body, len);
+}
+
+static void bootstrap_fail(struct bootstrap_req *br, int code, const char *message)
+{
+	if (br->answered)
+		return;
+	br->answered = true;
+	if (code >= 500)
+		log_warn("bootstrap", "req %d-%" PRIu64 " %s/%s: %d %s", br->t->index, br->id,
+			br->form.product_key ? br->form.product_key : "-",
+			br->form.device_name ? br->form.device_name : "-", code, message);
+	bootstrap_fail_req(br->req, br->route, &br->started, code, message);
+}
+
+/* Answers with the endpoints of INST that the request asked for. Returns the
+ * number sent (0: none offered, nothing answered). */
+static int bootstrap_answer(struct evhttp_request *req, enum metrics_route route,
+	const struct timespec *started, const struct catalog_instance *inst,
+	const char resources[][FORM_RESOURCE_NAME_MAX + 1], size_t nresources,
+	const struct catalog_vars *vars)
+{
+	struct answer_resource res[FORM_RESOURCES_MAX];
+	char hosts[FORM_RESOURCES_MAX][CATALOG_HOST_MAX + 1];
+	char body[1024];
+	size_t n = 0;
+	int len;
+
+	for (size_t e = 0; e < inst->nendpoints && n < FORM_RESOURCES_MAX; e++) {
+		const struct catalog_endpoint *ep = &inst->endpoints[e];
+		size_t r;
+
+		for (r = 0; r < nresources && strcmp(resources[r], ep->protocol) != 0; r++)
+			;
+		if (r == nresources)
+			continue;
+		if (catalog_render_host(ep, inst, vars, hosts[n], sizeof(hosts[n])) < 0)
+			return -1;
+		res[n].protocol = ep->protocol;
+		res[n].host = hosts[n];
+		res[n].port = ep->port;
+		res[n].ip = ep->ip;
+		n++;
+	}
+	if (n == 0)
+		return 0;
+	len = answer_success(body, sizeof(body), res, n);
+	if (len < 0)
+		return -1;
+	bootstrap_send(req, route, started, 200, body, len);
+	return (int)n;
+}
+
+static const char bootstrap_activate_lua[] =
+	"local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+	"if not v then return 0 end\n"
+	"local b, s, r, a = string.match(v, '^(%d+);(%a);(%-?%d+);(%-?%d+);')\n"
+	"if b ~= ARGV[2] then return 0 end\n"
+	"if s ~= 'a' then a = ARGV[3] end\n"
+	"redis.call('HSET', KEYS[1], ARGV[1], b .. ';a;' .. r .. ';' .. a .. ';' .. ARGV[3] .. ';' .. ARGV[4])\n"
+	"return 1\n";
+
+/* Records the bootstrap, unless the device was reassigned in the meantime. */
+static void bootstrap_record(struct bootstrap_req *br, const char *region)
+{
+	char key[SCHEMA_KEY_MAX], batch[24], now[24];
+	time_t t = time(NULL);
+
+	if (br->device.status == SCHEMA_ACTIVE && strcmp(br->device.last_region, region) == 0 &&
+	    t - br->device.last_bootstrap_at < BOOTSTRAP_TOUCH_INTERVAL_S)
+		return;
+	if (schema_device_key(key, sizeof(key), br->form.product_key, br->form.device_name) < 0)
+		return;
+	snprintf(batch, sizeof(batch), "%" PRIu64, br->device.batch);
+	snprintf(now, sizeof(now), "%lld", (long long)t);
+	const char *argv[] = { "EVAL", bootstrap_activate_lua, "1", key, br->field, batch, now, region };
+	store_command_noreply(br->t->store, 8, argv, NULL);
+	if (br->device.status != SCHEMA_ACTIVE)
+		metrics_count(METRICS_ACTIVATIONS);
+}
+
+static int bootstrap_check_sign(struct bootstrap_req *br)
+{
+	const char *skip[] = { "sign", "signmethod", "version", "resources" };
+	const struct evkeyval *kv;
+	const struct evkeyval *sorted[32];
+	char plain[SECRET_PLAIN_MAX + 1], content[2048], expect[129];
+	size_t n = 0, off = 0;
+
+	if (br->form.sign == NULL)
+		return -1;
+	if (secret_open(br->t->srv->secret_key, br->field, (const unsigned char *)br->sealed,
+		    br->sealed_len, plain, sizeof(plain)) < 0)
+		return -2;
+	TAILQ_FOREACH(kv, &br->form.params, next) {
+		size_t s;
+		for (s = 0; s < sizeof(skip) / sizeof(skip[0]) && strcmp(kv->key, skip[s]) != 0; s++)
+			;
+		if (s < sizeof(skip) / sizeof(skip[0]))
+			continue;
+		if (n == sizeof(sorted) / sizeof(sorted[0]))
+			return -1;
+		sorted[n++] = kv;
+	}
+	/* Insertion sort by name: a handful of parameters. */
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(sorted[j - 1]->key, sorted[j]->key) > 0; j--) {
+			const struct evkeyval *tmp = sorted[j];
+			sorted[j] = sorted[j - 1];
+			sorted[j - 1] = tmp;
+		}
+	for (size_t i = 0; i < n; i++) {
+		int w = snprintf(content + off, sizeof(content) - off, "%s%s", sorted[i]->key, sorted[i]->value);
+		if (w < 0 || (size_t)w >= sizeof(content) - off)
+			return -1;
+		off += (size_t)w;
+	}
+	if (secret_hmac_hex(br->form.signmethod ? br->form.signmethod : "hmacmd5", plain, content, off,
+		    expect, sizeof(expect)) < 0)
+		return -2;
+	return secret_hex_equal(expect, br->form.sign) ? 0 : -1;
+}
+
+static void bootstrap_resolve(struct bootstrap_req *br)
+{
+	const struct catalog_region *region;
+	const struct catalog_instance *inst;
+	struct catalog_vars vars = { br->form.product_key, br->form.device_name };
+	const char *rid, *iid;
+	int rc;
+
+	if (br->product.auth_required) {
+		rc = bootstrap_check_sign(br);
+		if (rc == -2) {
+			bootstrap_fail(br, 500, "internal error");
+			return;
+		}
+		if (rc < 0) {
+			bootstrap_fail(br, 401, br->form.sign ? "signature mismatch" : "signature required");
+			return;
+		}
+	}
+	if (br->batch) {
+		/* Without a location the first candidate of a nearest batch is used. */
+		rid = br->batch->targets[0].region;
+		iid = br->batch->targets[0].instance;
+	} else {
+		rid = br->product.home_region;
+		iid = br->product.home_instance;
+	}
+	region = catalog_region(br->cat, rid);
+	inst = region ? (iid[0] ? catalog_instance(region, iid) : catalog_default_instance(region)) : NULL;
+	if (inst == NULL) {
+		bootstrap_fail(br, 500, "assigned region not in service");
+		log_error("bootstrap", "%s/%s is assigned to %s/%s, which the catalog does not have",
+			br->form.product_key, br->form.device_name, rid, iid);
+		return;
+	}
+	br->answered = true;
+	rc = bootstrap_answer(br->req, br->route, &br->started, inst, br->form.resources,
+		br->form.nresources, &vars);
+	if (rc < 0) {
+		br->answered = false;
+		bootstrap_fail(br, 500, "internal error");
+		return;
+	}
+	if (rc == 0) {
+		br->answered = false;
+		bootstrap_fail(br, 460, "no requested resource is offered");
+		return;
+	}
+	bootstrap_record(br, region->id);
+}
+
+static void bootstrap_on_batch(redisReply *reply, void *arg)
+{
+	struct bootstrap_req *br = arg;
+	struct schema_batch *slot;
+	struct schema_batch b = { 0 };
+
+	if (br->answered)
+		goto out;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+		bootstrap_fail(br, 503, "service unavailable");
+		goto out;
+	}
+	b.seq = br->device.batch ? br->device.batch : br->product.batch;
+	if (reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_STRING ||
+	    schema_targets_parse(reply->element[1]->str, reply->element[1]->len, &b) < 0) {
+		bootstrap_fail(br, 500, "internal error");
+		log_error("bootstrap", "batch %" PRIu64 " is missing or unreadable", b.seq);
+		goto out;
+	}
+	b.strategy = reply->element[0]->str[0] == 'n' ? SCHEMA_NEAREST : SCHEMA_REGION;
+	if (reply->element[2]->type == REDIS_REPLY_STRING && reply->element[2]->len <= SCHEMA_ACCOUNT_MAX) {
+		memcpy(b.account, reply->element[2]->str, reply->element[2]->len);
+		b.account[reply->element[2]->len] = '\0';
+	}
+	slot = &br->t->cache->slots[b.seq % BOOTSTRAP_CACHE_SLOTS];
+	*slot = b;
+	br->batch = slot;
+	bootstrap_resolve(br);
+out:
+	bootstrap_req_unref(br);
+}
+
+static void bootstrap_continue(struct bootstrap_req *br)
+{
+	uint64_t seq;
+
+	if (br->answered)
+		return;
+	if (br->failed) {
+		bootstrap_fail(br, 503, "service unavailable");
+		return;
+	}
+	if (!br->product_found) {
+		bootstrap_fail(br, 5001, "product not found");
+		return;
+	}
+	if (!br->device_found) {
+		bootstrap_fail(br, 5001, "device not found");
+		return;
+	}
+	if (br->product.auth_required && br->sealed_len == 0) {
+		bootstrap_fail(br, 401, "signature required");
+		return;
+	}
+	seq = br->device.batch ? br->device.batch : br->product.batch;
+	if (seq == 0) {
+		bootstrap_resolve(br);
+		return;
+	}
+	if (br->t->cache->slots[seq % BOOTSTRAP_CACHE_SLOTS].seq == seq) {
+		br->batch = &br->t->cache->slots[seq % BOOTSTRAP_CACHE_SLOTS];
+		bootstrap_resolve(br);
+		return;
+	}
+	char key[SCHEMA_KEY_MAX];
+	if (schema_batch_key(key, sizeof(key), seq) < 0) {
+		bootstrap_fail(br, 500, "internal error");
+		return;
+	}
+	const char *argv[] = { "HMGET", key, "st", "tg", "ac" };
+	br->refs++;
+	if (store_command(br->t->store, bootstrap_on_batch, br, 5, argv, NULL) < 0) {
+		br->refs--;
+		bootstrap_fail(br, 503, "service unavailable");
+	}
+}
+
+static void bootstrap_on_secret(redisReply *reply, void *arg);
+
+/* Every first-round answer ends here; the last one moves the request on. */
+static void bootstrap_arrived(struct bootstrap_req *br)
+{
+	if (--br->pending == 0)
+		bootstrap_continue(br);
+	bootstrap_req_unref(br);
+}
+
+static void bootstrap_on_product(redisReply *reply, void *arg)
+{
+	struct bootstrap_req *br = arg;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != SCHEMA_P_BATCH + 1) {
+		br->failed = true;
+		goto out;
+	}
+	br->product_found = reply->element[0]->type == REDIS_REPLY_STRING;
+	for (size_t i = 0; br->product_found && i < reply->elements; i++) {
+		redisReply *e = reply->element[i];
+		if (schema_product_set(&br->product, (enum schema_product_field)i,
+			    e->type == REDIS_REPLY_STRING ? e->str : NULL, e->len) < 0) {
+			log_error("bootstrap", "product %s has an unreadable field %s", br->form.product_key,
+				schema_product_fields[i]);
+			br->failed = true;
+		}
+	}
+	if (br->product_found && br->product.auth_required && !br->failed) {
+		char key[SCHEMA_KEY_MAX];
+		if (schema_secret_key(key, sizeof(key), br->form.product_key, br->form.device_name) < 0) {
+			br->failed = true;
+			goto out;
+		}
+		const char *argv[] = { "HGET", key, br->field };
+		br->refs++;
+		br->pending++;
+		if (store_command(br->t->store, bootstrap_on_secret, br, 3, argv, NULL) < 0) {
+			br->refs--;
+			br->pending--;
+			br->failed = true;
+		}
+	}
+out:
+	bootstrap_arrived(br);
+}
+
+static void bootstrap_on_device(redisReply *reply, void *arg)
+{
+	struct bootstrap_req *br = arg;
+
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		br->failed = true;
+	} else if (reply->type == REDIS_REPLY_STRING) {
+		if (schema_device_parse(reply->str, reply->len, &br->device) == 0) {
+			br->device_found = true;
+		} else {
+			log_error("bootstrap", "device %s has an unreadable record", br->field);
+			bootstrap_fail(br, 500, "internal error");
+		}
+	}
+	bootstrap_arrived(br);
+}
+
+static void bootstrap_on_secret(redisReply *reply, void *arg)
+{
+	struct bootstrap_req *br = arg;
+
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+		br->failed = true;
+	else if (reply->type == REDIS_REPLY_STRING && reply->len <= sizeof(br->sealed)) {
+		memcpy(br->sealed, reply->str, reply->len);
+		br->sealed_len = reply->len;
+	}
+	bootstrap_arrived(br);
+}
+
+static void bootstrap_device(struct server_thread *t, struct evhttp_request *req,
+	const struct timespec *started, const char *query)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	size_t blen = evbuffer_get_length(in);
+	const char *body = blen ? (const char *)evbuffer_pullup(in, -1) : NULL;
+	char pkey[SCHEMA_KEY_MAX], dkey[SCHEMA_KEY_MAX];
+	struct bootstrap_req *br;
+	const char *why = NULL;
+
+	if (blen && ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) != 0) {
+		bootstrap_fail_req(req, METRICS_BOOTSTRAP, started, 460, "unsupported content type");
+		return;
+	}
+	br = calloc(1, sizeof(*br));
+	if (br == NULL) {
+		bootstrap_fail_req(req, METRICS_BOOTSTRAP, started, 500, "internal error");
+		return;
+	}
+	br->refs = 1;
+	br->t = t;
+	br->req = req;
+	br->started = *started;
+	br->route = METRICS_BOOTSTRAP;
+	br->id = ++t->requests;
+	TAILQ_INIT(&br->form.params);
+	if (form_parse(&br->form, query, body, blen, &why) < 0) {
+		bootstrap_fail(br, 460, why ? why : "bad parameters");
+		goto out;
+	}
+	br->cat = catalog_ref(t->catalog);
+	if (schema_product_key(pkey, sizeof(pkey), br->form.product_key) < 0 ||
+	    schema_device_key(dkey, sizeof(dkey), br->form.product_key, br->form.device_name) < 0 ||
+	    schema_device_field(br->field, sizeof(br->field), br->form.product_key, br->form.device_name) < 0) {
+		bootstrap_fail(br, 460, "parameter too long");
+		goto out;
+	}
+	const char *pargv[] = { "HMGET", pkey, "hr", "hi", "ac", "lk", "ba", "pb" };
+	const char *dargv[] = { "HGET", dkey, br->field };
+	br->refs += 2;
+	br->pending = 2;
+	if (store_command(t->store, bootstrap_on_product, br, 8, pargv, NULL) < 0) {
+		br->refs -= 2;
+		bootstrap_fail(br, 503, "service unavailable");
+		goto out;
+	}
+	if (store_command(t->store, bootstrap_on_device, br, 3, dargv, NULL) < 0) {
+		/* The product answer will come and find the request failed. */
+		br->refs--;
+		br->pending--;
+		br->failed = true;
+	}
+out:
+	bootstrap_req_unref(br);
+}
+
+static void bootstrap_region(struct server_thread *t, struct evhttp_request *req,
+	const struct timespec *started, const char *id)
+{
+	static const char mqtt_only[1][FORM_RESOURCE_NAME_MAX + 1] = { "mqtt" };
+	struct catalog_vars vars = { NULL, NULL };
+	const struct catalog_region *region = catalog_region(t->catalog, id);
+	const struct catalog_instance *inst = region ? catalog_default_instance(region) : NULL;
+	int rc;
+
+	if (inst == NULL) {
+		bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, started, 460, "unknown region");
+		return;
+	}
+	rc = bootstrap_answer(req, METRICS_BOOTSTRAP_REGION, started, inst, mqtt_only, 1, &vars);
+	if (rc < 0)
+		bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, started, 460,
+			"region endpoint needs a product key");
+	else if (rc == 0)
+		bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, started, 460,
+			"no requested resource is offered");
+}
+
+void bootstrap_handle(struct evhttp_request *req, void *arg)
+{
+	static const char region_prefix[] = "/auth/bootstrap/regionId/";
+	struct server_thread *t = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+	bool get_or_post = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_POST;
+	struct timespec started;
+
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	http_begin();
+	if (path == NULL) {
+		bootstrap_fail_req(req, METRICS_PUBLIC_OTHER, &started, 404, "not found");
+	} else if (strcmp(path, "/auth/bootstrap") == 0) {
+		if (get_or_post)
+			bootstrap_device(t, req, &started, evhttp_uri_get_query(uri));
+		else
+			bootstrap_fail_req(req, METRICS_BOOTSTRAP, &started, 405, "method not allowed");
+	} else if (strncmp(path, region_prefix, sizeof(region_prefix) - 1) == 0 &&
+		   path[sizeof(region_prefix) - 1] != '\0' &&
+		   strchr(path + sizeof(region_prefix) - 1, '/') == NULL) {
+		if (get_or_post)
+			bootstrap_region(t, req, &started, path + sizeof(region_prefix) - 1);
+		else
+			bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, &started, 405, "method not allowed");
+	} else {
+		bootstrap_fail_req(req, METRICS_PUBLIC_OTHER, &started, 404, "not found");
+	}
+}

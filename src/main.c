@@ -1,0 +1,134 @@
+/* bootstrapd: wiring only. Parse the command line, load the configuration and
+ * catalog, then run the server in its role until a signal stops it. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "server.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: bootstrapd --config FILE [--role api|worker|all] [--check-config] [--version] [--help]\n"
+		"\n"
+		"  -c, --config FILE   configuration file (JSON)\n"
+		"  -r, --role ROLE     api, worker or all (default: all)\n"
+		"  -t, --check-config  validate FILE and the files it names, then exit\n"
+		"  -V, --version       print the version and exit\n"
+		"  -h, --help          print this help and exit\n");
+}
+
+static int check_tls(const struct config_tls *tls, const char *what)
+{
+	SSL_CTX *ctx = NULL;
+	char *cause = NULL;
+
+	if (!tls->enabled)
+		return 0;
+	if (http_tls_new(tls, &ctx, &cause) < 0) {
+		fprintf(stderr, "bootstrapd: %s.tls: %s\n", what, cause ? cause : "unusable");
+		free(cause);
+		return -1;
+	}
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "role", required_argument, NULL, 'r' },
+		{ "check-config", no_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = NULL;
+	enum server_role role = SERVER_ROLE_ALL;
+	bool check = false;
+	struct config *cfg = NULL;
+	struct catalog *cat = NULL;
+	struct server *srv = NULL;
+	char *cause = NULL;
+	enum log_level level;
+	int opt, rc = 1;
+
+	while ((opt = getopt_long(argc, argv, "c:r:tVh", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'r':
+			if (strcmp(optarg, "all") == 0)
+				role = SERVER_ROLE_ALL;
+			else if (strcmp(optarg, "api") == 0)
+				role = SERVER_ROLE_API;
+			else if (strcmp(optarg, "worker") == 0)
+				role = SERVER_ROLE_WORKER;
+			else {
+				fprintf(stderr, "bootstrapd: --role: expected api, worker or all, got \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 't':
+			check = true;
+			break;
+		case 'V':
+			printf("bootstrapd %s\n", BOOTSTRAPD_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "bootstrapd: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (config_path == NULL) {
+		fprintf(stderr, "bootstrapd: --config FILE is required\n");
+		usage(stderr);
+		return 2;
+	}
+
+	if (config_load(config_path, NULL, &cfg, &cause) < 0) {
+		fprintf(stderr, "bootstrapd: %s\n", cause ? cause : "cannot load the configuration");
+		goto out;
+	}
+	if (log_parse_level(cfg->log_level, &level) == 0)
+		log_set_level(level);
+	log_capture_libevent();
+	if (catalog_load(cfg->regions, &cat, &cause) < 0) {
+		fprintf(stderr, "bootstrapd: %s\n", cause ? cause : "cannot load the region catalog");
+		goto out;
+	}
+	if (check) {
+		if (check_tls(&cfg->public_.tls, "public") < 0 || check_tls(&cfg->admin.tls, "admin") < 0 ||
+		    check_tls(&cfg->worker.tls, "worker") < 0)
+			goto out;
+		printf("%s: configuration is valid (%zu regions)\n", cfg->path, cat->nregions);
+		rc = 0;
+		goto out;
+	}
+	if (server_new(cfg, role, cat, &srv, &cause) < 0) {
+		fprintf(stderr, "bootstrapd: %s\n", cause ? cause : "cannot start");
+		goto out;
+	}
+	rc = server_run(srv) < 0 ? 1 : 0;
+out:
+	server_free(srv);
+	catalog_unref(cat);
+	config_free(cfg);
+	free(cause);
+	return rc;
+}

@@ -1,0 +1,147 @@
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *const metrics_route_names[METRICS_NROUTES] = {
+	"bootstrap", "bootstrap_region", "public_other", "admin", "ops",
+};
+
+static const int metrics_statuses[] = { 200, 201, 202, 400, 401, 404, 405, 409, 413, 429, 500, 503 };
+#define METRICS_NSTATUS (sizeof(metrics_statuses) / sizeof(metrics_statuses[0]))
+
+static const double metrics_buckets[] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+};
+#define METRICS_NBUCKETS (sizeof(metrics_buckets) / sizeof(metrics_buckets[0]))
+
+static const struct {
+	const char *name;
+	const char *help;
+} metrics_counter_info[METRICS_NCOUNTERS] = {
+	{ "bootstrapd_redis_errors_total", "Redis commands that failed or found Redis unreachable." },
+	{ "bootstrapd_redis_timeouts_total", "Redis commands that exceeded redis.timeout_ms." },
+	{ "bootstrapd_redis_reconnects_total", "Connections made to Redis after the first." },
+	{ "bootstrapd_activations_total", "Device status changes to active through bootstrap." },
+	{ "bootstrapd_catalog_reloads_total", "Region catalog reloads that took effect." },
+	{ "bootstrapd_catalog_reload_failures_total", "Region catalog reloads rejected." },
+};
+
+/* The last status slot counts everything not listed. */
+static atomic_uint_fast64_t metrics_requests[METRICS_NROUTES][METRICS_NSTATUS + 1];
+static atomic_uint_fast64_t metrics_hist[METRICS_NROUTES][METRICS_NBUCKETS + 1];
+static atomic_uint_fast64_t metrics_sum_us[METRICS_NROUTES];
+static atomic_uint_fast64_t metrics_counters[METRICS_NCOUNTERS];
+
+void metrics_request(enum metrics_route route, int status, double seconds)
+{
+	size_t s, b;
+
+	for (s = 0; s < METRICS_NSTATUS && metrics_statuses[s] != status; s++)
+		;
+	for (b = 0; b < METRICS_NBUCKETS && seconds > metrics_buckets[b]; b++)
+		;
+	atomic_fetch_add_explicit(&metrics_requests[route][s], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&metrics_hist[route][b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&metrics_sum_us[route], (uint_fast64_t)(seconds * 1e6),
+		memory_order_relaxed);
+}
+
+void metrics_count(enum metrics_counter c)
+{
+	atomic_fetch_add_explicit(&metrics_counters[c], 1, memory_order_relaxed);
+}
+
+struct metrics_buf {
+	char *s;
+	size_t len, cap;
+	int failed;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void metrics_printf(struct metrics_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->failed)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->failed = 1;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		char *grown = realloc(b->s, b->cap * 2 + (size_t)n);
+		if (grown == NULL) {
+			b->failed = 1;
+			return;
+		}
+		b->s = grown;
+		b->cap = b->cap * 2 + (size_t)n;
+	}
+}
+
+static uint64_t metrics_load(atomic_uint_fast64_t *v)
+{
+	return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+char *metrics_render(void)
+{
+	struct metrics_buf b = { .s = malloc(8192), .cap = 8192 };
+
+	if (b.s == NULL)
+		return NULL;
+	b.s[0] = '\0';
+	metrics_printf(&b, "# HELP bootstrapd_http_requests_total HTTP requests answered, by route and status.\n"
+		"# TYPE bootstrapd_http_requests_total counter\n");
+	for (size_t r = 0; r < METRICS_NROUTES; r++) {
+		for (size_t s = 0; s <= METRICS_NSTATUS; s++) {
+			uint64_t v = metrics_load(&metrics_requests[r][s]);
+			if (v == 0)
+				continue;
+			if (s < METRICS_NSTATUS)
+				metrics_printf(&b, "bootstrapd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+					metrics_route_names[r], metrics_statuses[s], (unsigned long long)v);
+			else
+				metrics_printf(&b, "bootstrapd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+					metrics_route_names[r], (unsigned long long)v);
+		}
+	}
+	metrics_printf(&b, "# HELP bootstrapd_http_request_duration_seconds Time from request to answer.\n"
+		"# TYPE bootstrapd_http_request_duration_seconds histogram\n");
+	for (size_t r = 0; r < METRICS_NROUTES; r++) {
+		uint64_t cum = 0;
+		for (size_t i = 0; i <= METRICS_NBUCKETS; i++) {
+			cum += metrics_load(&metrics_hist[r][i]);
+			if (i < METRICS_NBUCKETS)
+				metrics_printf(&b, "bootstrapd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+					metrics_route_names[r], metrics_buckets[i], (unsigned long long)cum);
+			else
+				metrics_printf(&b, "bootstrapd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+					metrics_route_names[r], (unsigned long long)cum);
+		}
+		metrics_printf(&b, "bootstrapd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+			metrics_route_names[r], (double)metrics_load(&metrics_sum_us[r]) / 1e6);
+		metrics_printf(&b, "bootstrapd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+			metrics_route_names[r], (unsigned long long)cum);
+	}
+	for (size_t c = 0; c < METRICS_NCOUNTERS; c++)
+		metrics_printf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metrics_counter_info[c].name,
+			metrics_counter_info[c].help, metrics_counter_info[c].name, metrics_counter_info[c].name,
+			(unsigned long long)metrics_load(&metrics_counters[c]));
+	if (b.failed) {
+		free(b.s);
+		return NULL;
+	}
+	return b.s;
+}

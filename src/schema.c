@@ -1,0 +1,213 @@
+#include "schema.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <inttypes.h>
+
+const char *const schema_product_fields[SCHEMA_P_NFIELDS] = {
+	"hr", "hi", "ac", "lk", "ba", "pb", "ct", "ut",
+};
+
+uint32_t schema_bucket(const char *product_key, const char *device_name)
+{
+	uint32_t h = 0x811c9dc5u;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)product_key; *p; p++)
+		h = (h ^ *p) * 0x01000193u;
+	h = (h ^ '/') * 0x01000193u;
+	for (p = (const unsigned char *)device_name; *p; p++)
+		h = (h ^ *p) * 0x01000193u;
+	return h & ((1u << SCHEMA_BUCKET_BITS) - 1);
+}
+
+static int schema_fit(int n, size_t len)
+{
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+int schema_product_key(char *buf, size_t len, const char *product_key)
+{
+	return schema_fit(snprintf(buf, len, "bd:p:%s", product_key), len);
+}
+
+int schema_device_key(char *buf, size_t len, const char *product_key, const char *device_name)
+{
+	return schema_fit(snprintf(buf, len, "bd:d:%05x", schema_bucket(product_key, device_name)), len);
+}
+
+int schema_secret_key(char *buf, size_t len, const char *product_key, const char *device_name)
+{
+	return schema_fit(snprintf(buf, len, "bd:s:%05x", schema_bucket(product_key, device_name)), len);
+}
+
+int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
+{
+	return schema_fit(snprintf(buf, len, "%s/%s", product_key, device_name), len);
+}
+
+int schema_batch_key(char *buf, size_t len, uint64_t seq)
+{
+	return schema_fit(snprintf(buf, len, "bd:b:%" PRIu64, seq), len);
+}
+
+int schema_parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 20)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		if (v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+int schema_parse_i64(const char *s, size_t len, int64_t *out)
+{
+	uint64_t v;
+	bool neg = len > 0 && s[0] == '-';
+
+	if (schema_parse_u64(s + neg, len - neg, &v) < 0 || v > (uint64_t)INT64_MAX)
+		return -1;
+	*out = neg ? -(int64_t)v : (int64_t)v;
+	return 0;
+}
+
+/* Splits S at ';' into at most N fields; returns the number found. */
+static size_t schema_split(const char *s, size_t len, char sep, const char **f, size_t *fl, size_t n)
+{
+	size_t k = 0, start = 0;
+
+	for (size_t i = 0; i <= len && k < n; i++) {
+		if (i == len || s[i] == sep) {
+			f[k] = s + start;
+			fl[k] = i - start;
+			k++;
+			start = i + 1;
+		}
+	}
+	return k;
+}
+
+int schema_device_parse(const char *s, size_t len, struct schema_device *out)
+{
+	const char *f[7];
+	size_t fl[7];
+
+	memset(out, 0, sizeof(*out));
+	if (schema_split(s, len, ';', f, fl, 7) != 6)
+		return -1;
+	if (schema_parse_u64(f[0], fl[0], &out->batch) < 0)
+		return -1;
+	if (fl[1] != 1 || (f[1][0] != SCHEMA_ACTIVE && f[1][0] != SCHEMA_INACTIVE))
+		return -1;
+	out->status = f[1][0];
+	if (schema_parse_i64(f[2], fl[2], &out->registered_at) < 0 ||
+	    schema_parse_i64(f[3], fl[3], &out->activated_at) < 0 ||
+	    schema_parse_i64(f[4], fl[4], &out->last_bootstrap_at) < 0)
+		return -1;
+	if (fl[5] > CATALOG_REGION_ID_MAX || memchr(f[5], ';', fl[5]))
+		return -1;
+	memcpy(out->last_region, f[5], fl[5]);
+	out->last_region[fl[5]] = '\0';
+	return 0;
+}
+
+int schema_device_format(const struct schema_device *d, char *buf, size_t len)
+{
+	return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%" PRId64 ";%" PRId64 ";%" PRId64 ";%s",
+		d->batch, d->status, d->registered_at, d->activated_at, d->last_bootstrap_at,
+		d->last_region), len);
+}
+
+static int schema_copy(char *dst, size_t dstlen, const char *s, size_t len)
+{
+	if (len >= dstlen)
+		return -1;
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+int schema_product_set(struct schema_product *p, enum schema_product_field f, const char *value, size_t len)
+{
+	if (value == NULL) {
+		value = "";
+		len = 0;
+	}
+	switch (f) {
+	case SCHEMA_P_HOME_REGION:
+		return schema_copy(p->home_region, sizeof(p->home_region), value, len);
+	case SCHEMA_P_HOME_INSTANCE:
+		return schema_copy(p->home_instance, sizeof(p->home_instance), value, len);
+	case SCHEMA_P_ACCOUNT:
+		return schema_copy(p->account, sizeof(p->account), value, len);
+	case SCHEMA_P_LOCKED:
+		p->locked = len == 1 && value[0] == '1';
+		return 0;
+	case SCHEMA_P_AUTH:
+		p->auth_required = len == 8 && memcmp(value, "required", 8) == 0;
+		return 0;
+	case SCHEMA_P_BATCH:
+		p->batch = 0;
+		return len == 0 ? 0 : schema_parse_u64(value, len, &p->batch);
+	case SCHEMA_P_CREATED:
+		p->created_at = 0;
+		return len == 0 ? 0 : schema_parse_i64(value, len, &p->created_at);
+	case SCHEMA_P_UPDATED:
+		p->updated_at = 0;
+		return len == 0 ? 0 : schema_parse_i64(value, len, &p->updated_at);
+	case SCHEMA_P_NFIELDS:
+		break;
+	}
+	return -1;
+}
+
+int schema_targets_parse(const char *s, size_t len, struct schema_batch *out)
+{
+	const char *f[SCHEMA_TARGETS_MAX + 1];
+	size_t fl[SCHEMA_TARGETS_MAX + 1];
+	size_t n = schema_split(s, len, ',', f, fl, SCHEMA_TARGETS_MAX + 1);
+
+	if (n == 0 || n > SCHEMA_TARGETS_MAX)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const char *slash = memchr(f[i], '/', fl[i]);
+		size_t rl;
+
+		if (slash == NULL)
+			return -1;
+		rl = (size_t)(slash - f[i]);
+		if (rl == 0 || rl + 1 == fl[i])
+			return -1;
+		if (schema_copy(out->targets[i].region, sizeof(out->targets[i].region), f[i], rl) < 0 ||
+		    schema_copy(out->targets[i].instance, sizeof(out->targets[i].instance), slash + 1,
+			    fl[i] - rl - 1) < 0)
+			return -1;
+	}
+	out->ntargets = n;
+	return 0;
+}
+
+int schema_targets_format(const struct schema_batch *b, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	if (len == 0)
+		return -1;
+	buf[0] = '\0';
+	for (size_t i = 0; i < b->ntargets; i++) {
+		int n = snprintf(buf + off, len - off, "%s%s/%s", i ? "," : "", b->targets[i].region,
+			b->targets[i].instance);
+		if (n < 0 || (size_t)n >= len - off)
+			return -1;
+		off += (size_t)n;
+	}
+	return (int)off;
+}

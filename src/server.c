@@ -1,0 +1,289 @@
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <event2/thread.h>
+
+#include "admin.h"
+#include "bootstrap.h"
+#include "catalog.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "secret.h"
+#include "store.h"
+#include "token.h"
+
+static void server_thread_reload(evutil_socket_t fd, short what, void *arg)
+{
+	struct server_thread *t = arg;
+	struct catalog *old = t->catalog;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&t->srv->catalog_lock);
+	t->catalog = catalog_ref(t->srv->catalog);
+	pthread_mutex_unlock(&t->srv->catalog_lock);
+	catalog_unref(old);
+}
+
+static void server_thread_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct server_thread *t = arg;
+	struct timespec now;
+
+	(void)fd;
+	(void)what;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (http_inflight() == 0 || now.tv_sec > t->srv->drain_deadline.tv_sec ||
+	    (now.tv_sec == t->srv->drain_deadline.tv_sec && now.tv_nsec >= t->srv->drain_deadline.tv_nsec)) {
+		if (http_inflight() != 0 && t->index == 0)
+			log_warn("server", "drain time is over with %ld requests unanswered", http_inflight());
+		event_base_loopexit(t->base, NULL);
+	}
+}
+
+/* Runs in the thread's own loop: stop accepting, then wait for in-flight work. */
+static void server_thread_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct server_thread *t = arg;
+	struct timeval tick = { 0, 20000 };
+
+	(void)fd;
+	(void)what;
+	if (t->public_sock) {
+		evhttp_del_accept_socket(t->public_http, t->public_sock);
+		t->public_sock = NULL;
+	}
+	if (t->admin_sock) {
+		evhttp_del_accept_socket(t->admin_http, t->admin_sock);
+		t->admin_sock = NULL;
+	}
+	event_add(t->drain_timer, &tick);
+	server_thread_drain_check(-1, 0, t);
+}
+
+static void server_begin_stop(struct server *srv, const char *why)
+{
+	if (srv->draining)
+		return;
+	srv->draining = true;
+	log_info("server", "%s: draining for up to %d s", why, srv->cfg->drain_timeout_s);
+	clock_gettime(CLOCK_MONOTONIC, &srv->drain_deadline);
+	srv->drain_deadline.tv_sec += srv->cfg->drain_timeout_s;
+	for (int i = 0; i < srv->nthreads; i++)
+		event_active(srv->threads[i].stop_ev, EV_READ, 0);
+}
+
+static void server_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)what;
+	if (sig == SIGHUP)
+		server_reload(srv);
+	else
+		server_begin_stop(srv, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+void server_reload(struct server *srv)
+{
+	struct catalog *cat = NULL, *old;
+	char *cause = NULL;
+
+	if (catalog_load(srv->cfg->regions, &cat, &cause) < 0) {
+		log_error("server", "reload rejected, the catalog in service stays: %s", cause ? cause : "error");
+		metrics_count(METRICS_CATALOG_RELOAD_FAILURES);
+		free(cause);
+		return;
+	}
+	pthread_mutex_lock(&srv->catalog_lock);
+	old = srv->catalog;
+	srv->catalog = cat;
+	pthread_mutex_unlock(&srv->catalog_lock);
+	catalog_unref(old);
+	for (int i = 0; i < srv->nthreads; i++)
+		event_active(srv->threads[i].reload_ev, EV_READ, 0);
+	metrics_count(METRICS_CATALOG_RELOADS);
+	log_info("server", "catalog reloaded from %s: %zu regions", srv->cfg->regions, cat->nregions);
+}
+
+static int server_thread_init(struct server *srv, struct server_thread *t, int index, char **cause)
+{
+	const struct config *cfg = srv->cfg;
+	evutil_socket_t fd;
+
+	t->srv = srv;
+	t->index = index;
+	t->base = event_base_new();
+	if (t->base == NULL)
+		goto nomem;
+	t->catalog = catalog_ref(srv->catalog);
+	t->cache = bootstrap_cache_new();
+	t->store = store_new(t->base, cfg);
+	t->reload_ev = event_new(t->base, -1, 0, server_thread_reload, t);
+	t->stop_ev = event_new(t->base, -1, 0, server_thread_stop, t);
+	t->drain_timer = event_new(t->base, -1, EV_PERSIST, server_thread_drain_check, t);
+	if (!t->cache || !t->store || !t->reload_ev || !t->stop_ev || !t->drain_timer)
+		goto nomem;
+	if (srv->role != SERVER_ROLE_WORKER) {
+		if (http_listen(cfg->public_.listen, true, &fd, cause) < 0)
+			return -1;
+		t->public_http = http_server_new(t->base, fd, srv->public_tls, cfg, bootstrap_handle, t,
+			&t->public_sock);
+		if (t->public_http == NULL) {
+			close(fd);
+			goto nomem;
+		}
+	}
+	if (index == 0) {
+		const struct config_listener *l = srv->role == SERVER_ROLE_WORKER ? &cfg->worker : &cfg->admin;
+		if (l->listen && l->listen[0]) {
+			if (http_listen(l->listen, false, &fd, cause) < 0)
+				return -1;
+			t->admin_http = http_server_new(t->base, fd, srv->admin_tls, cfg,
+				srv->role == SERVER_ROLE_WORKER ? admin_handle_ops : admin_handle, t, &t->admin_sock);
+			if (t->admin_http == NULL) {
+				close(fd);
+				goto nomem;
+			}
+		}
+	}
+	return 0;
+nomem:
+	*cause = strdup("out of memory");
+	return -1;
+}
+
+static void server_thread_deinit(struct server_thread *t)
+{
+	/* Pending Redis callbacks answer their requests before the servers go. */
+	store_free(t->store);
+	if (t->public_http)
+		evhttp_free(t->public_http);
+	if (t->admin_http)
+		evhttp_free(t->admin_http);
+	if (t->reload_ev)
+		event_free(t->reload_ev);
+	if (t->stop_ev)
+		event_free(t->stop_ev);
+	if (t->drain_timer)
+		event_free(t->drain_timer);
+	bootstrap_cache_free(t->cache);
+	catalog_unref(t->catalog);
+	if (t->base)
+		event_base_free(t->base);
+}
+
+int server_new(const struct config *cfg, enum server_role role, struct catalog *catalog,
+	struct server **out, char **cause)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+
+	*cause = NULL;
+	if (srv == NULL || evthread_use_pthreads() < 0) {
+		free(srv);
+		*cause = strdup("out of memory");
+		return -1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	srv->cfg = cfg;
+	srv->role = role;
+	pthread_mutex_init(&srv->catalog_lock, NULL);
+	srv->catalog = catalog_ref(catalog);
+	if (token_set_new(cfg->admin_tokens, cfg->nadmin_tokens, &srv->tokens, cause) < 0)
+		goto fail;
+	if (secret_key_load(cfg->secret_key_file, true, &srv->secret_key, cause) < 0)
+		goto fail;
+	if (role != SERVER_ROLE_WORKER && cfg->public_.tls.enabled &&
+	    http_tls_new(&cfg->public_.tls, &srv->public_tls, cause) < 0)
+		goto fail;
+	{
+		const struct config_listener *l = role == SERVER_ROLE_WORKER ? &cfg->worker : &cfg->admin;
+		if (l->tls.enabled && http_tls_new(&l->tls, &srv->admin_tls, cause) < 0)
+			goto fail;
+	}
+	srv->nthreads = role == SERVER_ROLE_WORKER ? 1 : cfg->threads;
+	srv->threads = calloc((size_t)srv->nthreads, sizeof(*srv->threads));
+	if (srv->threads == NULL) {
+		*cause = strdup("out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < srv->nthreads; i++)
+		if (server_thread_init(srv, &srv->threads[i], i, cause) < 0)
+			goto fail;
+	srv->sig_term = evsignal_new(srv->threads[0].base, SIGTERM, server_on_signal, srv);
+	srv->sig_int = evsignal_new(srv->threads[0].base, SIGINT, server_on_signal, srv);
+	srv->sig_hup = evsignal_new(srv->threads[0].base, SIGHUP, server_on_signal, srv);
+	if (!srv->sig_term || !srv->sig_int || !srv->sig_hup || evsignal_add(srv->sig_term, NULL) < 0 ||
+	    evsignal_add(srv->sig_int, NULL) < 0 || evsignal_add(srv->sig_hup, NULL) < 0) {
+		*cause = strdup("cannot install signal handlers");
+		goto fail;
+	}
+	*out = srv;
+	return 0;
+fail:
+	server_free(srv);
+	return -1;
+}
+
+static void *server_thread_main(void *arg)
+{
+	struct server_thread *t = arg;
+
+	event_base_dispatch(t->base);
+	return NULL;
+}
+
+int server_run(struct server *srv)
+{
+	int rc = 0;
+
+	for (int i = 1; i < srv->nthreads; i++) {
+		if (pthread_create(&srv->threads[i].tid, NULL, server_thread_main, &srv->threads[i]) != 0) {
+			log_error("server", "cannot start thread %d: %s", i, strerror(errno));
+			rc = -1;
+			server_begin_stop(srv, "start-up failure");
+			break;
+		}
+	}
+	log_info("server", "serving: role %s, %d thread%s, public %s, %s %s",
+		srv->role == SERVER_ROLE_ALL ? "all" : srv->role == SERVER_ROLE_API ? "api" : "worker",
+		srv->nthreads, srv->nthreads == 1 ? "" : "s",
+		srv->role == SERVER_ROLE_WORKER ? "off" : srv->cfg->public_.listen,
+		srv->role == SERVER_ROLE_WORKER ? "worker" : "admin",
+		srv->role == SERVER_ROLE_WORKER ? (srv->cfg->worker.listen[0] ? srv->cfg->worker.listen : "off")
+						: srv->cfg->admin.listen);
+	event_base_dispatch(srv->threads[0].base);
+	for (int i = 1; i < srv->nthreads; i++)
+		if (srv->threads[i].tid)
+			pthread_join(srv->threads[i].tid, NULL);
+	log_info("server", "stopped");
+	return rc;
+}
+
+void server_free(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	if (srv->sig_term)
+		event_free(srv->sig_term);
+	if (srv->sig_int)
+		event_free(srv->sig_int);
+	if (srv->sig_hup)
+		event_free(srv->sig_hup);
+	for (int i = 0; srv->threads && i < srv->nthreads; i++)
+		server_thread_deinit(&srv->threads[i]);
+	free(srv->threads);
+	SSL_CTX_free(srv->public_tls);
+	SSL_CTX_free(srv->admin_tls);
+	token_set_free(srv->tokens);
+	secret_key_free(srv->secret_key);
+	catalog_unref(srv->catalog);
+	pthread_mutex_destroy(&srv->catalog_lock);
+	free(srv);
+}

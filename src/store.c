@@ -1,0 +1,274 @@
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+
+enum store_state { STORE_DOWN, STORE_CONNECTING, STORE_UP };
+
+struct store {
+	struct event_base *base;
+	const struct config *cfg;
+	redisAsyncContext *ac;
+	enum store_state state;
+	struct event *retry;     /* reconnect timer */
+	struct event *reset;     /* drops a hung connection outside hiredis callbacks */
+	int backoff_ms;
+	bool ever_connected;
+	bool was_down_logged;
+	bool freeing;
+};
+
+/* One issued command. It lives until hiredis hands its reply (or NULL) back,
+ * which it always does once; the timer may answer the caller before that. */
+struct store_call {
+	struct store *st;
+	store_reply_fn fn;
+	void *arg;
+	struct event *timer;
+	bool answered;
+};
+
+static void store_connect(struct store *st);
+
+static void store_schedule_retry(struct store *st)
+{
+	struct timeval tv = { st->backoff_ms / 1000, (st->backoff_ms % 1000) * 1000 };
+
+	if (st->freeing || evtimer_pending(st->retry, NULL))
+		return;
+	evtimer_add(st->retry, &tv);
+	st->backoff_ms = st->backoff_ms * 2 > 1000 ? 1000 : st->backoff_ms * 2;
+}
+
+static void store_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	store_connect(arg);
+}
+
+static void store_on_connect(const redisAsyncContext *ac, int status)
+{
+	struct store *st = ac->data;
+
+	if (status != REDIS_OK) {
+		if (!st->was_down_logged)
+			log_warn("store", "cannot connect to Redis: %s", ac->errstr);
+		st->was_down_logged = true;
+		/* hiredis frees the context after this callback. */
+		st->ac = NULL;
+		st->state = STORE_DOWN;
+		store_schedule_retry(st);
+		return;
+	}
+	if (st->ever_connected)
+		metrics_count(METRICS_REDIS_RECONNECTS);
+	if (st->was_down_logged || st->ever_connected)
+		log_info("store", "connected to Redis");
+	st->ever_connected = true;
+	st->was_down_logged = false;
+	st->state = STORE_UP;
+	st->backoff_ms = 50;
+	evtimer_del(st->reset);
+}
+
+static void store_on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct store *st = ac->data;
+
+	st->ac = NULL;
+	st->state = STORE_DOWN;
+	if (st->freeing)
+		return;
+	if (status != REDIS_OK)
+		log_warn("store", "lost the Redis connection: %s", ac->errstr);
+	st->was_down_logged = true;
+	store_schedule_retry(st);
+}
+
+static void store_drop(struct store *st)
+{
+	redisAsyncContext *ac = st->ac;
+
+	if (ac == NULL)
+		return;
+	st->ac = NULL;
+	st->state = STORE_DOWN;
+	/* Calls every pending callback with NULL, then the disconnect callback. */
+	redisAsyncFree(ac);
+}
+
+static void store_reset_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *st = arg;
+
+	(void)fd;
+	(void)what;
+	if (st->ac == NULL)
+		return;
+	log_warn("store", "Redis did not answer within %d ms; reconnecting", st->cfg->redis_timeout_ms);
+	store_drop(st);
+	if (!st->freeing)
+		store_schedule_retry(st);
+}
+
+static void store_connect(struct store *st)
+{
+	const struct config *cfg = st->cfg;
+	struct timeval tv = { cfg->redis_timeout_ms / 1000, (cfg->redis_timeout_ms % 1000) * 1000 };
+	redisAsyncContext *ac;
+
+	if (cfg->redis_unix && cfg->redis_unix[0])
+		ac = redisAsyncConnectUnix(cfg->redis_unix);
+	else
+		ac = redisAsyncConnect(cfg->redis_host, cfg->redis_port);
+	if (ac == NULL || ac->err) {
+		if (!st->was_down_logged)
+			log_warn("store", "cannot connect to Redis: %s", ac ? ac->errstr : "out of memory");
+		st->was_down_logged = true;
+		if (ac)
+			redisAsyncFree(ac);
+		store_schedule_retry(st);
+		return;
+	}
+	ac->data = st;
+	if (redisLibeventAttach(ac, st->base) != REDIS_OK) {
+		redisAsyncFree(ac);
+		store_schedule_retry(st);
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, store_on_connect);
+	redisAsyncSetDisconnectCallback(ac, store_on_disconnect);
+	st->ac = ac;
+	st->state = STORE_CONNECTING;
+	/* Commands queued now go out once connected; AUTH and SELECT come first. */
+	if (cfg->redis_password && cfg->redis_password[0]) {
+		const char *argv[] = { "AUTH", cfg->redis_user && cfg->redis_user[0] ? cfg->redis_user : cfg->redis_password,
+			cfg->redis_password };
+		redisAsyncCommandArgv(ac, NULL, NULL, cfg->redis_user && cfg->redis_user[0] ? 3 : 2, argv, NULL);
+	}
+	if (cfg->redis_db != 0) {
+		char db[16];
+		snprintf(db, sizeof(db), "%d", cfg->redis_db);
+		const char *argv[] = { "SELECT", db };
+		redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+	}
+	/* A connect that hangs is dropped like a hung command. */
+	evtimer_add(st->reset, &tv);
+}
+
+struct store *store_new(struct event_base *base, const struct config *cfg)
+{
+	struct store *st = calloc(1, sizeof(*st));
+
+	if (st == NULL)
+		return NULL;
+	st->base = base;
+	st->cfg = cfg;
+	st->backoff_ms = 50;
+	st->retry = evtimer_new(base, store_retry_cb, st);
+	st->reset = evtimer_new(base, store_reset_cb, st);
+	if (st->retry == NULL || st->reset == NULL) {
+		store_free(st);
+		return NULL;
+	}
+	store_connect(st);
+	return st;
+}
+
+void store_free(struct store *st)
+{
+	if (st == NULL)
+		return;
+	st->freeing = true;
+	store_drop(st);
+	if (st->retry)
+		event_free(st->retry);
+	if (st->reset)
+		event_free(st->reset);
+	free(st);
+}
+
+bool store_connected(const struct store *st)
+{
+	return st->state == STORE_UP;
+}
+
+static void store_call_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct store_call *call = arg;
+	struct store *st = call->st;
+
+	(void)fd;
+	(void)what;
+	if (call->answered)
+		return;
+	call->answered = true;
+	metrics_count(METRICS_REDIS_TIMEOUTS);
+	call->fn(NULL, call->arg);
+	/* The connection is stuck behind this command: drop it on the next turn. */
+	if (st->ac)
+		event_active(st->reset, EV_TIMEOUT, 0);
+}
+
+static void store_call_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct store_call *call = privdata;
+
+	(void)ac;
+	if (!call->answered) {
+		call->answered = true;
+		if (reply == NULL || ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
+			metrics_count(METRICS_REDIS_ERRORS);
+		if (reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
+			log_warn("store", "Redis error: %.*s", (int)((redisReply *)reply)->len,
+				((redisReply *)reply)->str);
+		call->fn(reply, call->arg);
+	}
+	event_free(call->timer);
+	free(call);
+}
+
+int store_command(struct store *st, store_reply_fn fn, void *arg, int argc, const char **argv,
+	const size_t *argvlen)
+{
+	struct timeval tv = { st->cfg->redis_timeout_ms / 1000, (st->cfg->redis_timeout_ms % 1000) * 1000 };
+	struct store_call *call;
+
+	if (st->ac == NULL || st->state != STORE_UP) {
+		metrics_count(METRICS_REDIS_ERRORS);
+		return -1;
+	}
+	call = calloc(1, sizeof(*call));
+	if (call == NULL)
+		return -1;
+	call->st = st;
+	call->fn = fn;
+	call->arg = arg;
+	call->timer = evtimer_new(st->base, store_call_timeout, call);
+	if (call->timer == NULL) {
+		free(call);
+		return -1;
+	}
+	if (redisAsyncCommandArgv(st->ac, store_call_reply, call, argc, argv, argvlen) != REDIS_OK) {
+		event_free(call->timer);
+		free(call);
+		metrics_count(METRICS_REDIS_ERRORS);
+		return -1;
+	}
+	evtimer_add(call->timer, &tv);
+	return 0;
+}
+
+void store_command_noreply(struct store *st, int argc, const char **argv, const size_t *argvlen)
+{
+	if (st->ac != NULL && st->state == STORE_UP)
+		redisAsyncCommandArgv(st->ac, NULL, NULL, argc, argv, argvlen);
+}

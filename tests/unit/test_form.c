@@ -1,0 +1,532 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "form.h"
+
+#define SDK_BODY "productKey=a1PK&deviceName=dev1&clientId=a1PK.dev1&resources=mqtt"
+
+/* Parses QUERY and BODY (a C string here, passed without its NUL). */
+static int parse(struct form_request *req, const char *query, const char *body, const char **why)
+{
+	return form_parse(req, query, body, body != NULL ? strlen(body) : 0, why);
+}
+
+static void expect_ok(struct form_request *req, const char *query, const char *body)
+{
+	const char *why = "unset";
+
+	if (parse(req, query, body, &why) != 0)
+		fail_msg("parse failed: %s (query %s, body %s)", why, query ? query : "NULL",
+			body ? body : "NULL");
+	assert_null(why);
+}
+
+/* Asserts that parsing fails with exactly WHY. */
+static void expect_fail(const char *query, const char *body, const char *want)
+{
+	struct form_request req;
+	const char *why = NULL;
+
+	if (parse(&req, query, body, &why) == 0)
+		fail_msg("parse succeeded (query %s, body %s), want %s", query ? query : "NULL",
+			body ? body : "NULL", want);
+	assert_non_null(why);
+	assert_string_equal(why, want);
+	form_request_clear(&req);
+}
+
+static void expect_body_fail(const char *body, const char *want)
+{
+	expect_fail(NULL, body, want);
+}
+
+static void test_sdk_body(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	expect_ok(&req, NULL, SDK_BODY);
+	assert_string_equal(req.product_key, "a1PK");
+	assert_string_equal(req.device_name, "dev1");
+	assert_string_equal(req.client_id, "a1PK.dev1");
+	assert_null(req.version);
+	assert_null(req.timestamp);
+	assert_null(req.sign);
+	assert_null(req.signmethod);
+	assert_int_equal(req.nresources, 1);
+	assert_string_equal(req.resources[0], "mqtt");
+	form_request_clear(&req);
+}
+
+static void test_spec_example_body(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	expect_ok(&req, NULL,
+		"productKey=a1B2c3D4e5F&deviceName=dev-0001&clientId=dev-0001&version=default"
+		"&timestamp=1700000000000&resources=mqtt");
+	assert_string_equal(req.product_key, "a1B2c3D4e5F");
+	assert_string_equal(req.device_name, "dev-0001");
+	assert_string_equal(req.client_id, "dev-0001");
+	assert_string_equal(req.version, "default");
+	assert_string_equal(req.timestamp, "1700000000000");
+	assert_int_equal(req.nresources, 1);
+	assert_string_equal(req.resources[0], "mqtt");
+	form_request_clear(&req);
+}
+
+static void test_old_sdk_body(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	expect_ok(&req, NULL, "productKey=a1PK&deviceName=dev1");
+	assert_string_equal(req.product_key, "a1PK");
+	assert_string_equal(req.device_name, "dev1");
+	assert_null(req.client_id);
+	assert_int_equal(req.nresources, 1);
+	assert_string_equal(req.resources[0], "mqtt");
+	form_request_clear(&req);
+}
+
+static void test_body_not_nul_terminated(void **state)
+{
+	struct form_request req;
+	const char *why;
+	/* The length stops before "XYZ": a reader past it would see a longer name. */
+	const char buf[] = "productKey=a1PK&deviceName=dev1XYZ";
+
+	(void)state;
+	assert_int_equal(form_parse(&req, NULL, buf, sizeof(buf) - 1 - 3, &why), 0);
+	assert_string_equal(req.device_name, "dev1");
+	form_request_clear(&req);
+}
+
+static void test_query_only(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	expect_ok(&req, "productKey=a1PK&deviceName=dev1&resources=http", NULL);
+	assert_string_equal(req.product_key, "a1PK");
+	assert_string_equal(req.device_name, "dev1");
+	assert_int_equal(req.nresources, 1);
+	assert_string_equal(req.resources[0], "http");
+	form_request_clear(&req);
+}
+
+static void test_query_and_body_merge(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	expect_ok(&req, "deviceName=dev1", "productKey=a1PK");
+	assert_string_equal(req.product_key, "a1PK");
+	assert_string_equal(req.device_name, "dev1");
+	form_request_clear(&req);
+}
+
+static void test_body_wins_over_query(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	expect_ok(&req, "productKey=fromQuery&deviceName=queryDev&clientId=q",
+		"productKey=fromBody&deviceName=bodyDev");
+	assert_string_equal(req.product_key, "fromBody");
+	assert_string_equal(req.device_name, "bodyDev");
+	assert_string_equal(req.client_id, "q");
+	form_request_clear(&req);
+}
+
+static void test_first_occurrence_wins(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	expect_ok(&req, NULL, "productKey=first&deviceName=dev1&productKey=second");
+	assert_string_equal(req.product_key, "first");
+	form_request_clear(&req);
+}
+
+static void test_names_case_sensitive(void **state)
+{
+	(void)state;
+	expect_body_fail("productkey=a1PK&deviceName=dev1", "productKey missing");
+}
+
+static void test_unknown_ignored(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	expect_ok(&req, "foo=bar", "productKey=a1PK&extra=1&deviceName=dev1&zzz=");
+	assert_string_equal(req.product_key, "a1PK");
+	form_request_clear(&req);
+}
+
+static void test_plus_and_percent_decoding(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	expect_ok(&req, NULL, "productKey=a1PK&deviceName=dev1&clientId=a+b%20c%2Bd");
+	assert_string_equal(req.client_id, "a b c+d");
+	form_request_clear(&req);
+	expect_ok(&req, NULL, "productKey=a1PK&deviceName=dev%3A1%40x&version=1%2e0");
+	assert_string_equal(req.device_name, "dev:1@x");
+	assert_string_equal(req.version, "1.0");
+	form_request_clear(&req);
+	/* Valid multi-byte UTF-8 is kept. */
+	expect_ok(&req, "clientId=caf%C3%A9", "productKey=a1PK&deviceName=dev1");
+	assert_string_equal(req.client_id, "caf\xc3\xa9");
+	form_request_clear(&req);
+}
+
+static void test_bad_percent_escapes(void **state)
+{
+	(void)state;
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=%G1", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=x%", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=x%4", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=%4", "bad encoding");
+	expect_fail("productKey=a1PK%", "deviceName=dev1", "bad encoding");
+	/* Unknown parameters do not escape the check. */
+	expect_body_fail("productKey=a1PK&deviceName=dev1&zz=%zz", "bad encoding");
+}
+
+static void test_invalid_utf8(void **state)
+{
+	(void)state;
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=%C3%28", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=%C3", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=%C0%AF", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=%E0%80%AF", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=%F0%80%80%AF", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=%ED%A0%80", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=%F5%80%80%80", "bad encoding");
+	expect_fail("version=%FF", "productKey=a1PK&deviceName=dev1", "bad encoding");
+}
+
+static void test_control_chars(void **state)
+{
+	(void)state;
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=a%0A", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=a%7F", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=a%09b", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&clientId=a%00b", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1\n", "bad encoding");
+}
+
+static void test_raw_nul_in_body(void **state)
+{
+	struct form_request req;
+	const char *why = NULL;
+	const char body[] = "productKey=a1PK&deviceName=dev1\0&x=y";
+
+	(void)state;
+	assert_int_equal(form_parse(&req, NULL, body, sizeof(body) - 1, &why), -1);
+	assert_string_equal(why, "bad encoding");
+	form_request_clear(&req);
+}
+
+static void test_malformed_pairs(void **state)
+{
+	(void)state;
+	expect_body_fail("productKey=a1PK&&deviceName=dev1", "bad encoding");
+	expect_body_fail("productKey=a1PK&deviceName=dev1&flag", "bad encoding");
+}
+
+static void test_missing_and_empty(void **state)
+{
+	(void)state;
+	expect_body_fail("deviceName=dev1", "productKey missing");
+	expect_body_fail("productKey=&deviceName=dev1", "productKey empty");
+	expect_body_fail("productKey=a1PK", "deviceName missing");
+	expect_body_fail("productKey=a1PK&deviceName=", "deviceName empty");
+	expect_fail(NULL, NULL, "productKey missing");
+	expect_fail("", "", "productKey missing");
+}
+
+static void test_product_key_rules(void **state)
+{
+	struct form_request req;
+	char body[128];
+	const char *k32 = "abcdefghijABCDEFGHIJ0123456789_-";
+
+	(void)state;
+	assert_int_equal(strlen(k32), 32);
+	snprintf(body, sizeof(body), "productKey=%s&deviceName=dev1", k32);
+	expect_ok(&req, NULL, body);
+	assert_string_equal(req.product_key, k32);
+	form_request_clear(&req);
+	snprintf(body, sizeof(body), "productKey=%sX&deviceName=dev1", k32);
+	expect_body_fail(body, "productKey too long");
+	expect_ok(&req, NULL, "productKey=a&deviceName=dev1");
+	form_request_clear(&req);
+	expect_body_fail("productKey=a.b&deviceName=dev1", "productKey invalid");
+	expect_body_fail("productKey=a+b&deviceName=dev1", "productKey invalid");
+
+	assert_true(form_valid_product_key("a"));
+	assert_true(form_valid_product_key(k32));
+	assert_false(form_valid_product_key(""));
+	assert_false(form_valid_product_key(NULL));
+	assert_false(form_valid_product_key("abcdefghijABCDEFGHIJ0123456789_-X"));
+	assert_false(form_valid_product_key("a/b"));
+	assert_false(form_valid_product_key("caf\xc3\xa9"));
+}
+
+static void test_device_name_rules(void **state)
+{
+	struct form_request req;
+	char body[128];
+	const char *n32 = "ab_.@:-cdefghijklmnopqrstuvwxy09";
+
+	(void)state;
+	assert_int_equal(strlen(n32), 32);
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=%s", n32);
+	expect_ok(&req, NULL, body);
+	assert_string_equal(req.device_name, n32);
+	form_request_clear(&req);
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=%sZ", n32);
+	expect_body_fail(body, "deviceName too long");
+	expect_body_fail("productKey=pk&deviceName=abc", "deviceName too short");
+	expect_ok(&req, NULL, "productKey=pk&deviceName=abcd");
+	assert_string_equal(req.device_name, "abcd");
+	form_request_clear(&req);
+	expect_body_fail("productKey=pk&deviceName=ab%2Fcd", "deviceName invalid");
+	expect_body_fail("productKey=pk&deviceName=ab+cd", "deviceName invalid");
+
+	assert_true(form_valid_device_name("abcd"));
+	assert_true(form_valid_device_name(n32));
+	assert_false(form_valid_device_name("abc"));
+	assert_false(form_valid_device_name(NULL));
+	assert_false(form_valid_device_name("ab_.@:-cdefghijklmnopqrstuvwxy09Z"));
+	assert_false(form_valid_device_name("ab#cd"));
+}
+
+static void test_client_id_length(void **state)
+{
+	struct form_request req;
+	char id[FORM_CLIENT_ID_MAX + 2];
+	char body[256];
+
+	(void)state;
+	memset(id, 'c', FORM_CLIENT_ID_MAX);
+	id[FORM_CLIENT_ID_MAX] = '\0';
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&clientId=%s", id);
+	expect_ok(&req, NULL, body);
+	assert_int_equal(strlen(req.client_id), 64);
+	form_request_clear(&req);
+	strcat(id, "c");
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&clientId=%s", id);
+	expect_body_fail(body, "clientId too long");
+	/* Empty counts as absent. */
+	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1&clientId=");
+	assert_null(req.client_id);
+	form_request_clear(&req);
+}
+
+static void test_version_timestamp_length(void **state)
+{
+	struct form_request req;
+	char v[66];
+	char body[256];
+
+	(void)state;
+	memset(v, '1', 64);
+	v[64] = '\0';
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&version=%s&timestamp=%s", v, v);
+	expect_ok(&req, NULL, body);
+	assert_int_equal(strlen(req.version), 64);
+	assert_int_equal(strlen(req.timestamp), 64);
+	form_request_clear(&req);
+	strcat(v, "1");
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&version=%s", v);
+	expect_body_fail(body, "version too long");
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&timestamp=%s", v);
+	expect_body_fail(body, "timestamp too long");
+}
+
+static void test_sign(void **state)
+{
+	struct form_request req;
+	char s[131];
+	char body[256];
+
+	(void)state;
+	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1&sign=0123456789abcdefABCDEF");
+	assert_string_equal(req.sign, "0123456789abcdefABCDEF");
+	form_request_clear(&req);
+	memset(s, 'a', 128);
+	s[128] = '\0';
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&sign=%s", s);
+	expect_ok(&req, NULL, body);
+	assert_int_equal(strlen(req.sign), 128);
+	form_request_clear(&req);
+	strcat(s, "a");
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&sign=%s", s);
+	expect_body_fail(body, "sign too long");
+	expect_body_fail("productKey=pk&deviceName=dev1&sign=abcg", "sign invalid");
+}
+
+static void test_signmethod(void **state)
+{
+	static const struct {
+		const char *in, *want;
+	} ok[] = {
+		{ "hmacmd5", "hmacmd5" },
+		{ "hmacsha1", "hmacsha1" },
+		{ "hmacsha256", "hmacsha256" },
+		{ "HmacSHA256", "hmacsha256" },
+		{ "HMACMD5", "hmacmd5" },
+		{ "hmacSha1", "hmacsha1" },
+	};
+	struct form_request req;
+	char body[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&signmethod=%s", ok[i].in);
+		expect_ok(&req, NULL, body);
+		assert_string_equal(req.signmethod, ok[i].want);
+		form_request_clear(&req);
+	}
+	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1");
+	assert_null(req.signmethod);
+	form_request_clear(&req);
+	expect_body_fail("productKey=pk&deviceName=dev1&signmethod=hmacsha512",
+		"signmethod unsupported");
+	expect_body_fail("productKey=pk&deviceName=dev1&signmethod=sha256", "signmethod unsupported");
+	expect_body_fail("productKey=pk&deviceName=dev1&signmethod=hmacmd5x",
+		"signmethod unsupported");
+}
+
+static void expect_resources(const char *value, size_t n, const char *const *want)
+{
+	struct form_request req;
+	char body[512];
+
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&resources=%s", value);
+	expect_ok(&req, NULL, body);
+	assert_int_equal(req.nresources, n);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(req.resources[i], want[i]);
+	form_request_clear(&req);
+}
+
+static void test_resources(void **state)
+{
+	static const char *const mqtt[] = { "mqtt" };
+	static const char *const mqtt_http[] = { "mqtt", "http" };
+	static const char *const http_mqtt[] = { "http", "mqtt" };
+	static const char *const long16[] = { "abcdefghij012345" };
+	struct form_request req;
+
+	(void)state;
+	expect_resources("MQTT,+http,,mqtt", 2, mqtt_http);
+	expect_resources("MQTT%2C%20http%2C%2Cmqtt", 2, mqtt_http);
+	expect_resources("", 1, mqtt);
+	expect_resources(",+,", 1, mqtt);
+	expect_resources("http,mqtt", 2, http_mqtt);
+	expect_resources("abcdefghij012345", 1, long16);
+	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1");
+	assert_int_equal(req.nresources, 1);
+	assert_string_equal(req.resources[0], "mqtt");
+	form_request_clear(&req);
+
+	expect_body_fail("productKey=pk&deviceName=dev1&resources=mq+tt", "resources invalid");
+	expect_body_fail("productKey=pk&deviceName=dev1&resources=mq%20tt", "resources invalid");
+	expect_body_fail("productKey=pk&deviceName=dev1&resources=mqtt,co-ap", "resources invalid");
+	expect_body_fail("productKey=pk&deviceName=dev1&resources=abcdefghij0123456",
+		"resources invalid");
+}
+
+static void test_resources_max(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	assert_int_equal(FORM_RESOURCES_MAX, 8);
+	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1&resources=a,b,c,d,e,f,g,h,a,B,h");
+	assert_int_equal(req.nresources, 8);
+	assert_string_equal(req.resources[0], "a");
+	assert_string_equal(req.resources[7], "h");
+	form_request_clear(&req);
+	expect_body_fail("productKey=pk&deviceName=dev1&resources=a,b,c,d,e,f,g,h,i",
+		"too many resources");
+}
+
+static void test_body_too_large(void **state)
+{
+	struct form_request req;
+	const char *why = NULL;
+	size_t len = FORM_BODY_MAX + 1;
+	char *body = malloc(len);
+
+	(void)state;
+	assert_non_null(body);
+	memset(body, 'a', len);
+	memcpy(body, "x=", 2);
+	assert_int_equal(form_parse(&req, NULL, body, len, &why), -1);
+	assert_string_equal(why, "body too large");
+	form_request_clear(&req);
+	free(body);
+}
+
+static void test_clear_is_safe(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	memset(&req, 0, sizeof(req));
+	form_request_clear(&req);
+	form_request_clear(&req);
+	form_request_clear(NULL);
+	/* After a failure past decoding, the decoded strings are still owned. */
+	expect_body_fail("productKey=pk&deviceName=dev1&a=1&b=2&signmethod=x", "signmethod unsupported");
+	/* Failure in the query after a decoded body. */
+	expect_fail("a=%", "productKey=pk&deviceName=dev1", "bad encoding");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sdk_body),
+		cmocka_unit_test(test_spec_example_body),
+		cmocka_unit_test(test_old_sdk_body),
+		cmocka_unit_test(test_body_not_nul_terminated),
+		cmocka_unit_test(test_query_only),
+		cmocka_unit_test(test_query_and_body_merge),
+		cmocka_unit_test(test_body_wins_over_query),
+		cmocka_unit_test(test_first_occurrence_wins),
+		cmocka_unit_test(test_names_case_sensitive),
+		cmocka_unit_test(test_unknown_ignored),
+		cmocka_unit_test(test_plus_and_percent_decoding),
+		cmocka_unit_test(test_bad_percent_escapes),
+		cmocka_unit_test(test_invalid_utf8),
+		cmocka_unit_test(test_control_chars),
+		cmocka_unit_test(test_raw_nul_in_body),
+		cmocka_unit_test(test_malformed_pairs),
+		cmocka_unit_test(test_missing_and_empty),
+		cmocka_unit_test(test_product_key_rules),
+		cmocka_unit_test(test_device_name_rules),
+		cmocka_unit_test(test_client_id_length),
+		cmocka_unit_test(test_version_timestamp_length),
+		cmocka_unit_test(test_sign),
+		cmocka_unit_test(test_signmethod),
+		cmocka_unit_test(test_resources),
+		cmocka_unit_test(test_resources_max),
+		cmocka_unit_test(test_body_too_large),
+		cmocka_unit_test(test_clear_is_safe),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

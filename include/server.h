@@ -11,12 +11,15 @@
 #include <event2/http.h>
 #include <openssl/ssl.h>
 
+#include "netaddr.h"
+
 struct config;
 struct catalog;
 struct store;
 struct token_set;
 struct secret_key;
 struct bootstrap_cache;
+struct ratelimit;
 
 enum server_role { SERVER_ROLE_ALL, SERVER_ROLE_API, SERVER_ROLE_WORKER };
 
@@ -42,12 +45,14 @@ struct server {
 	SSL_CTX *public_tls, *admin_tls;
 	struct token_set *tokens;
 	struct secret_key *secret_key;
+	struct netaddr_list trusted_proxies;
+	struct ratelimit *ratelimit; /* NULL: no per-address limit */
 	pthread_mutex_t catalog_lock;
 	struct catalog *catalog; /* the newest; threads take references */
 	struct server_thread *threads;
 	int nthreads;
 	struct event *sig_term, *sig_int, *sig_hup;
-	struct timespec drain_deadline;
+	struct timespec drain_deadline, drain_grace;
 	bool draining;
 };
 

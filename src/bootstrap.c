@@ -16,6 +16,8 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
+#include "ratelimit.h"
 #include "schema.h"
 #include "secret.h"
 #include "server.h"
@@ -103,7 +105,7 @@ static void bootstrap_fail(struct bootstrap_req *br, int code, const char *messa
 	if (br->answered)
 		return;
 	br->answered = true;
-	if (code >= 500)
+	if (bootstrap_http_status(code) >= 500)
 		log_warn("bootstrap", "req %d-%" PRIu64 " %s/%s: %d %s", br->t->index, br->id,
 			br->form.product_key ? br->form.product_key : "-",
 			br->form.device_name ? br->form.device_name : "-", code, message);
@@ -434,6 +436,9 @@ static void bootstrap_device(struct server_thread *t, struct evhttp_request *req
 	struct bootstrap_req *br;
 	const char *why = NULL;
 
+	/* Some device stacks end the body with a line break. */
+	while (blen && (body[blen - 1] == '\n' || body[blen - 1] == '\r'))
+		blen--;
 	if (blen && ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) != 0) {
 		bootstrap_fail_req(req, METRICS_BOOTSTRAP, started, 460, "unsupported content type");
 		return;
@@ -502,6 +507,43 @@ static void bootstrap_region(struct server_thread *t, struct evhttp_request *req
 			"no requested resource is offered");
 }
 
+/* The address the request speaks for (SPEC §6). */
+static void bootstrap_client(struct server_thread *t, struct evhttp_request *req, struct netaddr *out)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	char peer_text[NETADDR_TEXT_MAX + 8];
+	struct netaddr peer;
+
+	http_peer(req, peer_text, sizeof(peer_text));
+	if (netaddr_parse(peer_text, strlen(peer_text), &peer) < 0) {
+		memset(out, 0, sizeof(*out));
+		out->family = AF_INET;
+		return;
+	}
+	netaddr_client(&peer, evhttp_find_header(h, "X-Forwarded-For"), evhttp_find_header(h, "Forwarded"),
+		&t->srv->trusted_proxies, out);
+}
+
+/* True when the client is over its rate; the request is then answered 429. */
+static bool bootstrap_limited(struct server_thread *t, struct evhttp_request *req, const struct timespec *started)
+{
+	struct netaddr client;
+	char retry[16];
+	unsigned wait;
+
+	if (t->srv->ratelimit == NULL)
+		return false;
+	bootstrap_client(t, req, &client);
+	wait = ratelimit_take(t->srv->ratelimit, &client,
+		(uint64_t)started->tv_sec * 1000 + (uint64_t)started->tv_nsec / 1000000);
+	if (wait == 0)
+		return false;
+	snprintf(retry, sizeof(retry), "%u", wait);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", retry);
+	bootstrap_fail_req(req, METRICS_BOOTSTRAP, started, 429, "too many requests");
+	return true;
+}
+
 void bootstrap_handle(struct evhttp_request *req, void *arg)
 {
 	static const char region_prefix[] = "/auth/bootstrap/regionId/";
@@ -516,6 +558,9 @@ void bootstrap_handle(struct evhttp_request *req, void *arg)
 	http_begin();
 	if (path == NULL) {
 		bootstrap_fail_req(req, METRICS_PUBLIC_OTHER, &started, 404, "not found");
+	} else if ((strcmp(path, "/auth/bootstrap") == 0 || strncmp(path, region_prefix, sizeof(region_prefix) - 1) == 0) &&
+		   bootstrap_limited(t, req, &started)) {
+		/* answered 429 */
 	} else if (strcmp(path, "/auth/bootstrap") == 0) {
 		if (get_or_post)
 			bootstrap_device(t, req, &started, evhttp_uri_get_query(uri));

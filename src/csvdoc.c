@@ -79,7 +79,7 @@ static void csvdoc_field(void *data, size_t len, void *arg)
 		return;
 	}
 	if (!csvdoc_valid_text(data, len)) {
-		csvdoc_fail(st, CSVDOC_EPARSE, "not UTF-8 text");
+		csvdoc_fail(st, CSVDOC_EPARSE, "not UTF-8 text, or holds a control character");
 		return;
 	}
 	if (st->cur.nfields == st->curcap) {
@@ -97,7 +97,8 @@ static void csvdoc_field(void *data, size_t len, void *arg)
 		csvdoc_fail(st, CSVDOC_ENOMEM, "out of memory");
 		return;
 	}
-	memcpy(f, data, len);
+	if (len > 0) /* CSV_EMPTY_IS_NULL passes NULL for an empty unquoted field */
+		memcpy(f, data, len);
 	f[len] = '\0';
 	st->cur.fields[st->cur.nfields++] = f;
 }

@@ -40,6 +40,14 @@ static void http_ssl_cause(char **cause, const char *what, const char *file)
 		*cause = NULL;
 }
 
+/* A client that closes with close_notify leaves a good session: keep it in
+ * the cache (OpenSSL drops sessions of connections freed mid-stream). */
+static void http_tls_info(const SSL *ssl, int where, int ret)
+{
+	if ((where & SSL_CB_READ_ALERT) && (ret & 0xff) == SSL_AD_CLOSE_NOTIFY)
+		SSL_set_shutdown((SSL *)ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
+}
+
 int http_tls_new(const struct config_tls *tls, SSL_CTX **out, char **cause)
 {
 	static const unsigned char sid_ctx[] = "bootstrapd";
@@ -82,6 +90,7 @@ int http_tls_new(const struct config_tls *tls, SSL_CTX **out, char **cause)
 	SSL_CTX_sess_set_cache_size(ctx, 20000);
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
 	SSL_CTX_set_timeout(ctx, 3600);
+	SSL_CTX_set_info_callback(ctx, http_tls_info);
 	*out = ctx;
 	return 0;
 fail:
@@ -238,11 +247,29 @@ double http_elapsed(const struct timespec *since)
 	return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
 }
 
+/* OpenSSL forgets the session of a connection freed without a TLS shutdown,
+ * which defeats session-id resumption: send close_notify on the way out. */
+static void http_on_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	(void)arg;
+	if (ssl && SSL_is_init_finished(ssl)) {
+		SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
+}
+
 void http_send(struct evhttp_request *req, enum metrics_route route, const struct timespec *started,
 	int status, const char *content_type, const char *body, size_t len)
 {
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+
+	if (evcon)
+		evhttp_connection_set_closecb(evcon, http_on_close, NULL);
 
 	evhttp_remove_header(headers, "Content-Type");
 	evhttp_add_header(headers, "Content-Type", content_type);

@@ -14,9 +14,13 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "secret.h"
 #include "store.h"
 #include "token.h"
+
+/* After SIGTERM, open connections get this long to complete a request. */
+#define SERVER_DRAIN_GRACE_S 1
 
 static void server_thread_reload(evutil_socket_t fd, short what, void *arg)
 {
@@ -39,7 +43,10 @@ static void server_thread_drain_check(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (http_inflight() == 0 || now.tv_sec > t->srv->drain_deadline.tv_sec ||
+	/* Requests still arriving on open connections get the grace period. */
+	bool graced = now.tv_sec > t->srv->drain_grace.tv_sec ||
+		(now.tv_sec == t->srv->drain_grace.tv_sec && now.tv_nsec >= t->srv->drain_grace.tv_nsec);
+	if ((http_inflight() == 0 && graced) || now.tv_sec > t->srv->drain_deadline.tv_sec ||
 	    (now.tv_sec == t->srv->drain_deadline.tv_sec && now.tv_nsec >= t->srv->drain_deadline.tv_nsec)) {
 		if (http_inflight() != 0 && t->index == 0)
 			log_warn("server", "drain time is over with %ld requests unanswered", http_inflight());
@@ -74,6 +81,9 @@ static void server_begin_stop(struct server *srv, const char *why)
 	srv->draining = true;
 	log_info("server", "%s: draining for up to %d s", why, srv->cfg->drain_timeout_s);
 	clock_gettime(CLOCK_MONOTONIC, &srv->drain_deadline);
+	srv->drain_grace = srv->drain_deadline;
+	srv->drain_grace.tv_sec += srv->cfg->drain_timeout_s < SERVER_DRAIN_GRACE_S ? srv->cfg->drain_timeout_s
+										   : SERVER_DRAIN_GRACE_S;
 	srv->drain_deadline.tv_sec += srv->cfg->drain_timeout_s;
 	for (int i = 0; i < srv->nthreads; i++)
 		event_active(srv->threads[i].stop_ev, EV_READ, 0);
@@ -199,6 +209,13 @@ int server_new(const struct config *cfg, enum server_role role, struct catalog *
 		goto fail;
 	if (secret_key_load(cfg->secret_key_file, true, &srv->secret_key, cause) < 0)
 		goto fail;
+	if (netaddr_list_parse(cfg->trusted_proxies, cfg->ntrusted_proxies, &srv->trusted_proxies, cause) < 0)
+		goto fail;
+	if (cfg->bootstrap_rps_per_ip > 0 &&
+	    (srv->ratelimit = ratelimit_new((unsigned)cfg->bootstrap_rps_per_ip, 1u << 18)) == NULL) {
+		*cause = strdup("out of memory");
+		goto fail;
+	}
 	if (role != SERVER_ROLE_WORKER && cfg->public_.tls.enabled &&
 	    http_tls_new(&cfg->public_.tls, &srv->public_tls, cause) < 0)
 		goto fail;
@@ -283,6 +300,8 @@ void server_free(struct server *srv)
 	SSL_CTX_free(srv->admin_tls);
 	token_set_free(srv->tokens);
 	secret_key_free(srv->secret_key);
+	netaddr_list_clear(&srv->trusted_proxies);
+	ratelimit_free(srv->ratelimit);
 	catalog_unref(srv->catalog);
 	pthread_mutex_destroy(&srv->catalog_lock);
 	free(srv);

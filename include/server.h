@@ -20,6 +20,7 @@ struct token_set;
 struct secret_key;
 struct bootstrap_cache;
 struct ratelimit;
+struct worker;
 
 enum server_role { SERVER_ROLE_ALL, SERVER_ROLE_API, SERVER_ROLE_WORKER };
 
@@ -29,6 +30,7 @@ struct server_thread {
 	pthread_t tid;
 	struct event_base *base;
 	struct store *store;
+	struct store *admin_store; /* thread 0 with an admin listener: operators' own connection */
 	struct catalog *catalog; /* this loop's reference; swapped on reload */
 	struct bootstrap_cache *cache;
 	struct evhttp *public_http;
@@ -51,6 +53,7 @@ struct server {
 	struct catalog *catalog; /* the newest; threads take references */
 	struct server_thread *threads;
 	int nthreads;
+	struct worker *worker; /* roles all and worker, on thread 0's loop */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct timespec drain_deadline, drain_grace;
 	bool draining;

@@ -30,6 +30,11 @@ bool store_connected(const struct store *st);
 int store_command(struct store *st, store_reply_fn fn, void *arg, int argc, const char **argv,
 	const size_t *argvlen) __attribute__((warn_unused_result));
 
+/* Same, bounded by TIMEOUT_MS instead of redis.timeout_ms (a request's time
+ * left, or a longer bound for large admin writes). -1 when TIMEOUT_MS <= 0. */
+int store_command_timed(struct store *st, int timeout_ms, store_reply_fn fn, void *arg, int argc,
+	const char **argv, const size_t *argvlen) __attribute__((warn_unused_result));
+
 /* Sends a command whose answer nobody waits for (best-effort writes). */
 void store_command_noreply(struct store *st, int argc, const char **argv, const size_t *argvlen);
 

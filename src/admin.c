@@ -12,12 +12,15 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "admin_batch.h"
+#include "adminreq.h"
 #include "catalog.h"
 #include "config.h"
 #include "csvdoc.h"
 #include "form.h"
 #include "http.h"
 #include "log.h"
+#include "lua.h"
 #include "metrics.h"
 #include "schema.h"
 #include "secret.h"
@@ -27,194 +30,24 @@
 
 #define ADMIN_REGISTER_MAX 10000
 
-static const char admin_json[] = "application/json; charset=utf-8";
-static const char admin_csv[] = "text/csv; charset=utf-8";
-
-/* One admin request; each pending Redis call holds a reference. */
-struct admin_req {
-	int refs;
-	bool answered;
-	struct server_thread *t;
-	struct evhttp_request *req;
-	struct timespec started;
-	enum metrics_route route;
-	char pk[CATALOG_PRODUCT_KEY_MAX + 1];
-	char dn[CATALOG_DEVICE_NAME_MAX + 1];
-	struct schema_product product;
-	bool product_found;
-	bool created; /* PUT made a new product */
-	struct schema_device device;
-	bool device_found;
-	int failed;
-	char *out; /* a prepared answer body (CSV) */
-	size_t outlen;
-};
-
-static struct admin_req *admin_req_new(struct server_thread *t, struct evhttp_request *req,
-	const struct timespec *started, enum metrics_route route)
-{
-	struct admin_req *ar = calloc(1, sizeof(*ar));
-
-	if (ar == NULL)
-		return NULL;
-	ar->refs = 1;
-	ar->t = t;
-	ar->req = req;
-	ar->started = *started;
-	ar->route = route;
-	return ar;
-}
-
-static void admin_req_unref(struct admin_req *ar)
-{
-	if (--ar->refs > 0)
-		return;
-	if (ar->out)
-		OPENSSL_cleanse(ar->out, ar->outlen); /* may hold device secrets */
-	free(ar->out);
-	free(ar);
-}
-
-static void admin_send(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, const char *ctype, const char *body, size_t len)
-{
-	http_send(req, route, started, status, ctype, body, len);
-}
-
-static void admin_send_gen(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, yajl_gen g)
-{
-	const unsigned char *buf;
-	size_t len;
-
-	if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
-		buf = (const unsigned char *)"{}";
-		len = 2;
-	}
-	admin_send(req, route, started, status, admin_json, (const char *)buf, len);
-}
-
-static void admin_gen_string(yajl_gen g, const char *s)
-{
-	yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void admin_gen_kv(yajl_gen g, const char *key, const char *value)
-{
-	admin_gen_string(g, key);
-	if (value)
-		admin_gen_string(g, value);
-	else
-		yajl_gen_null(g);
-}
-
-static void admin_gen_time(yajl_gen g, const char *key, int64_t t)
-{
-	char buf[32];
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	admin_gen_string(g, key);
-	if (t <= 0 || gmtime_r(&tt, &tm) == NULL) {
-		yajl_gen_null(g);
-		return;
-	}
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	admin_gen_string(g, buf);
-}
-
-static void admin_error_req(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, const char *code, const char *message)
-{
-	yajl_gen g = yajl_gen_alloc(NULL);
-
-	if (status == 401)
-		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-	yajl_gen_map_open(g);
-	admin_gen_string(g, "error");
-	yajl_gen_map_open(g);
-	admin_gen_kv(g, "code", code);
-	admin_gen_kv(g, "message", message);
-	admin_gen_string(g, "details");
-	yajl_gen_array_open(g);
-	yajl_gen_array_close(g);
-	yajl_gen_map_close(g);
-	yajl_gen_map_close(g);
-	admin_send_gen(req, route, started, status, g);
-	yajl_gen_free(g);
-}
-
-static void admin_error(struct admin_req *ar, int status, const char *code, const char *message)
-{
-	if (ar->answered)
-		return;
-	ar->answered = true;
-	if (status >= 500)
-		log_warn("admin", "%s %s: %d %s", evhttp_request_get_uri(ar->req), code, status, message);
-	admin_error_req(ar->req, ar->route, &ar->started, status, code, message);
-}
-
-static void admin_unavailable(struct admin_req *ar)
-{
-	admin_error(ar, 503, "unavailable", "Redis is unreachable; try again");
-}
-
-static bool admin_valid_account(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > SCHEMA_ACCOUNT_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-			(s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_' || s[i] == '.'))
-			return false;
-	return true;
-}
-
-/* The request body as a NUL-terminated copy (caller frees), or NULL. */
-static char *admin_body(struct evhttp_request *req, size_t *len)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t n = evbuffer_get_length(in);
-	char *s = malloc(n + 1);
-
-	if (s == NULL)
-		return NULL;
-	if (n)
-		evbuffer_copyout(in, s, n);
-	s[n] = '\0';
-	*len = n;
-	return s;
-}
-
-static bool admin_content_type_is(struct evhttp_request *req, const char *type)
-{
-	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-	size_t n = strlen(type);
-
-	return ct && strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
 /* --- operations --- */
 
 static void admin_ops_ready_reply(redisReply *reply, void *arg)
 {
-	struct admin_req *ar = arg;
+	struct adminreq *ar = arg;
 	bool redis_ok = reply && reply->type == REDIS_REPLY_STATUS;
 	yajl_gen g = yajl_gen_alloc(NULL);
 
 	yajl_gen_map_open(g);
-	admin_gen_kv(g, "status", redis_ok ? "ready" : "not_ready");
-	admin_gen_string(g, "failing");
+	adminreq_gen_kv(g, "status", redis_ok ? "ready" : "not_ready");
+	adminreq_gen_string(g, "failing");
 	yajl_gen_array_open(g);
 	if (!redis_ok)
-		admin_gen_string(g, "redis");
+		adminreq_gen_string(g, "redis");
 	yajl_gen_array_close(g);
 	yajl_gen_map_close(g);
-	admin_send_gen(ar->req, ar->route, &ar->started, redis_ok ? 200 : 503, g);
-	yajl_gen_free(g);
-	admin_req_unref(ar);
+	adminreq_answer_gen(ar, redis_ok ? 200 : 503, g);
+	adminreq_unref(ar);
 }
 
 static bool admin_ops(struct server_thread *t, struct evhttp_request *req, const char *path,
@@ -223,23 +56,23 @@ static bool admin_ops(struct server_thread *t, struct evhttp_request *req, const
 	static const char ok[] = "{\"status\":\"ok\"}";
 
 	if (strcmp(path, "/healthz") == 0) {
-		admin_send(req, METRICS_OPS, started, 200, admin_json, ok, sizeof(ok) - 1);
+		adminreq_send(req, METRICS_OPS, started, 200, adminreq_json, ok, sizeof(ok) - 1);
 	} else if (strcmp(path, "/readyz") == 0) {
-		struct admin_req *ar = admin_req_new(t, req, started, METRICS_OPS);
+		struct adminreq *ar = adminreq_new(t, req, started, METRICS_OPS);
 		const char *argv[] = { "PING" };
 		if (ar == NULL) {
-			admin_error_req(req, METRICS_OPS, started, 500, "internal", "out of memory");
+			adminreq_error_req(req, METRICS_OPS, started, 500, "internal", "out of memory");
 			return true;
 		}
-		if (store_command(t->store, admin_ops_ready_reply, ar, 1, argv, NULL) < 0)
+		if (store_command(adminreq_store(t), admin_ops_ready_reply, ar, 1, argv, NULL) < 0)
 			admin_ops_ready_reply(NULL, ar);
 	} else if (strcmp(path, "/metrics") == 0) {
 		char *text = metrics_render();
 		if (text == NULL) {
-			admin_error_req(req, METRICS_OPS, started, 500, "internal", "out of memory");
+			adminreq_error_req(req, METRICS_OPS, started, 500, "internal", "out of memory");
 			return true;
 		}
-		admin_send(req, METRICS_OPS, started, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+		adminreq_send(req, METRICS_OPS, started, 200, "text/plain; version=0.0.4; charset=utf-8", text,
 			strlen(text));
 		free(text);
 	} else {
@@ -258,7 +91,7 @@ void admin_handle_ops(struct evhttp_request *req, void *arg)
 	http_begin();
 	if (path == NULL || evhttp_request_get_command(req) != EVHTTP_REQ_GET ||
 	    !admin_ops(arg, req, path, &started))
-		admin_error_req(req, METRICS_OPS, &started, 404, "not_found", "no such path");
+		adminreq_error_req(req, METRICS_OPS, &started, 404, "not_found", "no such path");
 }
 
 /* --- products --- */
@@ -266,15 +99,15 @@ void admin_handle_ops(struct evhttp_request *req, void *arg)
 static void admin_gen_product(yajl_gen g, const char *pk, const struct schema_product *p)
 {
 	yajl_gen_map_open(g);
-	admin_gen_kv(g, "productKey", pk);
-	admin_gen_kv(g, "homeRegion", p->home_region);
-	admin_gen_kv(g, "homeInstance", p->home_instance);
-	admin_gen_kv(g, "account", p->account);
-	admin_gen_string(g, "locked");
+	adminreq_gen_kv(g, "productKey", pk);
+	adminreq_gen_kv(g, "homeRegion", p->home_region);
+	adminreq_gen_kv(g, "homeInstance", p->home_instance);
+	adminreq_gen_kv(g, "account", p->account);
+	adminreq_gen_string(g, "locked");
 	yajl_gen_bool(g, p->locked);
-	admin_gen_kv(g, "bootstrapAuth", p->auth_required ? "required" : "none");
-	admin_gen_time(g, "createdAt", p->created_at);
-	admin_gen_time(g, "updatedAt", p->updated_at);
+	adminreq_gen_kv(g, "bootstrapAuth", p->auth_required ? "required" : "none");
+	adminreq_gen_time(g, "createdAt", p->created_at);
+	adminreq_gen_time(g, "updatedAt", p->updated_at);
 	yajl_gen_map_close(g);
 }
 
@@ -295,7 +128,7 @@ static int admin_product_from_reply(redisReply *reply, struct schema_product *p)
 	return 1;
 }
 
-static int admin_product_hmget(struct admin_req *ar, store_reply_fn fn)
+static int admin_product_hmget(struct adminreq *ar, store_reply_fn fn)
 {
 	char key[SCHEMA_KEY_MAX];
 	const char *argv[2 + SCHEMA_P_NFIELDS] = { "HMGET", key };
@@ -305,7 +138,7 @@ static int admin_product_hmget(struct admin_req *ar, store_reply_fn fn)
 	for (size_t i = 0; i < SCHEMA_P_NFIELDS; i++)
 		argv[2 + i] = schema_product_fields[i];
 	ar->refs++;
-	if (store_command(ar->t->store, fn, ar, 2 + SCHEMA_P_NFIELDS, argv, NULL) < 0) {
+	if (store_command(adminreq_store(ar->t), fn, ar, 2 + SCHEMA_P_NFIELDS, argv, NULL) < 0) {
 		ar->refs--;
 		return -1;
 	}
@@ -314,49 +147,40 @@ static int admin_product_hmget(struct admin_req *ar, store_reply_fn fn)
 
 static void admin_product_get_reply(redisReply *reply, void *arg)
 {
-	struct admin_req *ar = arg;
+	struct adminreq *ar = arg;
 	int found;
 
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-		admin_unavailable(ar);
+		adminreq_unavailable(ar);
 		goto out;
 	}
 	found = admin_product_from_reply(reply, &ar->product);
 	if (found < 0) {
-		admin_error(ar, 500, "internal", "stored product is unreadable");
+		adminreq_error(ar, 500, "internal", "stored product is unreadable");
 	} else if (found == 0) {
-		admin_error(ar, 404, "product_not_found", "no such product");
+		adminreq_error(ar, 404, "product_not_found", "no such product");
 	} else if (!ar->answered) {
 		yajl_gen g = yajl_gen_alloc(NULL);
-		ar->answered = true;
 		admin_gen_product(g, ar->pk, &ar->product);
-		admin_send_gen(ar->req, ar->route, &ar->started, ar->created ? 201 : 200, g);
-		yajl_gen_free(g);
+		adminreq_answer_gen(ar, ar->created ? 201 : 200, g);
 	}
 out:
-	admin_req_unref(ar);
+	adminreq_unref(ar);
 }
 
 static void admin_product_put_reply(redisReply *reply, void *arg)
 {
-	struct admin_req *ar = arg;
+	struct adminreq *ar = arg;
 
-	/* EXEC answers [HSETNX, HSET, SADD]: HSETNX 1 means the product is new. */
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-		admin_unavailable(ar);
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		adminreq_unavailable(ar);
 		goto out;
 	}
-	ar->created = reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1;
+	ar->created = reply->integer == 1;
 	if (admin_product_hmget(ar, admin_product_get_reply) < 0)
-		admin_unavailable(ar);
+		adminreq_unavailable(ar);
 out:
-	admin_req_unref(ar);
-}
-
-static void admin_ignore_reply(redisReply *reply, void *arg)
-{
-	(void)reply;
-	admin_req_unref(arg);
+	adminreq_unref(ar);
 }
 
 static const char *admin_json_string(yajl_val obj, const char *name, bool *bad)
@@ -373,7 +197,7 @@ static const char *admin_json_string(yajl_val obj, const char *name, bool *bad)
 	return YAJL_GET_STRING(v);
 }
 
-static void admin_product_put(struct admin_req *ar)
+static void admin_product_put(struct adminreq *ar)
 {
 	static const char *const known[] = { "homeRegion", "homeInstance", "account", "locked", "bootstrapAuth" };
 	char errbuf[256], msg[512], key[SCHEMA_KEY_MAX], now[24];
@@ -383,10 +207,10 @@ static void admin_product_put(struct admin_req *ar)
 	bool bad = false, locked = false;
 	yajl_val root = NULL, v;
 	size_t len;
-	char *body = admin_body(ar->req, &len);
+	char *body = adminreq_body(ar->req, &len);
 
 	if (body == NULL) {
-		admin_error(ar, 500, "internal", "out of memory");
+		adminreq_error(ar, 500, "internal", "out of memory");
 		return;
 	}
 	root = yajl_tree_parse(body, errbuf, sizeof(errbuf));
@@ -395,7 +219,7 @@ static void admin_product_put(struct admin_req *ar)
 		for (char *p = msg; *p; p++)
 			if (*p == '\n')
 				*p = ' ';
-		admin_error(ar, 400, "invalid_json", msg);
+		adminreq_error(ar, 400, "invalid_json", msg);
 		goto out;
 	}
 	for (size_t i = 0; i < root->u.object.len; i++) {
@@ -404,7 +228,7 @@ static void admin_product_put(struct admin_req *ar)
 			;
 		if (k == sizeof(known) / sizeof(known[0])) {
 			snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", root->u.object.keys[i]);
-			admin_error(ar, 400, "invalid_field", msg);
+			adminreq_error(ar, 400, "invalid_field", msg);
 			goto out;
 		}
 	}
@@ -420,67 +244,50 @@ static void admin_product_put(struct admin_req *ar)
 		locked = v && YAJL_IS_TRUE(v);
 	}
 	if (bad) {
-		admin_error(ar, 400, "invalid_field",
+		adminreq_error(ar, 400, "invalid_field",
 			"homeRegion, homeInstance, account and bootstrapAuth are strings; locked is a boolean");
 		goto out;
 	}
 	if (hr == NULL) {
-		admin_error(ar, 400, "invalid_field", "homeRegion is required");
+		adminreq_error(ar, 400, "invalid_field", "homeRegion is required");
 		goto out;
 	}
 	region = catalog_region(ar->t->catalog, hr);
 	if (region == NULL) {
 		snprintf(msg, sizeof(msg), "homeRegion \"%.64s\" is not in the catalog", hr);
-		admin_error(ar, 400, "unknown_region", msg);
+		adminreq_error(ar, 400, "unknown_region", msg);
 		goto out;
 	}
 	inst = hi ? catalog_instance(region, hi) : catalog_default_instance(region);
 	if (inst == NULL) {
 		snprintf(msg, sizeof(msg), "homeInstance \"%.64s\" is not in region %s", hi, hr);
-		admin_error(ar, 400, "unknown_instance", msg);
+		adminreq_error(ar, 400, "unknown_instance", msg);
 		goto out;
 	}
 	if (acct == NULL)
 		acct = "default";
-	if (!admin_valid_account(acct)) {
-		admin_error(ar, 400, "invalid_field", "account: 1-64 characters of A-Z a-z 0-9 - _ .");
+	if (!adminreq_valid_account(acct)) {
+		adminreq_error(ar, 400, "invalid_field", "account: 1-64 characters of A-Z a-z 0-9 - _ .");
 		goto out;
 	}
 	if (auth == NULL)
 		auth = "none";
 	if (strcmp(auth, "none") != 0 && strcmp(auth, "required") != 0) {
-		admin_error(ar, 400, "invalid_field", "bootstrapAuth: \"none\" or \"required\"");
+		adminreq_error(ar, 400, "invalid_field", "bootstrapAuth: \"none\" or \"required\"");
 		goto out;
 	}
 	if (schema_product_key(key, sizeof(key), ar->pk) < 0) {
-		admin_error(ar, 400, "invalid_product_key", "productKey too long");
+		adminreq_error(ar, 400, "invalid_product_key", "productKey too long");
 		goto out;
 	}
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	{
-		const char *multi[] = { "MULTI" };
-		const char *hsetnx[] = { "HSETNX", key, "ct", now };
-		const char *hset[] = { "HSET", key, "hr", region->id, "hi", inst->id, "ac", acct, "lk",
-			locked ? "1" : "0", "ba", auth, "ut", now };
-		const char *sadd[] = { "SADD", "bd:products", ar->pk };
-		const char *exec[] = { "EXEC" };
-
-		ar->refs += 5;
-		if (store_command(ar->t->store, admin_ignore_reply, ar, 1, multi, NULL) < 0) {
-			ar->refs -= 5;
-			admin_unavailable(ar);
-			goto out;
-		}
-		/* The connection is up and keeps order: the rest follow MULTI or all fail. */
-		if (store_command(ar->t->store, admin_ignore_reply, ar, 4, hsetnx, NULL) < 0)
+		const char *argv[] = { "EVAL", lua_put_product, "1", key, region->id, inst->id, acct,
+			locked ? "1" : "0", auth, now, ar->pk };
+		ar->refs++;
+		if (store_command(adminreq_store(ar->t), admin_product_put_reply, ar, 11, argv, NULL) < 0) {
 			ar->refs--;
-		if (store_command(ar->t->store, admin_ignore_reply, ar, 14, hset, NULL) < 0)
-			ar->refs--;
-		if (store_command(ar->t->store, admin_ignore_reply, ar, 3, sadd, NULL) < 0)
-			ar->refs--;
-		if (store_command(ar->t->store, admin_product_put_reply, ar, 1, exec, NULL) < 0) {
-			ar->refs--;
-			admin_unavailable(ar);
+			adminreq_unavailable(ar);
 		}
 	}
 out:
@@ -490,20 +297,6 @@ out:
 
 /* --- devices --- */
 
-/* KEYS[1] product, then per device its record and secret bucket keys;
- * ARGV per device: field, record, sealed secret. All or nothing. */
-static const char admin_register_lua[] =
-	"if redis.call('HEXISTS', KEYS[1], 'hr') == 0 then return -1 end\n"
-	"local n = #ARGV / 3\n"
-	"for i = 1, n do\n"
-	"  if redis.call('HEXISTS', KEYS[2 * i], ARGV[3 * i - 2]) == 1 then return i end\n"
-	"end\n"
-	"for i = 1, n do\n"
-	"  redis.call('HSET', KEYS[2 * i], ARGV[3 * i - 2], ARGV[3 * i - 1])\n"
-	"  redis.call('HSET', KEYS[2 * i + 1], ARGV[3 * i - 2], ARGV[3 * i])\n"
-	"end\n"
-	"return 0\n";
-
 struct admin_newdev {
 	char name[CATALOG_DEVICE_NAME_MAX + 1];
 	char secret[SECRET_PLAIN_MAX + 1];
@@ -512,23 +305,26 @@ struct admin_newdev {
 
 static void admin_register_reply(redisReply *reply, void *arg)
 {
-	struct admin_req *ar = arg;
+	struct adminreq *ar = arg;
 	char msg[160];
 
-	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-		admin_unavailable(ar);
+	if (reply == NULL) {
+		adminreq_error(ar, 503, "outcome_unknown",
+			"Redis did not confirm in time; the devices may be registered: look them up before retrying");
+	} else if (reply->type != REDIS_REPLY_INTEGER) {
+		adminreq_unavailable(ar);
 	} else if (reply->integer == -1) {
-		admin_error(ar, 404, "product_not_found", "no such product");
+		adminreq_error(ar, 404, "product_not_found", "no such product");
 	} else if (reply->integer > 0) {
 		/* The script numbers devices from 1 in upload order. */
 		snprintf(msg, sizeof(msg), "device %lld of the upload is already registered; nothing was registered",
 			reply->integer);
-		admin_error(ar, 409, "device_exists", msg);
+		adminreq_error(ar, 409, "device_exists", msg);
 	} else if (!ar->answered) {
 		ar->answered = true;
-		admin_send(ar->req, ar->route, &ar->started, 200, admin_csv, ar->out, ar->outlen);
+		adminreq_send(ar->req, ar->route, &ar->started, 200, adminreq_csv, ar->out, ar->outlen);
 	}
-	admin_req_unref(ar);
+	adminreq_unref(ar);
 }
 
 static bool admin_valid_secret(const char *s)
@@ -552,7 +348,7 @@ static int admin_newdev_cmp(const void *a, const void *b)
 }
 
 /* Reads the upload into DEVS. Returns the count, or -1 after answering. */
-static long admin_register_read(struct admin_req *ar, struct admin_newdev **devs)
+static long admin_register_read(struct adminreq *ar, struct admin_newdev **devs)
 {
 	char msg[256], *body = NULL, *cause = NULL;
 	struct csvdoc *doc = NULL;
@@ -560,12 +356,12 @@ static long admin_register_read(struct admin_req *ar, struct admin_newdev **devs
 	size_t len, n = 0;
 	long rc = -1;
 
-	body = admin_body(ar->req, &len);
+	body = adminreq_body(ar->req, &len);
 	if (body == NULL) {
-		admin_error(ar, 500, "internal", "out of memory");
+		adminreq_error(ar, 500, "internal", "out of memory");
 		goto out;
 	}
-	if (admin_content_type_is(ar->req, "application/json")) {
+	if (adminreq_content_type_is(ar->req, "application/json")) {
 		char errbuf[128];
 		const char *path[] = { "count", NULL };
 		yajl_val root = yajl_tree_parse(body, errbuf, sizeof(errbuf)), v;
@@ -575,60 +371,60 @@ static long admin_register_read(struct admin_req *ar, struct admin_newdev **devs
 		if (root == NULL || !YAJL_IS_OBJECT(root) || root->u.object.len != 1 || v == NULL ||
 		    !YAJL_IS_INTEGER(v)) {
 			yajl_tree_free(root);
-			admin_error(ar, 400, "invalid_json", "expected {\"count\":N}");
+			adminreq_error(ar, 400, "invalid_json", "expected {\"count\":N}");
 			goto out;
 		}
 		count = YAJL_GET_INTEGER(v);
 		yajl_tree_free(root);
 		if (count < 1 || count > ADMIN_REGISTER_MAX) {
-			admin_error(ar, count < 1 ? 400 : 413, "invalid_count", "count must be 1..10000");
+			adminreq_error(ar, count < 1 ? 400 : 413, "invalid_count", "count must be 1..10000");
 			goto out;
 		}
 		n = (size_t)count;
 		d = calloc(n, sizeof(*d));
 		if (d == NULL) {
-			admin_error(ar, 500, "internal", "out of memory");
+			adminreq_error(ar, 500, "internal", "out of memory");
 			goto out;
 		}
 		for (size_t i = 0; i < n; i++) {
 			char hex[SECRET_HEX_LEN + 1];
 			if (secret_generate(hex) < 0) {
-				admin_error(ar, 500, "internal", "no randomness");
+				adminreq_error(ar, 500, "internal", "no randomness");
 				goto out;
 			}
 			snprintf(d[i].name, sizeof(d[i].name), "dev-%.16s", hex);
 			d[i].row = i + 1;
 		}
-	} else if (admin_content_type_is(ar->req, "text/csv")) {
+	} else if (adminreq_content_type_is(ar->req, "text/csv")) {
 		int prc = csvdoc_parse(body, len, ADMIN_REGISTER_MAX, &doc, &cause);
 		bool with_secret;
 
 		if (prc == CSVDOC_ETOO_MANY) {
-			admin_error(ar, 413, "too_many_devices", "at most 10000 devices per upload");
+			adminreq_error(ar, 413, "too_many_devices", "at most 10000 devices per upload");
 			goto out;
 		}
 		if (prc < 0) {
 			snprintf(msg, sizeof(msg), "unreadable CSV: %s", cause ? cause : "error");
-			admin_error(ar, 400, "invalid_csv", msg);
+			adminreq_error(ar, 400, "invalid_csv", msg);
 			goto out;
 		}
 		if (doc->nrows == 0 || doc->rows[0].nfields < 1 || doc->rows[0].nfields > 2 ||
 		    !doc->rows[0].fields[0] || strcmp(doc->rows[0].fields[0], "deviceName") != 0 ||
 		    (doc->rows[0].nfields == 2 &&
 			    (!doc->rows[0].fields[1] || strcmp(doc->rows[0].fields[1], "deviceSecret") != 0))) {
-			admin_error(ar, 400, "invalid_csv",
+			adminreq_error(ar, 400, "invalid_csv",
 				"row 1: header must be \"deviceName\" or \"deviceName,deviceSecret\"");
 			goto out;
 		}
 		with_secret = doc->rows[0].nfields == 2;
 		n = doc->nrows - 1;
 		if (n == 0) {
-			admin_error(ar, 400, "invalid_csv", "no devices after the header");
+			adminreq_error(ar, 400, "invalid_csv", "no devices after the header");
 			goto out;
 		}
 		d = calloc(n, sizeof(*d));
 		if (d == NULL) {
-			admin_error(ar, 500, "internal", "out of memory");
+			adminreq_error(ar, 500, "internal", "out of memory");
 			goto out;
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -636,23 +432,26 @@ static long admin_register_read(struct admin_req *ar, struct admin_newdev **devs
 			const char *name = row->nfields > 0 ? row->fields[0] : NULL;
 			const char *secret = with_secret && row->nfields > 1 ? row->fields[1] : NULL;
 
+			if (secret && secret[0] == '\0')
+				secret = NULL; /* an empty cell: generate one */
+
 			if (row->nfields != doc->rows[0].nfields) {
 				snprintf(msg, sizeof(msg), "row %zu: expected %zu columns, found %zu", row->number,
 					doc->rows[0].nfields, row->nfields);
-				admin_error(ar, 400, "invalid_csv", msg);
+				adminreq_error(ar, 400, "invalid_csv", msg);
 				goto out;
 			}
 			if (name == NULL || !form_valid_device_name(name)) {
 				snprintf(msg, sizeof(msg),
 					"row %zu, column deviceName: 4-32 characters of A-Z a-z 0-9 _ - . @ :",
 					row->number);
-				admin_error(ar, 400, "invalid_device_name", msg);
+				adminreq_error(ar, 400, "invalid_device_name", msg);
 				goto out;
 			}
 			if (with_secret && secret && !admin_valid_secret(secret)) {
 				snprintf(msg, sizeof(msg),
 					"row %zu, column deviceSecret: 1-64 printable ASCII characters", row->number);
-				admin_error(ar, 400, "invalid_secret", msg);
+				adminreq_error(ar, 400, "invalid_secret", msg);
 				goto out;
 			}
 			snprintf(d[i].name, sizeof(d[i].name), "%s", name);
@@ -661,14 +460,14 @@ static long admin_register_read(struct admin_req *ar, struct admin_newdev **devs
 			d[i].row = row->number;
 		}
 	} else {
-		admin_error(ar, 415, "unsupported_media_type", "send text/csv or application/json");
+		adminreq_error(ar, 415, "unsupported_media_type", "send text/csv or application/json");
 		goto out;
 	}
 	if (n > 1) {
 		/* Sorted by name (then row), a repeat sits next to its first row. */
 		struct admin_newdev *sorted = malloc(n * sizeof(*sorted));
 		if (sorted == NULL) {
-			admin_error(ar, 500, "internal", "out of memory");
+			adminreq_error(ar, 500, "internal", "out of memory");
 			goto out;
 		}
 		memcpy(sorted, d, n * sizeof(*sorted));
@@ -678,7 +477,7 @@ static long admin_register_read(struct admin_req *ar, struct admin_newdev **devs
 				snprintf(msg, sizeof(msg), "row %zu, column deviceName: \"%s\" repeats row %zu",
 					sorted[i].row, sorted[i].name, sorted[i - 1].row);
 				free(sorted);
-				admin_error(ar, 400, "duplicate_row", msg);
+				adminreq_error(ar, 400, "duplicate_row", msg);
 				goto out;
 			}
 		}
@@ -686,7 +485,7 @@ static long admin_register_read(struct admin_req *ar, struct admin_newdev **devs
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (d[i].secret[0] == '\0' && secret_generate(d[i].secret) < 0) {
-			admin_error(ar, 500, "internal", "no randomness");
+			adminreq_error(ar, 500, "internal", "no randomness");
 			goto out;
 		}
 	}
@@ -709,7 +508,7 @@ struct admin_regargs {
 	size_t sealed_len;
 };
 
-static void admin_devices_post(struct admin_req *ar)
+static void admin_devices_post(struct adminreq *ar)
 {
 	struct admin_newdev *devs = NULL;
 	struct admin_regargs *ra = NULL;
@@ -729,7 +528,7 @@ static void admin_devices_post(struct admin_req *ar)
 	cap = 64 + (size_t)n * (CATALOG_PRODUCT_KEY_MAX + CATALOG_DEVICE_NAME_MAX + 2 * SECRET_PLAIN_MAX + 8);
 	ar->out = malloc(cap);
 	if (ra == NULL || argv == NULL || argvlen == NULL || ar->out == NULL) {
-		admin_error(ar, 500, "internal", "out of memory");
+		adminreq_error(ar, 500, "internal", "out of memory");
 		goto out;
 	}
 	ar->out[0] = '\0';
@@ -737,7 +536,7 @@ static void admin_devices_post(struct admin_req *ar)
 		goto fail;
 	snprintf(numkeys, sizeof(numkeys), "%ld", 1 + 2 * n);
 	argv[0] = "EVAL";
-	argv[1] = admin_register_lua;
+	argv[1] = lua_register;
 	argv[2] = numkeys;
 	argv[3] = pkey;
 	k = 4;
@@ -782,13 +581,14 @@ static void admin_devices_post(struct admin_req *ar)
 	}
 	ar->outlen = off;
 	ar->refs++;
-	if (store_command(ar->t->store, admin_register_reply, ar, (int)argc, argv, argvlen) < 0) {
+	if (store_command_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_register_reply, ar,
+		    (int)argc, argv, argvlen) < 0) {
 		ar->refs--;
-		admin_unavailable(ar);
+		adminreq_unavailable(ar);
 	}
 	goto out;
 fail:
-	admin_error(ar, 500, "internal", "cannot prepare the registration");
+	adminreq_error(ar, 500, "internal", "cannot prepare the registration");
 out:
 	if (devs)
 		OPENSSL_cleanse(devs, (size_t)n * sizeof(*devs));
@@ -800,74 +600,72 @@ out:
 	free(argvlen);
 }
 
-static void admin_device_answer(struct admin_req *ar, const struct schema_batch *batch)
+static void admin_device_answer(struct adminreq *ar, const struct schema_batch *batch)
 {
 	const struct schema_product *p = &ar->product;
 	const struct schema_device *d = &ar->device;
 	yajl_gen g = yajl_gen_alloc(NULL);
 	char seq[24];
 
-	ar->answered = true;
 	yajl_gen_map_open(g);
-	admin_gen_kv(g, "productKey", ar->pk);
-	admin_gen_kv(g, "deviceName", ar->dn);
-	admin_gen_kv(g, "status", d->status == SCHEMA_ACTIVE ? "active" : "inactive");
-	admin_gen_time(g, "registeredAt", d->registered_at);
-	admin_gen_time(g, "activatedAt", d->activated_at);
-	admin_gen_time(g, "lastBootstrapAt", d->last_bootstrap_at);
-	admin_gen_kv(g, "lastResolvedRegion", d->last_region[0] ? d->last_region : NULL);
-	admin_gen_string(g, "assignment");
+	adminreq_gen_kv(g, "productKey", ar->pk);
+	adminreq_gen_kv(g, "deviceName", ar->dn);
+	adminreq_gen_kv(g, "status", d->status == SCHEMA_ACTIVE ? "active" : "inactive");
+	adminreq_gen_time(g, "registeredAt", d->registered_at);
+	adminreq_gen_time(g, "activatedAt", d->activated_at);
+	adminreq_gen_time(g, "lastBootstrapAt", d->last_bootstrap_at);
+	adminreq_gen_kv(g, "lastResolvedRegion", d->last_region[0] ? d->last_region : NULL);
+	adminreq_gen_string(g, "assignment");
 	yajl_gen_map_open(g);
-	admin_gen_kv(g, "level", d->batch ? "device" : p->batch ? "product" : "home");
+	adminreq_gen_kv(g, "level", d->batch ? "device" : p->batch ? "product" : "home");
 	if (batch) {
-		admin_gen_kv(g, "strategy", batch->strategy == SCHEMA_NEAREST ? "nearest" : "region");
+		adminreq_gen_kv(g, "strategy", batch->strategy == SCHEMA_NEAREST ? "nearest" : "region");
 		if (batch->strategy == SCHEMA_NEAREST) {
-			admin_gen_string(g, "candidates");
+			adminreq_gen_string(g, "candidates");
 			yajl_gen_array_open(g);
 			for (size_t i = 0; i < batch->ntargets; i++) {
 				yajl_gen_map_open(g);
-				admin_gen_kv(g, "region", batch->targets[i].region);
-				admin_gen_kv(g, "instance", batch->targets[i].instance);
+				adminreq_gen_kv(g, "region", batch->targets[i].region);
+				adminreq_gen_kv(g, "instance", batch->targets[i].instance);
 				yajl_gen_map_close(g);
 			}
 			yajl_gen_array_close(g);
 		} else {
-			admin_gen_kv(g, "region", batch->targets[0].region);
-			admin_gen_kv(g, "instance", batch->targets[0].instance);
+			adminreq_gen_kv(g, "region", batch->targets[0].region);
+			adminreq_gen_kv(g, "instance", batch->targets[0].instance);
 		}
-		admin_gen_kv(g, "account", batch->account[0] ? batch->account : p->account);
+		adminreq_gen_kv(g, "account", batch->account[0] ? batch->account : p->account);
 		snprintf(seq, sizeof(seq), "%" PRIu64, batch->seq);
-		admin_gen_kv(g, "batchId", seq);
-		admin_gen_time(g, "distributedAt", batch->created_at);
+		adminreq_gen_kv(g, "batchId", seq);
+		adminreq_gen_time(g, "distributedAt", batch->created_at);
 	} else {
-		admin_gen_kv(g, "strategy", "region");
-		admin_gen_kv(g, "region", p->home_region);
-		admin_gen_kv(g, "instance", p->home_instance);
-		admin_gen_kv(g, "account", p->account);
-		admin_gen_kv(g, "batchId", NULL);
-		admin_gen_kv(g, "distributedAt", NULL);
+		adminreq_gen_kv(g, "strategy", "region");
+		adminreq_gen_kv(g, "region", p->home_region);
+		adminreq_gen_kv(g, "instance", p->home_instance);
+		adminreq_gen_kv(g, "account", p->account);
+		adminreq_gen_kv(g, "batchId", NULL);
+		adminreq_gen_kv(g, "distributedAt", NULL);
 	}
 	yajl_gen_map_close(g);
-	admin_gen_kv(g, "notify", NULL);
+	adminreq_gen_kv(g, "notify", NULL);
 	yajl_gen_map_close(g);
-	admin_send_gen(ar->req, ar->route, &ar->started, 200, g);
-	yajl_gen_free(g);
+	adminreq_answer_gen(ar, 200, g);
 }
 
 static void admin_device_batch_reply(redisReply *reply, void *arg)
 {
-	struct admin_req *ar = arg;
+	struct adminreq *ar = arg;
 	struct schema_batch b = { .seq = ar->device.batch ? ar->device.batch : ar->product.batch };
 
 	if (ar->answered)
 		goto out;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
-		admin_unavailable(ar);
+		adminreq_unavailable(ar);
 		goto out;
 	}
 	if (reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_STRING ||
 	    schema_targets_parse(reply->element[1]->str, reply->element[1]->len, &b) < 0) {
-		admin_error(ar, 500, "internal", "the device's batch is missing or unreadable");
+		adminreq_error(ar, 500, "internal", "the device's batch is missing or unreadable");
 		goto out;
 	}
 	b.strategy = reply->element[0]->str[0] == 'n' ? SCHEMA_NEAREST : SCHEMA_REGION;
@@ -880,28 +678,28 @@ static void admin_device_batch_reply(redisReply *reply, void *arg)
 		b.created_at = 0;
 	admin_device_answer(ar, &b);
 out:
-	admin_req_unref(ar);
+	adminreq_unref(ar);
 }
 
 static void admin_device_product_reply(redisReply *reply, void *arg)
 {
-	struct admin_req *ar = arg;
+	struct adminreq *ar = arg;
 	uint64_t seq;
 	int found;
 
 	if (ar->answered)
 		goto out;
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR || ar->failed) {
-		admin_unavailable(ar);
+		adminreq_unavailable(ar);
 		goto out;
 	}
 	found = admin_product_from_reply(reply, &ar->product);
 	if (found < 0) {
-		admin_error(ar, 500, "internal", "stored product is unreadable");
+		adminreq_error(ar, 500, "internal", "stored product is unreadable");
 		goto out;
 	}
 	if (found == 0 || !ar->device_found) {
-		admin_error(ar, 404, "device_not_found", "no such device");
+		adminreq_error(ar, 404, "device_not_found", "no such device");
 		goto out;
 	}
 	seq = ar->device.batch ? ar->device.batch : ar->product.batch;
@@ -911,53 +709,53 @@ static void admin_device_product_reply(redisReply *reply, void *arg)
 	}
 	char key[SCHEMA_KEY_MAX];
 	if (schema_batch_key(key, sizeof(key), seq) < 0) {
-		admin_error(ar, 500, "internal", "bad batch");
+		adminreq_error(ar, 500, "internal", "bad batch");
 		goto out;
 	}
 	const char *argv[] = { "HMGET", key, "st", "tg", "ac", "ct" };
 	ar->refs++;
-	if (store_command(ar->t->store, admin_device_batch_reply, ar, 6, argv, NULL) < 0) {
+	if (store_command(adminreq_store(ar->t), admin_device_batch_reply, ar, 6, argv, NULL) < 0) {
 		ar->refs--;
-		admin_unavailable(ar);
+		adminreq_unavailable(ar);
 	}
 out:
-	admin_req_unref(ar);
+	adminreq_unref(ar);
 }
 
 static void admin_device_record_reply(redisReply *reply, void *arg)
 {
-	struct admin_req *ar = arg;
+	struct adminreq *ar = arg;
 
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL))
 		ar->failed = 1;
 	else if (reply->type == REDIS_REPLY_STRING) {
 		if (schema_device_parse(reply->str, reply->len, &ar->device) == 0)
 			ar->device_found = true;
 		else
-			admin_error(ar, 500, "internal", "stored device record is unreadable");
+			adminreq_error(ar, 500, "internal", "stored device record is unreadable");
 	}
-	admin_req_unref(ar);
+	adminreq_unref(ar);
 }
 
-static void admin_device_get(struct admin_req *ar)
+static void admin_device_get(struct adminreq *ar)
 {
 	char dkey[SCHEMA_KEY_MAX], field[SCHEMA_FIELD_MAX];
 
 	if (schema_device_key(dkey, sizeof(dkey), ar->pk, ar->dn) < 0 ||
 	    schema_device_field(field, sizeof(field), ar->pk, ar->dn) < 0) {
-		admin_error(ar, 404, "device_not_found", "no such device");
+		adminreq_error(ar, 404, "device_not_found", "no such device");
 		return;
 	}
 	const char *argv[] = { "HGET", dkey, field };
 	ar->refs++;
-	if (store_command(ar->t->store, admin_device_record_reply, ar, 3, argv, NULL) < 0) {
+	if (store_command(adminreq_store(ar->t), admin_device_record_reply, ar, 3, argv, NULL) < 0) {
 		ar->refs--;
-		admin_unavailable(ar);
+		adminreq_unavailable(ar);
 		return;
 	}
 	/* Pipelined: the record's answer arrives first. */
 	if (admin_product_hmget(ar, admin_device_product_reply) < 0)
-		admin_unavailable(ar);
+		adminreq_unavailable(ar);
 }
 
 /* --- routing --- */
@@ -968,10 +766,10 @@ static void admin_regions(struct server_thread *t, struct evhttp_request *req, c
 	size_t len = 0;
 
 	if (catalog_to_json(t->catalog, &json, &len) < 0) {
-		admin_error_req(req, METRICS_ADMIN, started, 500, "internal", "cannot render the catalog");
+		adminreq_error_req(req, METRICS_ADMIN, started, 500, "internal", "cannot render the catalog");
 		return;
 	}
-	admin_send(req, METRICS_ADMIN, started, 200, admin_json, json, len);
+	adminreq_send(req, METRICS_ADMIN, started, 200, adminreq_json, json, len);
 	free(json);
 }
 
@@ -1005,7 +803,7 @@ static void admin_method_not_allowed(struct evhttp_request *req, const struct ti
 	const char *allow)
 {
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-	admin_error_req(req, METRICS_ADMIN, started, 405, "method_not_allowed", "method not allowed here");
+	adminreq_error_req(req, METRICS_ADMIN, started, 405, "method_not_allowed", "method not allowed here");
 }
 
 static void admin_v1(struct server_thread *t, struct evhttp_request *req, const char *path,
@@ -1013,15 +811,17 @@ static void admin_v1(struct server_thread *t, struct evhttp_request *req, const 
 {
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	char seg[3][80];
-	struct admin_req *ar;
+	struct adminreq *ar;
 	int n;
 
 	if (!token_set_check(t->srv->tokens,
 		    evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"))) {
-		admin_error_req(req, METRICS_ADMIN, started, 401, "unauthorized",
+		adminreq_error_req(req, METRICS_ADMIN, started, 401, "unauthorized",
 			"a valid Authorization: Bearer token is required");
 		return;
 	}
+	if (admin_batch_handle(t, req, path, started))
+		return;
 	if (strcmp(path, "/v1/regions") == 0) {
 		if (m != EVHTTP_REQ_GET)
 			admin_method_not_allowed(req, started, "GET");
@@ -1029,15 +829,15 @@ static void admin_v1(struct server_thread *t, struct evhttp_request *req, const 
 			admin_regions(t, req, started);
 		return;
 	}
-	ar = admin_req_new(t, req, started, METRICS_ADMIN);
+	ar = adminreq_new(t, req, started, METRICS_ADMIN);
 	if (ar == NULL) {
-		admin_error_req(req, METRICS_ADMIN, started, 500, "internal", "out of memory");
+		adminreq_error_req(req, METRICS_ADMIN, started, 500, "internal", "out of memory");
 		return;
 	}
 	if ((n = admin_segments(path, "/v1/products", seg, 3)) >= 1 && n <= 2 &&
 	    (n == 1 || strcmp(seg[1], "devices") == 0)) {
 		if (!form_valid_product_key(seg[0])) {
-			admin_error(ar, 400, "invalid_product_key", "productKey: 1-32 characters of A-Z a-z 0-9 _ -");
+			adminreq_error(ar, 400, "invalid_product_key", "productKey: 1-32 characters of A-Z a-z 0-9 _ -");
 			goto out;
 		}
 		memcpy(ar->pk, seg[0], strlen(seg[0]) + 1);
@@ -1045,7 +845,7 @@ static void admin_v1(struct server_thread *t, struct evhttp_request *req, const 
 			admin_product_put(ar);
 		else if (n == 1 && m == EVHTTP_REQ_GET) {
 			if (admin_product_hmget(ar, admin_product_get_reply) < 0)
-				admin_unavailable(ar);
+				adminreq_unavailable(ar);
 		} else if (n == 2 && m == EVHTTP_REQ_POST)
 			admin_devices_post(ar);
 		else {
@@ -1059,7 +859,7 @@ static void admin_v1(struct server_thread *t, struct evhttp_request *req, const 
 			goto out;
 		}
 		if (!form_valid_product_key(seg[0]) || !form_valid_device_name(seg[1])) {
-			admin_error(ar, 404, "device_not_found", "no such device");
+			adminreq_error(ar, 404, "device_not_found", "no such device");
 			goto out;
 		}
 		/* Both were checked against their length limits just above. */
@@ -1067,10 +867,10 @@ static void admin_v1(struct server_thread *t, struct evhttp_request *req, const 
 		memcpy(ar->dn, seg[1], strlen(seg[1]) + 1);
 		admin_device_get(ar);
 	} else {
-		admin_error(ar, 404, "not_found", "no such path");
+		adminreq_error(ar, 404, "not_found", "no such path");
 	}
 out:
-	admin_req_unref(ar);
+	adminreq_unref(ar);
 }
 
 void admin_handle(struct evhttp_request *req, void *arg)
@@ -1083,7 +883,7 @@ void admin_handle(struct evhttp_request *req, void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &started);
 	http_begin();
 	if (path == NULL) {
-		admin_error_req(req, METRICS_ADMIN, &started, 404, "not_found", "no such path");
+		adminreq_error_req(req, METRICS_ADMIN, &started, 404, "not_found", "no such path");
 		return;
 	}
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && admin_ops(t, req, path, &started))
@@ -1092,5 +892,5 @@ void admin_handle(struct evhttp_request *req, void *arg)
 		admin_v1(t, req, path, &started);
 		return;
 	}
-	admin_error_req(req, METRICS_ADMIN, &started, 404, "not_found", "no such path");
+	adminreq_error_req(req, METRICS_ADMIN, &started, 404, "not_found", "no such path");
 }

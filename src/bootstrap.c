@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 
 #include "answer.h"
 #include "catalog.h"
@@ -15,6 +16,7 @@
 #include "form.h"
 #include "http.h"
 #include "log.h"
+#include "lua.h"
 #include "metrics.h"
 #include "netaddr.h"
 #include "ratelimit.h"
@@ -23,7 +25,12 @@
 #include "server.h"
 #include "store.h"
 
+/* Each resource: its name, host, port and ip, and some 48 bytes of JSON. */
+#define BOOTSTRAP_BODY_MAX (128 + FORM_RESOURCES_MAX * (FORM_RESOURCE_NAME_MAX + CATALOG_HOST_MAX + 16 + 48))
 #define BOOTSTRAP_CACHE_SLOTS 1024
+/* A cached batch is read again after this long, so that a Redis restored from
+ * an older copy (batch numbers used again) is noticed. */
+#define BOOTSTRAP_CACHE_TTL_S 30
 /* lastBootstrapAt is refreshed at most this often per device. */
 #define BOOTSTRAP_TOUCH_INTERVAL_S 60
 
@@ -31,6 +38,7 @@ static const char bootstrap_json[] = "application/json; charset=utf-8";
 
 struct bootstrap_cache {
 	struct schema_batch slots[BOOTSTRAP_CACHE_SLOTS]; /* direct-mapped by seq; seq 0 = empty */
+	time_t cached_at[BOOTSTRAP_CACHE_SLOTS];
 };
 
 struct bootstrap_cache *bootstrap_cache_new(void)
@@ -62,8 +70,16 @@ struct bootstrap_req {
 	const struct schema_batch *batch; /* into the thread's cache */
 	char sealed[SECRET_PLAIN_MAX + SECRET_SEALED_OVERHEAD];
 	size_t sealed_len;
+	char body[BOOTSTRAP_BODY_MAX]; /* the answer, held while the bootstrap is recorded */
+	int body_len;
 	uint64_t id;
 };
+
+/* What is left of redis.timeout_ms for this request's next Redis round. */
+static int bootstrap_time_left_ms(const struct bootstrap_req *br)
+{
+	return br->t->srv->cfg->redis_timeout_ms - (int)(http_elapsed(&br->started) * 1000.0);
+}
 
 static void bootstrap_req_unref(struct bootstrap_req *br)
 {
@@ -112,18 +128,15 @@ static void bootstrap_fail(struct bootstrap_req *br, int code, const char *messa
 	bootstrap_fail_req(br->req, br->route, &br->started, code, message);
 }
 
-/* Answers with the endpoints of INST that the request asked for. Returns the
- * number sent (0: none offered, nothing answered). */
-static int bootstrap_answer(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, const struct catalog_instance *inst,
+/* Writes the answer with the endpoints of INST that the request asked for
+ * into BODY. Returns its length, 0 when none is offered, -1 on error. */
+static int bootstrap_render(const struct catalog_instance *inst,
 	const char resources[][FORM_RESOURCE_NAME_MAX + 1], size_t nresources,
-	const struct catalog_vars *vars)
+	const struct catalog_vars *vars, char body[BOOTSTRAP_BODY_MAX])
 {
 	struct answer_resource res[FORM_RESOURCES_MAX];
 	char hosts[FORM_RESOURCES_MAX][CATALOG_HOST_MAX + 1];
-	char body[1024];
 	size_t n = 0;
-	int len;
 
 	for (size_t e = 0; e < inst->nendpoints && n < FORM_RESOURCES_MAX; e++) {
 		const struct catalog_endpoint *ep = &inst->endpoints[e];
@@ -143,81 +156,106 @@ static int bootstrap_answer(struct evhttp_request *req, enum metrics_route route
 	}
 	if (n == 0)
 		return 0;
-	len = answer_success(body, sizeof(body), res, n);
-	if (len < 0)
-		return -1;
-	bootstrap_send(req, route, started, 200, body, len);
-	return (int)n;
+	return answer_success(body, BOOTSTRAP_BODY_MAX, res, n);
 }
 
-static const char bootstrap_activate_lua[] =
-	"local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
-	"if not v then return 0 end\n"
-	"local b, s, r, a = string.match(v, '^(%d+);(%a);(%-?%d+);(%-?%d+);')\n"
-	"if b ~= ARGV[2] then return 0 end\n"
-	"if s ~= 'a' then a = ARGV[3] end\n"
-	"redis.call('HSET', KEYS[1], ARGV[1], b .. ';a;' .. r .. ';' .. a .. ';' .. ARGV[3] .. ';' .. ARGV[4])\n"
-	"return 1\n";
+static void bootstrap_on_recorded(redisReply *reply, void *arg)
+{
+	struct bootstrap_req *br = arg;
 
-/* Records the bootstrap, unless the device was reassigned in the meantime. */
-static void bootstrap_record(struct bootstrap_req *br, const char *region)
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+		log_warn("bootstrap", "%s: the bootstrap could not be recorded", br->field);
+	else if (reply->integer == 1 && br->device.status != SCHEMA_ACTIVE)
+		metrics_count(METRICS_ACTIVATIONS);
+	/* The answer is right either way; it goes once the record is written or given up. */
+	bootstrap_send(br->req, br->route, &br->started, 200, br->body, br->body_len);
+	bootstrap_req_unref(br);
+}
+
+/* Answers with the prepared body, first recording the bootstrap (status,
+ * times, region) unless nothing changed and it was recorded within a minute.
+ * A device reassigned in the meantime is left as it is (the script checks). */
+static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *region)
 {
 	char key[SCHEMA_KEY_MAX], batch[24], now[24];
 	time_t t = time(NULL);
 
-	if (br->device.status == SCHEMA_ACTIVE && strcmp(br->device.last_region, region) == 0 &&
-	    t - br->device.last_bootstrap_at < BOOTSTRAP_TOUCH_INTERVAL_S)
-		return;
-	if (schema_device_key(key, sizeof(key), br->form.product_key, br->form.device_name) < 0)
-		return;
+	br->answered = true;
+	if ((br->device.status == SCHEMA_ACTIVE && strcmp(br->device.last_region, region) == 0 &&
+		    t - br->device.last_bootstrap_at < BOOTSTRAP_TOUCH_INTERVAL_S) ||
+	    schema_device_key(key, sizeof(key), br->form.product_key, br->form.device_name) < 0)
+		goto send;
 	snprintf(batch, sizeof(batch), "%" PRIu64, br->device.batch);
 	snprintf(now, sizeof(now), "%lld", (long long)t);
-	const char *argv[] = { "EVAL", bootstrap_activate_lua, "1", key, br->field, batch, now, region };
-	store_command_noreply(br->t->store, 8, argv, NULL);
-	if (br->device.status != SCHEMA_ACTIVE)
-		metrics_count(METRICS_ACTIVATIONS);
+	const char *argv[] = { "EVAL", lua_activate, "1", key, br->field, batch, now, region };
+	br->refs++;
+	if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_recorded, br, 8, argv,
+		    NULL) == 0)
+		return;
+	br->refs--;
+	log_warn("bootstrap", "%s: no time left to record the bootstrap", br->field);
+send:
+	bootstrap_send(br->req, br->route, &br->started, 200, br->body, br->body_len);
 }
 
+static int bootstrap_cmp_key(const void *a, const void *b)
+{
+	const struct evkeyval *x = *(const struct evkeyval *const *)a, *y = *(const struct evkeyval *const *)b;
+	int c = strcmp(x->key, y->key);
+
+	/* Equal names keep their order (the first one is the one used). */
+	return c ? c : (x < y ? -1 : x > y);
+}
+
+/* 0 when the signature is right, -1 when missing or wrong, -2 on an internal problem. */
 static int bootstrap_check_sign(struct bootstrap_req *br)
 {
-	const char *skip[] = { "sign", "signmethod", "version", "resources" };
-	const struct evkeyval *kv;
-	const struct evkeyval *sorted[32];
-	char plain[SECRET_PLAIN_MAX + 1], content[2048], expect[129];
-	size_t n = 0, off = 0;
+	static const char *const skip[] = { "sign", "signmethod", "version", "resources" };
+	const struct evkeyval *kv, **sorted = NULL;
+	char plain[SECRET_PLAIN_MAX + 1], expect[SECRET_HMAC_HEX_MAX + 1];
+	char *content = NULL;
+	size_t n = 0, cap = 1, off = 0;
+	int rc = -2;
 
 	if (br->form.sign == NULL)
 		return -1;
-	if (secret_open(br->t->srv->secret_key, br->field, (const unsigned char *)br->sealed,
-		    br->sealed_len, plain, sizeof(plain)) < 0)
-		return -2;
+	TAILQ_FOREACH(kv, &br->form.params, next) {
+		n++;
+		cap += strlen(kv->key) + strlen(kv->value);
+	}
+	sorted = calloc(n ? n : 1, sizeof(*sorted));
+	content = malloc(cap);
+	if (sorted == NULL || content == NULL)
+		goto out;
+	n = 0;
 	TAILQ_FOREACH(kv, &br->form.params, next) {
 		size_t s;
 		for (s = 0; s < sizeof(skip) / sizeof(skip[0]) && strcmp(kv->key, skip[s]) != 0; s++)
 			;
-		if (s < sizeof(skip) / sizeof(skip[0]))
-			continue;
-		if (n == sizeof(sorted) / sizeof(sorted[0]))
-			return -1;
-		sorted[n++] = kv;
+		if (s == sizeof(skip) / sizeof(skip[0]))
+			sorted[n++] = kv;
 	}
-	/* Insertion sort by name: a handful of parameters. */
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && strcmp(sorted[j - 1]->key, sorted[j]->key) > 0; j--) {
-			const struct evkeyval *tmp = sorted[j];
-			sorted[j] = sorted[j - 1];
-			sorted[j - 1] = tmp;
-		}
+	qsort(sorted, n, sizeof(*sorted), bootstrap_cmp_key);
 	for (size_t i = 0; i < n; i++) {
-		int w = snprintf(content + off, sizeof(content) - off, "%s%s", sorted[i]->key, sorted[i]->value);
-		if (w < 0 || (size_t)w >= sizeof(content) - off)
-			return -1;
-		off += (size_t)w;
+		size_t kl = strlen(sorted[i]->key), vl = strlen(sorted[i]->value);
+		if (i > 0 && strcmp(sorted[i - 1]->key, sorted[i]->key) == 0)
+			continue;
+		memcpy(content + off, sorted[i]->key, kl);
+		memcpy(content + off + kl, sorted[i]->value, vl);
+		off += kl + vl;
 	}
-	if (secret_hmac_hex(br->form.signmethod ? br->form.signmethod : "hmacmd5", plain, content, off,
-		    expect, sizeof(expect)) < 0)
-		return -2;
-	return secret_hex_equal(expect, br->form.sign) ? 0 : -1;
+	if (secret_open(br->t->srv->secret_key, br->field, (const unsigned char *)br->sealed, br->sealed_len,
+		    plain, sizeof(plain)) < 0)
+		goto out;
+	if (secret_hmac_hex(br->form.signmethod ? br->form.signmethod : "hmacmd5", plain, content, off, expect,
+		    sizeof(expect)) < 0)
+		goto out;
+	rc = secret_hex_equal(expect, br->form.sign) ? 0 : -1;
+out:
+	OPENSSL_cleanse(plain, sizeof(plain));
+	free(sorted);
+	free(content);
+	return rc;
 }
 
 static void bootstrap_resolve(struct bootstrap_req *br)
@@ -255,20 +293,17 @@ static void bootstrap_resolve(struct bootstrap_req *br)
 			br->form.product_key, br->form.device_name, rid, iid);
 		return;
 	}
-	br->answered = true;
-	rc = bootstrap_answer(br->req, br->route, &br->started, inst, br->form.resources,
-		br->form.nresources, &vars);
+	rc = bootstrap_render(inst, br->form.resources, br->form.nresources, &vars, br->body);
 	if (rc < 0) {
-		br->answered = false;
 		bootstrap_fail(br, 500, "internal error");
 		return;
 	}
 	if (rc == 0) {
-		br->answered = false;
 		bootstrap_fail(br, 460, "no requested resource is offered");
 		return;
 	}
-	bootstrap_record(br, region->id);
+	br->body_len = rc;
+	bootstrap_record_and_answer(br, region->id);
 }
 
 static void bootstrap_on_batch(redisReply *reply, void *arg)
@@ -297,6 +332,7 @@ static void bootstrap_on_batch(redisReply *reply, void *arg)
 	}
 	slot = &br->t->cache->slots[b.seq % BOOTSTRAP_CACHE_SLOTS];
 	*slot = b;
+	br->t->cache->cached_at[b.seq % BOOTSTRAP_CACHE_SLOTS] = time(NULL);
 	br->batch = slot;
 	bootstrap_resolve(br);
 out:
@@ -330,7 +366,8 @@ static void bootstrap_continue(struct bootstrap_req *br)
 		bootstrap_resolve(br);
 		return;
 	}
-	if (br->t->cache->slots[seq % BOOTSTRAP_CACHE_SLOTS].seq == seq) {
+	if (br->t->cache->slots[seq % BOOTSTRAP_CACHE_SLOTS].seq == seq &&
+	    time(NULL) - br->t->cache->cached_at[seq % BOOTSTRAP_CACHE_SLOTS] < BOOTSTRAP_CACHE_TTL_S) {
 		br->batch = &br->t->cache->slots[seq % BOOTSTRAP_CACHE_SLOTS];
 		bootstrap_resolve(br);
 		return;
@@ -342,7 +379,7 @@ static void bootstrap_continue(struct bootstrap_req *br)
 	}
 	const char *argv[] = { "HMGET", key, "st", "tg", "ac" };
 	br->refs++;
-	if (store_command(br->t->store, bootstrap_on_batch, br, 5, argv, NULL) < 0) {
+	if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_batch, br, 5, argv, NULL) < 0) {
 		br->refs--;
 		bootstrap_fail(br, 503, "service unavailable");
 	}
@@ -366,6 +403,12 @@ static void bootstrap_on_product(redisReply *reply, void *arg)
 		br->failed = true;
 		goto out;
 	}
+	for (size_t i = 0; i < reply->elements; i++) {
+		if (reply->element[i]->type != REDIS_REPLY_STRING && reply->element[i]->type != REDIS_REPLY_NIL) {
+			br->failed = true;
+			goto out;
+		}
+	}
 	br->product_found = reply->element[0]->type == REDIS_REPLY_STRING;
 	for (size_t i = 0; br->product_found && i < reply->elements; i++) {
 		redisReply *e = reply->element[i];
@@ -385,7 +428,8 @@ static void bootstrap_on_product(redisReply *reply, void *arg)
 		const char *argv[] = { "HGET", key, br->field };
 		br->refs++;
 		br->pending++;
-		if (store_command(br->t->store, bootstrap_on_secret, br, 3, argv, NULL) < 0) {
+		if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_secret, br, 3, argv,
+			    NULL) < 0) {
 			br->refs--;
 			br->pending--;
 			br->failed = true;
@@ -399,7 +443,8 @@ static void bootstrap_on_device(redisReply *reply, void *arg)
 {
 	struct bootstrap_req *br = arg;
 
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+	/* Only a nil answer means "no such device"; anything unexpected is a failure. */
+	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)) {
 		br->failed = true;
 	} else if (reply->type == REDIS_REPLY_STRING) {
 		if (schema_device_parse(reply->str, reply->len, &br->device) == 0) {
@@ -416,9 +461,10 @@ static void bootstrap_on_secret(redisReply *reply, void *arg)
 {
 	struct bootstrap_req *br = arg;
 
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL) ||
+	    (reply->type == REDIS_REPLY_STRING && reply->len > sizeof(br->sealed))) {
 		br->failed = true;
-	else if (reply->type == REDIS_REPLY_STRING && reply->len <= sizeof(br->sealed)) {
+	} else if (reply->type == REDIS_REPLY_STRING) {
 		memcpy(br->sealed, reply->str, reply->len);
 		br->sealed_len = reply->len;
 	}
@@ -490,6 +536,7 @@ static void bootstrap_region(struct server_thread *t, struct evhttp_request *req
 {
 	static const char mqtt_only[1][FORM_RESOURCE_NAME_MAX + 1] = { "mqtt" };
 	struct catalog_vars vars = { NULL, NULL };
+	char body[BOOTSTRAP_BODY_MAX];
 	const struct catalog_region *region = catalog_region(t->catalog, id);
 	const struct catalog_instance *inst = region ? catalog_default_instance(region) : NULL;
 	int rc;
@@ -498,8 +545,10 @@ static void bootstrap_region(struct server_thread *t, struct evhttp_request *req
 		bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, started, 460, "unknown region");
 		return;
 	}
-	rc = bootstrap_answer(req, METRICS_BOOTSTRAP_REGION, started, inst, mqtt_only, 1, &vars);
-	if (rc < 0)
+	rc = bootstrap_render(inst, mqtt_only, 1, &vars, body);
+	if (rc > 0)
+		bootstrap_send(req, METRICS_BOOTSTRAP_REGION, started, 200, body, rc);
+	else if (rc < 0)
 		bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, started, 460,
 			"region endpoint needs a product key");
 	else if (rc == 0)

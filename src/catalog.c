@@ -17,6 +17,8 @@
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
+#include "jsonstrict.h"
+
 #define CATALOG_DEPTH_MAX 16      /* the format needs 6 levels */
 #define CATALOG_NAME_MAX 128      /* region display name, bytes */
 #define CATALOG_PROTOCOL_MAX 16
@@ -793,99 +795,17 @@ out:
 	return rc;
 }
 
-struct catalog_scan {
-	int depth;
-	const char *why;
-};
-
-static int catalog_scan_open(void *ctx)
-{
-	struct catalog_scan *s = ctx;
-
-	if (++s->depth > CATALOG_DEPTH_MAX) {
-		s->why = "nested too deeply";
-		return 0;
-	}
-	return 1;
-}
-
-static int catalog_scan_close(void *ctx)
-{
-	struct catalog_scan *s = ctx;
-
-	s->depth--;
-	return 1;
-}
-
-/* yajl_tree keeps NUL-terminated strings: an escaped NUL would cut them short. */
-static int catalog_scan_string(void *ctx, const unsigned char *str, size_t len)
-{
-	struct catalog_scan *s = ctx;
-
-	if (memchr(str, '\0', len) != NULL) {
-		s->why = "strings must not contain \\u0000";
-		return 0;
-	}
-	return 1;
-}
-
-static const yajl_callbacks catalog_scan_callbacks = {
-	.yajl_string = catalog_scan_string,
-	.yajl_start_map = catalog_scan_open,
-	.yajl_map_key = catalog_scan_string,
-	.yajl_end_map = catalog_scan_close,
-	.yajl_start_array = catalog_scan_open,
-	.yajl_end_array = catalog_scan_close,
-};
-
-/* A strict syntax pass (no comments, bounded depth) that can say where the
- * error is; yajl_tree_parse cannot. */
+/* The strict pass first: yajl_tree_parse alone would accept comments and
+ * could not say where a syntax error is. */
 static int catalog_scan(struct catalog_parser *p, const char *json, size_t len)
 {
-	struct catalog_scan s = { 0, NULL };
-	yajl_handle h;
-	yajl_status st;
-	size_t off = len, line = 1, col = 1;
-	unsigned char *err = NULL;
-	const char *msg;
-	int rc = -1;
+	struct jsonstrict_error e;
 
-	h = yajl_alloc(&catalog_scan_callbacks, NULL, &s);
-	if (h == NULL)
-		return catalog_fail(p, "", "out of memory");
-	st = yajl_parse(h, (const unsigned char *)json, len);
-	if (st == yajl_status_ok)
-		st = yajl_complete_parse(h);
-	else
-		off = yajl_get_bytes_consumed(h);
-	if (st == yajl_status_ok) {
-		rc = 0;
-		goto out;
-	}
-	if (off > len)
-		off = len;
-	for (size_t i = 0; i < off; i++) {
-		if (json[i] == '\n') {
-			line++;
-			col = 1;
-		} else {
-			col++;
-		}
-	}
-	if (st == yajl_status_client_canceled) {
-		msg = s.why;
-	} else {
-		err = yajl_get_error(h, 0, NULL, 0);
-		msg = err != NULL ? (const char *)err : "syntax error";
-	}
-	if (p->cause != NULL && asprintf(p->cause, "%s:%zu:%zu: %.*s", p->name, line, col,
-			(int)strcspn(msg, "\n"), msg) < 0)
+	if (jsonstrict_check(json, len, CATALOG_DEPTH_MAX, &e) == 0)
+		return 0;
+	if (p->cause != NULL && asprintf(p->cause, "%s:%zu:%zu: %s", p->name, e.line, e.col, e.message) < 0)
 		*p->cause = NULL;
-out:
-	if (err != NULL)
-		yajl_free_error(h, err);
-	yajl_free(h);
-	return rc;
+	return -1;
 }
 
 static void catalog_free(struct catalog *cat)

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "jsonstrict.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -16,6 +17,7 @@
 
 #define CONFIG_MAX_FILE_BYTES (16u * 1024 * 1024)
 #define CONFIG_ENV_PREFIX "BOOTSTRAPD_"
+#define CONFIG_JSON_DEPTH_MAX 16
 
 enum config_type {
 	CONFIG_STRING,
@@ -100,6 +102,12 @@ static const struct config_key config_keys[] = {
 	KEY_STR("worker.listen", worker.listen, "\"\"", config_check_listen, CONFIG_EMPTY_OK,
 		"Health/metrics listener of the worker role; empty = off"),
 	KEY_TLS("worker.tls", worker.tls, "TLS for the worker listener; absent or null = plain HTTP"),
+	KEY_INT("worker.chunk_size", worker_chunk_size, "100", 1, 1000,
+		"Batch items a worker applies in one atomic step"),
+	KEY_INT("worker.pause_ms", worker_pause_ms, "0", 0, 60000,
+		"Pause between a worker's steps, milliseconds (spares Redis during large batches)"),
+	KEY_INT("worker.claim_idle_ms", worker_claim_idle_ms, "30000", 100, 3600000,
+		"A step another worker took and left unacknowledged this long is taken over"),
 	KEY_INT("threads", threads, "0", 0, 256, "Event loop threads; 0 = one per online CPU"),
 	KEY_STR("redis.url", redis_url, "\"redis://127.0.0.1:6379/0\"", config_check_redis_url, 0,
 		"Redis server: redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]"),
@@ -218,59 +226,21 @@ static void config_fail_type(char **cause, const char *origin, const char *name,
 static int config_parse_json(const char *text, size_t len, const char *origin, yajl_val *out,
 	char **cause)
 {
-	yajl_callbacks callbacks;
-	yajl_handle h;
-	yajl_status st;
-	size_t off;
+	struct jsonstrict_error e;
 	char errbuf[256];
-	int rc = -1;
 
 	*out = NULL;
-	memset(&callbacks, 0, sizeof(callbacks));
-	h = yajl_alloc(&callbacks, NULL, NULL);
-	if (h == NULL) {
-		config_fail(cause, "%s: out of memory", origin);
+	if (jsonstrict_check(text, len, CONFIG_JSON_DEPTH_MAX, &e) < 0) {
+		config_fail(cause, "%s: line %zu, column %zu: %s", origin, e.line, e.col, e.message);
 		return -1;
-	}
-	st = yajl_parse(h, (const unsigned char *)text, len);
-	off = yajl_get_bytes_consumed(h);
-	if (st == yajl_status_ok) {
-		st = yajl_complete_parse(h);
-		off = len; /* an incomplete document ends at the end of the text */
-	}
-	if (st != yajl_status_ok) {
-		unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)text, len);
-		size_t line = 1, col = 1, n;
-
-		if (off > len)
-			off = len;
-		for (size_t i = 0; i < off; i++) {
-			if (text[i] == '\n') {
-				line++;
-				col = 1;
-			} else {
-				col++;
-			}
-		}
-		n = msg != NULL ? strlen((char *)msg) : 0;
-		while (n > 0 && isspace((unsigned char)msg[n - 1]))
-			n--;
-		config_fail(cause, "%s: line %zu, column %zu: %.*s", origin, line, col, (int)n,
-			msg != NULL ? (char *)msg : "syntax error");
-		if (msg != NULL)
-			yajl_free_error(h, msg);
-		goto out;
 	}
 	/* The strict pass succeeded, so the text has no NUL byte and is terminated. */
 	*out = yajl_tree_parse(text, errbuf, sizeof(errbuf));
 	if (*out == NULL) {
 		config_fail(cause, "%s: %s", origin, errbuf);
-		goto out;
+		return -1;
 	}
-	rc = 0;
-out:
-	yajl_free(h);
-	return rc;
+	return 0;
 }
 
 static char *config_abs_path(const char *dir, const char *path)

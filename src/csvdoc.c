@@ -58,13 +58,30 @@ int csvdoc_valid_text(const char *s, size_t len)
 	return 1;
 }
 
-static void csvdoc_fail(struct csvdoc_state *st, int err, const char *msg)
+/* Names the row, and the column (by its header name once the header is
+ * read) when the problem is in a field. */
+static void csvdoc_fail_at(struct csvdoc_state *st, int err, bool in_field, const char *msg)
 {
+	const struct csvdoc_row *header = st->doc->nrows ? &st->doc->rows[0] : NULL;
+	size_t col = st->cur.nfields;
+	int n;
+
 	if (st->err)
 		return;
 	st->err = err;
-	if (asprintf(&st->cause, "row %zu: %s", st->doc->nrows + 1, msg) < 0)
+	if (!in_field)
+		n = asprintf(&st->cause, "row %zu: %s", st->doc->nrows + 1, msg);
+	else if (header && col < header->nfields && header->fields[col])
+		n = asprintf(&st->cause, "row %zu, column %s: %s", st->doc->nrows + 1, header->fields[col], msg);
+	else
+		n = asprintf(&st->cause, "row %zu, column %zu: %s", st->doc->nrows + 1, col + 1, msg);
+	if (n < 0)
 		st->cause = NULL;
+}
+
+static void csvdoc_fail(struct csvdoc_state *st, int err, const char *msg)
+{
+	csvdoc_fail_at(st, err, false, msg);
 }
 
 static void csvdoc_field(void *data, size_t len, void *arg)
@@ -75,11 +92,11 @@ static void csvdoc_field(void *data, size_t len, void *arg)
 	if (st->err)
 		return;
 	if (len > CSVDOC_FIELD_MAX) {
-		csvdoc_fail(st, CSVDOC_EPARSE, "field too long");
+		csvdoc_fail_at(st, CSVDOC_EPARSE, true, "field too long");
 		return;
 	}
 	if (!csvdoc_valid_text(data, len)) {
-		csvdoc_fail(st, CSVDOC_EPARSE, "not UTF-8 text, or holds a control character");
+		csvdoc_fail_at(st, CSVDOC_EPARSE, true, "not UTF-8 text, or holds a control character");
 		return;
 	}
 	if (st->cur.nfields == st->curcap) {

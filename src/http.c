@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
 
@@ -193,8 +195,10 @@ struct evhttp *http_server_new(struct event_base *base, evutil_socket_t fd, SSL_
 	evhttp_set_timeout(http, cfg->http_timeout_s);
 	evhttp_set_max_body_size(http, (ev_ssize_t)cfg->max_body_bytes);
 	evhttp_set_max_headers_size(http, 16384);
+	/* Every method reaches the handlers, which answer 405 where it does not fit. */
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
+		EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_default_content_type(http, "application/json; charset=utf-8");
 	evhttp_set_gencb(http, cb, arg);
 	if (ctx)
@@ -271,11 +275,24 @@ void http_send(struct evhttp_request *req, enum metrics_route route, const struc
 	if (evcon)
 		evhttp_connection_set_closecb(evcon, http_on_close, NULL);
 
+	char length[24];
+
 	evhttp_remove_header(headers, "Content-Type");
 	evhttp_add_header(headers, "Content-Type", content_type);
+	/* Always an exact Content-Length (evhttp leaves it out for HTTP/1.0). */
+	snprintf(length, sizeof(length), "%zu", len);
+	evhttp_remove_header(headers, "Content-Length");
+	evhttp_add_header(headers, "Content-Length", length);
+	if (req->major == 1 && req->minor == 0) {
+		/* Answered as HTTP/1.1, the field SDKs' parsers insist; the
+		 * connection still closes unless the client asked to keep it. */
+		const char *conn = evhttp_find_header(evhttp_request_get_input_headers(req), "Connection");
+		if (conn == NULL || strcasecmp(conn, "keep-alive") != 0)
+			evhttp_add_header(headers, "Connection", "close");
+		req->minor = 1;
+	}
 	if (len)
 		evbuffer_add(out, body, len);
-	/* evhttp sets an exact Content-Length for a complete reply (never chunked). */
 	evhttp_send_reply(req, status, http_reason(status), NULL);
 	metrics_request(route, status, http_elapsed(started));
 	atomic_fetch_sub(&http_active, 1);

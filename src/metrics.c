@@ -27,6 +27,10 @@ static const struct {
 	{ "bootstrapd_activations_total", "Device status changes to active through bootstrap." },
 	{ "bootstrapd_catalog_reloads_total", "Region catalog reloads that took effect." },
 	{ "bootstrapd_catalog_reload_failures_total", "Region catalog reloads rejected." },
+	{ "bootstrapd_batch_items_total", "Batch rows this process recorded a result for." },
+	{ "bootstrapd_batch_steps_total", "Batch steps this process applied." },
+	{ "bootstrapd_batch_step_failures_total", "Batch steps that Redis refused to apply." },
+	{ "bootstrapd_batch_claims_total", "Batch steps taken over from a worker that left them." },
 };
 
 /* The last status slot counts everything not listed. */

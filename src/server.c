@@ -18,6 +18,7 @@
 #include "secret.h"
 #include "store.h"
 #include "token.h"
+#include "worker.h"
 
 /* After SIGTERM, open connections get this long to complete a request. */
 #define SERVER_DRAIN_GRACE_S 1
@@ -46,7 +47,7 @@ static void server_thread_drain_check(evutil_socket_t fd, short what, void *arg)
 	/* Requests still arriving on open connections get the grace period. */
 	bool graced = now.tv_sec > t->srv->drain_grace.tv_sec ||
 		(now.tv_sec == t->srv->drain_grace.tv_sec && now.tv_nsec >= t->srv->drain_grace.tv_nsec);
-	if ((http_inflight() == 0 && graced) || now.tv_sec > t->srv->drain_deadline.tv_sec ||
+	if ((http_inflight() == 0 && !worker_busy(t->srv->worker) && graced) || now.tv_sec > t->srv->drain_deadline.tv_sec ||
 	    (now.tv_sec == t->srv->drain_deadline.tv_sec && now.tv_nsec >= t->srv->drain_deadline.tv_nsec)) {
 		if (http_inflight() != 0 && t->index == 0)
 			log_warn("server", "drain time is over with %ld requests unanswered", http_inflight());
@@ -70,6 +71,8 @@ static void server_thread_stop(evutil_socket_t fd, short what, void *arg)
 		evhttp_del_accept_socket(t->admin_http, t->admin_sock);
 		t->admin_sock = NULL;
 	}
+	if (t->index == 0)
+		worker_stop(t->srv->worker);
 	event_add(t->drain_timer, &tick);
 	server_thread_drain_check(-1, 0, t);
 }
@@ -155,6 +158,10 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 		if (l->listen && l->listen[0]) {
 			if (http_listen(l->listen, false, &fd, cause) < 0)
 				return -1;
+			if (srv->role != SERVER_ROLE_WORKER && (t->admin_store = store_new(t->base, cfg)) == NULL) {
+				close(fd);
+				goto nomem;
+			}
 			t->admin_http = http_server_new(t->base, fd, srv->admin_tls, cfg,
 				srv->role == SERVER_ROLE_WORKER ? admin_handle_ops : admin_handle, t, &t->admin_sock);
 			if (t->admin_http == NULL) {
@@ -173,6 +180,7 @@ static void server_thread_deinit(struct server_thread *t)
 {
 	/* Pending Redis callbacks answer their requests before the servers go. */
 	store_free(t->store);
+	store_free(t->admin_store);
 	if (t->public_http)
 		evhttp_free(t->public_http);
 	if (t->admin_http)
@@ -233,6 +241,10 @@ int server_new(const struct config *cfg, enum server_role role, struct catalog *
 	for (int i = 0; i < srv->nthreads; i++)
 		if (server_thread_init(srv, &srv->threads[i], i, cause) < 0)
 			goto fail;
+	if (role != SERVER_ROLE_API && (srv->worker = worker_new(srv->threads[0].base, cfg)) == NULL) {
+		*cause = strdup("out of memory");
+		goto fail;
+	}
 	srv->sig_term = evsignal_new(srv->threads[0].base, SIGTERM, server_on_signal, srv);
 	srv->sig_int = evsignal_new(srv->threads[0].base, SIGINT, server_on_signal, srv);
 	srv->sig_hup = evsignal_new(srv->threads[0].base, SIGHUP, server_on_signal, srv);
@@ -293,6 +305,7 @@ void server_free(struct server *srv)
 		event_free(srv->sig_int);
 	if (srv->sig_hup)
 		event_free(srv->sig_hup);
+	worker_free(srv->worker);
 	for (int i = 0; srv->threads && i < srv->nthreads; i++)
 		server_thread_deinit(&srv->threads[i]);
 	free(srv->threads);

@@ -23,6 +23,9 @@ struct store {
 	bool ever_connected;
 	bool was_down_logged;
 	bool freeing;
+	bool tcp_up;      /* the connect callback said yes */
+	int handshake;    /* AUTH/SELECT answers still to come */
+	bool needs_handshake;
 };
 
 /* One issued command. It lives until hiredis hands its reply (or NULL) back,
@@ -54,6 +57,48 @@ static void store_retry_cb(evutil_socket_t fd, short what, void *arg)
 	store_connect(arg);
 }
 
+/* Connected, and AUTH/SELECT (if any) accepted: commands may flow. */
+static void store_up(struct store *st)
+{
+	if (st->ever_connected)
+		metrics_count(METRICS_REDIS_RECONNECTS);
+	if (st->was_down_logged || st->ever_connected)
+		log_info("store", "connected to Redis");
+	st->ever_connected = true;
+	st->was_down_logged = false;
+	st->state = STORE_UP;
+	st->backoff_ms = 50;
+	evtimer_del(st->reset);
+}
+
+/* AUTH or SELECT answered. A refusal drops the connection: commands sent to
+ * the wrong database or unauthenticated must never be answered from. */
+static void store_handshake(struct store *st, redisReply *r, const char *what)
+{
+	if (st->freeing || st->ac == NULL || st->handshake < 0)
+		return;
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		log_error("store", "Redis refused %s: %s", what, r ? r->str : "no answer");
+		st->handshake = -1;
+		event_active(st->reset, EV_TIMEOUT, 0);
+		return;
+	}
+	if (--st->handshake == 0 && st->tcp_up)
+		store_up(st);
+}
+
+static void store_auth_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	(void)ac;
+	store_handshake(privdata, reply, "AUTH");
+}
+
+static void store_select_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	(void)ac;
+	store_handshake(privdata, reply, "SELECT");
+}
+
 static void store_on_connect(const redisAsyncContext *ac, int status)
 {
 	struct store *st = ac->data;
@@ -68,15 +113,9 @@ static void store_on_connect(const redisAsyncContext *ac, int status)
 		store_schedule_retry(st);
 		return;
 	}
-	if (st->ever_connected)
-		metrics_count(METRICS_REDIS_RECONNECTS);
-	if (st->was_down_logged || st->ever_connected)
-		log_info("store", "connected to Redis");
-	st->ever_connected = true;
-	st->was_down_logged = false;
-	st->state = STORE_UP;
-	st->backoff_ms = 50;
-	evtimer_del(st->reset);
+	st->tcp_up = true;
+	if (st->handshake == 0)
+		store_up(st);
 }
 
 static void store_on_disconnect(const redisAsyncContext *ac, int status)
@@ -113,7 +152,8 @@ static void store_reset_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (st->ac == NULL)
 		return;
-	log_warn("store", "Redis did not answer within %d ms; reconnecting", st->cfg->redis_timeout_ms);
+	if (st->handshake >= 0)
+		log_warn("store", "Redis did not answer in time; reconnecting");
 	store_drop(st);
 	if (!st->freeing)
 		store_schedule_retry(st);
@@ -148,18 +188,23 @@ static void store_connect(struct store *st)
 	redisAsyncSetDisconnectCallback(ac, store_on_disconnect);
 	st->ac = ac;
 	st->state = STORE_CONNECTING;
-	/* Commands queued now go out once connected; AUTH and SELECT come first. */
+	st->tcp_up = false;
+	st->handshake = 0;
+	/* AUTH and SELECT go first; nothing else is sent until both said OK. */
 	if (cfg->redis_password && cfg->redis_password[0]) {
-		const char *argv[] = { "AUTH", cfg->redis_user && cfg->redis_user[0] ? cfg->redis_user : cfg->redis_password,
-			cfg->redis_password };
-		redisAsyncCommandArgv(ac, NULL, NULL, cfg->redis_user && cfg->redis_user[0] ? 3 : 2, argv, NULL);
+		bool user = cfg->redis_user && cfg->redis_user[0];
+		const char *argv[] = { "AUTH", user ? cfg->redis_user : cfg->redis_password, cfg->redis_password };
+		st->handshake++;
+		redisAsyncCommandArgv(ac, store_auth_reply, st, user ? 3 : 2, argv, NULL);
 	}
 	if (cfg->redis_db != 0) {
 		char db[16];
 		snprintf(db, sizeof(db), "%d", cfg->redis_db);
 		const char *argv[] = { "SELECT", db };
-		redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+		st->handshake++;
+		redisAsyncCommandArgv(ac, store_select_reply, st, 2, argv, NULL);
 	}
+	st->needs_handshake = st->handshake > 0;
 	/* A connect that hangs is dropped like a hung command. */
 	evtimer_add(st->reset, &tv);
 }
@@ -239,10 +284,23 @@ static void store_call_reply(redisAsyncContext *ac, void *reply, void *privdata)
 int store_command(struct store *st, store_reply_fn fn, void *arg, int argc, const char **argv,
 	const size_t *argvlen)
 {
-	struct timeval tv = { st->cfg->redis_timeout_ms / 1000, (st->cfg->redis_timeout_ms % 1000) * 1000 };
+	return store_command_timed(st, st->cfg->redis_timeout_ms, fn, arg, argc, argv, argvlen);
+}
+
+int store_command_timed(struct store *st, int timeout_ms, store_reply_fn fn, void *arg, int argc,
+	const char **argv, const size_t *argvlen)
+{
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	struct store_call *call;
 
-	if (st->ac == NULL || st->state != STORE_UP) {
+	if (timeout_ms <= 0) {
+		metrics_count(METRICS_REDIS_TIMEOUTS);
+		return -1;
+	}
+
+	/* While connecting, hiredis holds commands until the connection is up;
+	 * each is still bounded by its own timer. */
+	if (st->ac == NULL || st->state == STORE_DOWN || (st->state == STORE_CONNECTING && st->needs_handshake)) {
 		metrics_count(METRICS_REDIS_ERRORS);
 		return -1;
 	}
@@ -269,6 +327,6 @@ int store_command(struct store *st, store_reply_fn fn, void *arg, int argc, cons
 
 void store_command_noreply(struct store *st, int argc, const char **argv, const size_t *argvlen)
 {
-	if (st->ac != NULL && st->state == STORE_UP)
+	if (st->ac != NULL && (st->state == STORE_UP || (st->state == STORE_CONNECTING && !st->needs_handshake)))
 		redisAsyncCommandArgv(st->ac, NULL, NULL, argc, argv, argvlen);
 }

@@ -9,7 +9,9 @@ atexit, SIGTERM from meson). Python 3 standard library only.
 
 import atexit
 import copy
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 import unittest
+from urllib.parse import quote
 
 TOKEN = "test-token"
 REDIS_TIMEOUT_MS = 300
@@ -393,8 +396,10 @@ class Harness:
     regions: the catalog (default_regions()). persistence: keep dump.rdb in the
     directory across redis restarts (tests call SAVE themselves)."""
 
-    def __init__(self, tls=None, config=None, regions=None, persistence=False, name="bootstrapd"):
+    def __init__(self, tls=None, config=None, regions=None, persistence=False, name="bootstrapd", args=()):
         self.name = name
+        self.daemon_args = tuple(args)  # e.g. ("--role", "api")
+        self.workers = []  # Worker processes started with start_worker()
         self.dir = tempfile.mkdtemp(prefix="bootstrapd-it-")
         self.tls = tls
         self.config_over = config or {}
@@ -419,7 +424,7 @@ class Harness:
     def start(self):
         try:
             self.start_redis()
-            self.start_daemon()
+            self.start_daemon(args=self.daemon_args)
         except BaseException:
             self.print_logs()
             self.close()
@@ -439,6 +444,8 @@ class Harness:
             return
         self.closed = True
         self.closed_at = time.monotonic()
+        for w in self.workers:
+            _kill(w.proc)
         for p in (self.proc, self.redis_proc):
             _kill(p)
         self.saved_logs = self._read_logs()
@@ -446,7 +453,10 @@ class Harness:
 
     def _read_logs(self):
         out = []
-        for label, path in (("bootstrapd", self.log_path), ("redis-server", self.redis_log_path)):
+        files = [("bootstrapd", self.log_path)]
+        files += [("bootstrapd worker %s" % w.name, w.log_path) for w in self.workers]
+        files.append(("redis-server", self.redis_log_path))
+        for label, path in files:
             try:
                 with open(path, "rb") as f:
                     data = f.read().decode(errors="replace")
@@ -752,6 +762,237 @@ class Harness:
 
     def set_product_batch(self, pk, seq):
         self.redis("HSET", "bd:p:" + pk, "pb", str(seq))
+
+    # -- distribution batches (docs/batches.md)
+
+    def upload_batch(self, body, query="", content_type="text/csv", timeout=SOCKET_TIMEOUT_S):
+        """POST /v1/batches[?QUERY] with BODY (str/bytes as is, or an object
+        sent as JSON). Returns the raw Response."""
+        path = "/v1/batches" + ("?" + query if query else "")
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            content_type = "application/json"
+        return self.admin("POST", path, body, content_type=content_type, timeout=timeout)
+
+    def create_batch(self, body, query="", content_type="text/csv"):
+        """Uploads and checks the 202 answer; returns its JSON."""
+        r = self.upload_batch(body, query, content_type)
+        if r.status != 202:
+            raise AssertionError("POST /v1/batches?%s: expected 202, got %r" % (query, r))
+        return r.json()
+
+    def get_batch(self, batch_id):
+        r = self.admin("GET", "/v1/batches/%s" % batch_id)
+        if r.status != 200:
+            raise AssertionError("GET /v1/batches/%s: %r" % (batch_id, r))
+        return r.json()
+
+    def wait_batch(self, batch_id, timeout=30, statuses=("completed", "failed")):
+        """Polls GET /v1/batches/ID until its status is one of STATUSES;
+        returns the batch JSON."""
+        last = {}
+
+        def done():
+            last["b"] = self.get_batch(batch_id)
+            return last["b"].get("status") in statuses
+
+        try:
+            wait_until(done, timeout, "batch %s to reach %s" % (batch_id, "/".join(statuses)), interval=0.05)
+        except TimeoutError as e:
+            raise TimeoutError("%s; last seen %r" % (e, last.get("b")))
+        return last["b"]
+
+    def distribute(self, body, query="", content_type="text/csv", timeout=30):
+        """Uploads a batch and waits until it is completed; returns the batch."""
+        bid = self.create_batch(body, query, content_type)["batchId"]
+        b = self.wait_batch(bid, timeout)
+        if b["status"] != "completed":
+            raise AssertionError("batch %s ended %r" % (bid, b))
+        return b
+
+    def batch_results(self, batch_id):
+        """GET /v1/batches/ID/results: (Response, rows without the header),
+        rows parsed with the csv module."""
+        r = self.admin("GET", "/v1/batches/%s/results" % batch_id, timeout=30)
+        if r.status != 200:
+            raise AssertionError("GET /v1/batches/%s/results: %r" % (batch_id, r))
+        return r, list(csv.reader(io.StringIO(r.body.decode("utf-8"), newline="")))[1:]
+
+    def list_batches(self, query=""):
+        return self.admin("GET", "/v1/batches" + ("?" + query if query else ""))
+
+    def all_batch_ids(self):
+        """Every batch id in GET /v1/batches, newest first (follows the cursors)."""
+        ids, cursor = [], None
+        for _ in range(1000):
+            q = "limit=100" + ("&cursor=" + quote(cursor, safe="") if cursor else "")
+            r = self.list_batches(q)
+            if r.status != 200:
+                raise AssertionError("GET /v1/batches?%s: %r" % (q, r))
+            j = r.json()
+            ids.extend(b["batchId"] for b in j["batches"])
+            cursor = j.get("nextCursor")
+            if not cursor:
+                return ids
+        raise AssertionError("GET /v1/batches: more than 1000 pages")
+
+    def auth_code(self, account):
+        """POST /v1/accounts/ACCOUNT/auth-codes; returns the answer's JSON."""
+        r = self.admin("POST", "/v1/accounts/%s/auth-codes" % account)
+        if r.status not in (200, 201):
+            raise AssertionError("POST /v1/accounts/%s/auth-codes: %r" % (account, r))
+        return r.json()
+
+    def device(self, pk, dn):
+        r = self.admin("GET", "/v1/devices/%s/%s" % (pk, dn))
+        if r.status != 200:
+            raise AssertionError("GET /v1/devices/%s/%s: %r" % (pk, dn, r))
+        return r.json()
+
+    def stats(self):
+        r = self.admin("GET", "/v1/stats")
+        if r.status != 200:
+            raise AssertionError("GET /v1/stats: %r" % r)
+        return r.json()
+
+    def metrics(self):
+        r = self.admin("GET", "/metrics", token=None)
+        if r.status != 200:
+            raise AssertionError("GET /metrics: %r" % r)
+        return r.text()
+
+    # -- separate worker processes (--role worker) on this harness' redis
+
+    def start_worker(self, name=None, config=None, env=None):
+        """Starts `bootstrapd --role worker` with this harness' configuration
+        (same redis, catalog and secret key) deep-merged with CONFIG, its own
+        worker.listen port, and waits until its GET /healthz answers 200.
+        Returns the Worker; close() kills it."""
+        w = Worker(self, name or "w%d" % (len(self.workers) + 1), config, env)
+        self.workers.append(w)
+        w.start()
+        return w
+
+
+def csv_body(rows, header="productKey,deviceName", eol="\r\n", bom=False):
+    """A CSV upload: HEADER then ROWS (lists of fields, quoted as RFC 4180
+    needs), each line ending in EOL."""
+    out = io.StringIO(newline="")
+    w = csv.writer(out, lineterminator=eol)
+    for row in rows:
+        w.writerow(row)
+    return ("\ufeff" if bom else "") + header + eol + out.getvalue()
+
+
+def metric_sum(text, name):
+    """The sum of every sample of metric NAME (any labels) in a Prometheus
+    text exposition, or None when there is none."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r"^%s(\{[^}]*\})?\s+(\S+)" % re.escape(name), line)
+        if m:
+            total += float(m.group(2))
+            seen = True
+    return total if seen else None
+
+
+class Worker:
+    """One `bootstrapd --role worker` process sharing a Harness' redis-server
+    and directory, with its own configuration file and log."""
+
+    def __init__(self, h, name, config=None, env=None):
+        self.h = h
+        self.name = name
+        self.config_over = config or {}
+        self.env = env
+        self.proc = None
+        self.port = None
+        self.config_path = os.path.join(h.dir, "config-%s.json" % name)
+        self.log_path = os.path.join(h.dir, "bootstrapd-%s.log" % name)
+
+    def config(self):
+        cfg = self.h.config()
+        # Listeners the worker role does not open get ports of their own all
+        # the same, so that it can never collide with the API daemon.
+        cfg["public"]["listen"] = "127.0.0.1:%d" % free_port()
+        cfg["admin"]["listen"] = "127.0.0.1:%d" % free_port()
+        cfg = deep_merge(cfg, {"worker": {"listen": "127.0.0.1:%d" % self.port}})
+        return deep_merge(cfg, self.config_over)
+
+    def start(self):
+        last_log = ""
+        for _ in range(3):
+            self.port = free_port()
+            if not os.path.exists(self.h.config_path):
+                self.h.write_config()
+            with open(self.config_path, "w") as f:
+                json.dump(self.config(), f, indent=2)
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen([daemon_path(), "--config", self.config_path, "--role", "worker"],
+                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             env=daemon_env(self.env), start_new_session=True)
+            _processes.append(self.proc)
+            try:
+                wait_until(lambda: self.proc.poll() is not None or self.healthy(), START_DEADLINE_S,
+                           "worker %s GET /healthz == 200 on port %d" % (self.name, self.port))
+            except TimeoutError:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise RuntimeError("worker %s did not become healthy within %ds" % (self.name, START_DEADLINE_S))
+            if self.proc.poll() is None:
+                return self
+            last_log = self.log()
+            if "in use" not in last_log.lower():
+                break
+        raise RuntimeError("worker %s exited with %s at start-up:\n%s"
+                           % (self.name, self.proc.returncode, last_log[-3000:]))
+
+    def request(self, path, timeout=SOCKET_TIMEOUT_S):
+        return raw_request(self.port, build_request("GET", path), timeout=timeout)
+
+    def healthy(self):
+        try:
+            return self.request("/healthz", timeout=1).status == 200
+        except (OSError, ConnectionClosed, ValueError):
+            return False
+
+    def metrics(self):
+        r = self.request("/metrics")
+        if r.status != 200:
+            raise AssertionError("worker %s GET /metrics: %r" % (self.name, r))
+        return r.text()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL and reap."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, bound=DRAIN_BOUND_S + 2):
+        """SIGTERM; returns (exit status, seconds to exit). Raises
+        AssertionError if it is still running after BOUND seconds."""
+        if self.proc.poll() is not None:
+            raise AssertionError("worker %s died before SIGTERM (exit status %s)" % (self.name, self.proc.poll()))
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=bound)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError("worker %s did not exit within %.0fs of SIGTERM" % (self.name, bound))
+        return rc, time.monotonic() - t0
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
 
 # ------------------------------------------------------------------ runner

@@ -1,0 +1,81 @@
+/* adminreq: an admin API request in flight (reference counted: the handler
+ * holds one reference, each pending Redis call another) and the admin API's
+ * answers: JSON bodies, {"error":{...}} errors, CSV. */
+#ifndef BOOTSTRAPD_ADMINREQ_H
+#define BOOTSTRAPD_ADMINREQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <event2/http.h>
+#include <yajl/yajl_gen.h>
+
+#include "catalog.h"
+#include "metrics.h"
+#include "schema.h"
+
+struct server_thread;
+
+extern const char adminreq_json[]; /* Content-Type of JSON answers */
+extern const char adminreq_csv[];  /* Content-Type of CSV answers */
+
+/* One admin request; each pending Redis call holds a reference. */
+struct adminreq {
+	int refs;
+	bool answered;
+	struct server_thread *t;
+	struct evhttp_request *req;
+	struct timespec started;
+	enum metrics_route route;
+	char pk[CATALOG_PRODUCT_KEY_MAX + 1];
+	char dn[CATALOG_DEVICE_NAME_MAX + 1];
+	struct schema_product product;
+	bool product_found;
+	bool created; /* PUT made a new product */
+	struct schema_device device;
+	bool device_found;
+	int failed;
+	char *out; /* a prepared answer body (CSV); wiped and freed with the request */
+	size_t outlen;
+	char id[24]; /* a batch id from the path */
+	char account[SCHEMA_ACCOUNT_MAX + 1];
+	void *data;  /* handler state, released with data_free */
+	void (*data_free)(void *);
+};
+
+/* NULL when out of memory (the caller answers 500). */
+struct adminreq *adminreq_new(struct server_thread *t, struct evhttp_request *req,
+	const struct timespec *started, enum metrics_route route);
+void adminreq_unref(struct adminreq *ar);
+
+/* Answers unless already answered (then does nothing). */
+void adminreq_error(struct adminreq *ar, int status, const char *code, const char *message);
+void adminreq_unavailable(struct adminreq *ar); /* 503: Redis unreachable */
+void adminreq_error_req(struct evhttp_request *req, enum metrics_route route,
+	const struct timespec *started, int status, const char *code, const char *message);
+void adminreq_send(struct evhttp_request *req, enum metrics_route route,
+	const struct timespec *started, int status, const char *ctype, const char *body, size_t len);
+void adminreq_send_gen(struct evhttp_request *req, enum metrics_route route,
+	const struct timespec *started, int status, yajl_gen g);
+
+/* Answers AR with G's JSON (unless already answered) and frees G. */
+void adminreq_answer_gen(struct adminreq *ar, int status, yajl_gen g);
+
+void adminreq_gen_string(yajl_gen g, const char *s);
+void adminreq_gen_kv(yajl_gen g, const char *key, const char *value); /* VALUE NULL: null */
+void adminreq_gen_time(yajl_gen g, const char *key, int64_t t);     /* RFC 3339, 0: null */
+
+/* Large admin writes (registration, a new batch) get this long: ten times
+ * redis.timeout_ms, at least 5 s. */
+int adminreq_write_timeout_ms(const struct server_thread *t);
+
+/* The Redis connection for admin work on T. */
+struct store *adminreq_store(const struct server_thread *t);
+
+bool adminreq_valid_account(const char *s);
+/* The body as a NUL-terminated copy (caller frees), or NULL when out of memory. */
+char *adminreq_body(struct evhttp_request *req, size_t *len);
+/* True when Content-Type is TYPE, parameters aside. */
+bool adminreq_content_type_is(struct evhttp_request *req, const char *type);
+
+#endif

@@ -1,0 +1,15 @@
+/* lua: the Redis Lua scripts in src/lua/, embedded at build time. */
+#ifndef BOOTSTRAPD_LUA_H
+#define BOOTSTRAPD_LUA_H
+
+extern const char lua_apply[];  /* one step of a batch (worker) */
+extern const char lua_create[]; /* a new batch and its steps (admin) */
+extern const char lua_retry[];  /* a failed batch back to work (admin) */
+extern const char lua_fail[];   /* a failed attempt at a step (worker) */
+extern const char lua_list[];   /* a page of batches (admin) */
+extern const char lua_stats[];  /* the statistics counters (admin) */
+extern const char lua_activate[]; /* a successful bootstrap (device endpoint) */
+extern const char lua_register[]; /* device registration (admin) */
+extern const char lua_put_product[]; /* product create/update (admin) */
+
+#endif

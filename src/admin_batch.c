@@ -1,0 +1,668 @@
+#include "admin_batch.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <hiredis/hiredis.h>
+#include <openssl/rand.h>
+
+#include "adminreq.h"
+#include "batch.h"
+#include "config.h"
+#include "csvdoc.h"
+#include "log.h"
+#include "lua.h"
+#include "schema.h"
+#include "server.h"
+#include "store.h"
+
+#define ADMIN_BATCH_US '\x1f' /* separates an item's fields: no upload text holds it */
+#define ADMIN_BATCH_LIST_MAX 100
+
+/* --- creating --- */
+
+struct admin_batch_upload {
+	char **items;
+	size_t nitems;
+	size_t total;
+};
+
+static void admin_batch_upload_free(void *p)
+{
+	struct admin_batch_upload *u = p;
+
+	if (u == NULL)
+		return;
+	for (size_t i = 0; i < u->nitems; i++)
+		free(u->items[i]);
+	free(u->items);
+	free(u);
+}
+
+static void admin_batch_created(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	struct admin_batch_upload *u = ar->data;
+
+	if (reply == NULL) {
+		adminreq_error(ar, 503, "outcome_unknown",
+			"Redis did not confirm in time; the batch may have been accepted: list the batches before retrying");
+	} else if (reply->type != REDIS_REPLY_INTEGER) {
+		adminreq_unavailable(ar);
+	} else if (reply->integer < 0) {
+		adminreq_error(ar, 400, "invalid_auth_code",
+			"authCode is wrong, expired, used, or issued for another account");
+	} else if (!ar->answered) {
+		char id[24];
+		yajl_gen g = yajl_gen_alloc(NULL);
+		snprintf(id, sizeof(id), "%lld", reply->integer);
+		yajl_gen_map_open(g);
+		adminreq_gen_kv(g, "batchId", id);
+		adminreq_gen_kv(g, "status", "initializing");
+		adminreq_gen_string(g, "total");
+		yajl_gen_integer(g, (long long)u->total);
+		yajl_gen_map_close(g);
+		adminreq_answer_gen(ar, 202, g);
+		log_info("admin", "batch %lld accepted: %zu rows", reply->integer, u->total);
+	}
+	adminreq_unref(ar);
+}
+
+/* Encodes an item as the worker reads it: tag, productKey, US, deviceName, US, bucket. */
+static char *admin_batch_item(const struct batch_request *b, const struct batch_item *it)
+{
+	char *s = NULL;
+	int n;
+
+	if (b->kind == BATCH_PRODUCTS)
+		n = asprintf(&s, "%c%s", it->tag, it->product_key);
+	else
+		n = asprintf(&s, "%c%s%c%s%c%05x", it->tag, it->product_key, ADMIN_BATCH_US, it->device_name,
+			ADMIN_BATCH_US, schema_bucket(it->product_key, it->device_name));
+	return n < 0 ? NULL : s;
+}
+
+static void admin_batch_create(struct adminreq *ar)
+{
+	const struct config *cfg = ar->t->srv->cfg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ar->req);
+	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(ar->req), "Content-Type");
+	struct batch_request *b = NULL;
+	struct admin_batch_upload *u = NULL;
+	struct batch_error err = { 0 };
+	char targets[SCHEMA_TARGETS_MAX * (CATALOG_REGION_ID_MAX + CATALOG_INSTANCE_ID_MAX + 2) + 1];
+	char authkey[128] = "", now[24], step[16], kind[2] = { 0 };
+	const char **argv = NULL;
+	size_t len, argc;
+	char *body = adminreq_body(ar->req, &len);
+
+	if (body == NULL) {
+		adminreq_error(ar, 500, "internal", "out of memory");
+		return;
+	}
+	if (batch_parse(uri ? evhttp_uri_get_query(uri) : NULL, ctype, body, len, ar->t->catalog,
+		    (size_t)cfg->batch_max_devices, &b, &err) < 0) {
+		adminreq_error(ar, err.status, err.code, err.message);
+		goto out;
+	}
+	u = calloc(1, sizeof(*u));
+	argc = 10 + b->nitems;
+	argv = calloc(argc, sizeof(*argv));
+	if (u == NULL || argv == NULL || (u->items = calloc(b->nitems, sizeof(char *))) == NULL) {
+		admin_batch_upload_free(u);
+		adminreq_error(ar, 500, "internal", "out of memory");
+		goto out;
+	}
+	ar->data = u;
+	ar->data_free = admin_batch_upload_free;
+	u->total = b->nitems;
+	for (size_t i = 0; i < b->nitems; i++) {
+		if ((u->items[i] = admin_batch_item(b, &b->items[i])) == NULL) {
+			adminreq_error(ar, 500, "internal", "out of memory");
+			goto out;
+		}
+		u->nitems++;
+	}
+	{
+		struct schema_batch sb = { .ntargets = b->ntargets };
+		memcpy(sb.targets, b->targets, sizeof(sb.targets));
+		if (schema_targets_format(&sb, targets, sizeof(targets)) < 0) {
+			adminreq_error(ar, 500, "internal", "targets too long");
+			goto out;
+		}
+	}
+	if (b->target_account)
+		snprintf(authkey, sizeof(authkey), "bd:ac:%s:%s", b->target_account, b->auth_code);
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	snprintf(step, sizeof(step), "%d", cfg->worker_chunk_size);
+	kind[0] = (char)b->kind;
+	argv[0] = "EVAL";
+	argv[1] = lua_create;
+	argv[2] = "1";
+	argv[3] = authkey;
+	argv[4] = b->strategy == SCHEMA_NEAREST ? "nearest" : "region";
+	argv[5] = targets;
+	argv[6] = b->target_account ? b->target_account : "";
+	argv[7] = kind;
+	argv[8] = now;
+	argv[9] = step;
+	for (size_t i = 0; i < u->nitems; i++)
+		argv[10 + i] = u->items[i];
+	ar->refs++;
+	if (store_command_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_batch_created, ar,
+		    (int)argc, argv, NULL) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+out:
+	free(argv);
+	batch_request_free(b);
+	free(body);
+}
+
+/* --- reading --- */
+
+/* Looks up NAME in a flat [field, value, ...] reply; NULL when absent. */
+static const char *admin_batch_field(const redisReply *hash, const char *name)
+{
+	for (size_t i = 0; i + 1 < hash->elements; i += 2)
+		if (hash->element[i]->type == REDIS_REPLY_STRING && strcmp(hash->element[i]->str, name) == 0)
+			return hash->element[i + 1]->type == REDIS_REPLY_STRING ? hash->element[i + 1]->str : NULL;
+	return NULL;
+}
+
+static void admin_batch_gen_number(yajl_gen g, const char *key, const char *value)
+{
+	long long n = value ? strtoll(value, NULL, 10) : 0;
+
+	adminreq_gen_string(g, key);
+	yajl_gen_integer(g, n);
+}
+
+static void admin_batch_gen(yajl_gen g, const char *id, const redisReply *hash)
+{
+	const char *st = admin_batch_field(hash, "st"), *tg = admin_batch_field(hash, "tg");
+	const char *ac = admin_batch_field(hash, "ac"), *kd = admin_batch_field(hash, "kd");
+	const char *ct = admin_batch_field(hash, "ct"), *ut = admin_batch_field(hash, "ut");
+	struct schema_batch b = { 0 };
+	bool nearest = st && strcmp(st, "nearest") == 0;
+
+	if (tg == NULL || schema_targets_parse(tg, strlen(tg), &b) < 0)
+		b.ntargets = 0;
+	yajl_gen_map_open(g);
+	adminreq_gen_kv(g, "batchId", id);
+	adminreq_gen_kv(g, "status", admin_batch_field(hash, "status"));
+	admin_batch_gen_number(g, "total", admin_batch_field(hash, "total"));
+	admin_batch_gen_number(g, "processed", admin_batch_field(hash, "processed"));
+	admin_batch_gen_number(g, "succeeded", admin_batch_field(hash, "succeeded"));
+	admin_batch_gen_number(g, "failed", admin_batch_field(hash, "failed"));
+	adminreq_gen_time(g, "createdAt", ct ? strtoll(ct, NULL, 10) : 0);
+	adminreq_gen_time(g, "updatedAt", ut ? strtoll(ut, NULL, 10) : 0);
+	adminreq_gen_kv(g, "strategy", nearest ? "nearest" : "region");
+	adminreq_gen_kv(g, "kind", kd && kd[0] == BATCH_PRODUCTS ? "products" : "devices");
+	if (nearest) {
+		adminreq_gen_string(g, "candidates");
+		yajl_gen_array_open(g);
+		for (size_t i = 0; i < b.ntargets; i++) {
+			yajl_gen_map_open(g);
+			adminreq_gen_kv(g, "region", b.targets[i].region);
+			adminreq_gen_kv(g, "instance", b.targets[i].instance);
+			yajl_gen_map_close(g);
+		}
+		yajl_gen_array_close(g);
+	} else {
+		adminreq_gen_kv(g, "targetRegion", b.ntargets ? b.targets[0].region : NULL);
+		adminreq_gen_kv(g, "targetInstance", b.ntargets ? b.targets[0].instance : NULL);
+	}
+	adminreq_gen_kv(g, "targetAccount", ac && ac[0] ? ac : NULL);
+	adminreq_gen_kv(g, "error", admin_batch_field(hash, "error"));
+	yajl_gen_map_close(g);
+}
+
+static void admin_batch_get_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		adminreq_unavailable(ar);
+	} else if (reply->elements == 0) {
+		adminreq_error(ar, 404, "batch_not_found", "no such batch");
+	} else if (!ar->answered) {
+		yajl_gen g = yajl_gen_alloc(NULL);
+		admin_batch_gen(g, ar->id, reply);
+		adminreq_answer_gen(ar, 200, g);
+	}
+	adminreq_unref(ar);
+}
+
+/* The results: [total, items, results] from a MULTI. */
+static void admin_batch_results_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	redisReply *items, *res;
+	const char **by_index = NULL;
+	char *csv = NULL;
+	size_t cap, off;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+		adminreq_unavailable(ar);
+		goto out;
+	}
+	if (reply->element[0]->type != REDIS_REPLY_STRING) {
+		adminreq_error(ar, 404, "batch_not_found", "no such batch");
+		goto out;
+	}
+	items = reply->element[1];
+	res = reply->element[2];
+	if (items->type != REDIS_REPLY_ARRAY || res->type != REDIS_REPLY_ARRAY) {
+		adminreq_unavailable(ar);
+		goto out;
+	}
+	by_index = calloc(items->elements + 1, sizeof(*by_index));
+	/* Quoting at most doubles a field; the rest is separators and "success"/"failed". */
+	cap = 128;
+	for (size_t i = 0; i < items->elements; i++)
+		cap += 2 * items->element[i]->len + 32;
+	for (size_t i = 1; i < res->elements; i += 2)
+		cap += 2 * res->element[i]->len;
+	csv = malloc(cap);
+	if (by_index == NULL || csv == NULL) {
+		adminreq_error(ar, 500, "internal", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i + 1 < res->elements; i += 2) {
+		unsigned long idx = strtoul(res->element[i]->str, NULL, 10);
+		if (idx < items->elements)
+			by_index[idx] = res->element[i + 1]->str;
+	}
+	off = (size_t)snprintf(csv, cap, "productKey,deviceName,result,code,message,notify\r\n");
+	for (size_t i = 0; i < items->elements; i++) {
+		const char *item = items->element[i]->str, *r = by_index[i];
+		char pk[CSVDOC_FIELD_MAX + 1] = "", dn[CSVDOC_FIELD_MAX + 1] = "", code[64] = "",
+		     msg[CSVDOC_FIELD_MAX] = "";
+		const char *sep;
+
+		if (r == NULL || item == NULL || item[0] == '\0')
+			continue;
+		/* item: tag, productKey [US deviceName US bucket] */
+		sep = strchr(item + 1, ADMIN_BATCH_US);
+		snprintf(pk, sizeof(pk), "%.*s", sep ? (int)(sep - item - 1) : (int)strlen(item + 1), item + 1);
+		if (sep) {
+			const char *sep2 = strchr(sep + 1, ADMIN_BATCH_US);
+			snprintf(dn, sizeof(dn), "%.*s", sep2 ? (int)(sep2 - sep - 1) : (int)strlen(sep + 1), sep + 1);
+		}
+		/* result: "s", or "f" US code US message */
+		if (r[0] == 'f') {
+			const char *c = strchr(r, ADMIN_BATCH_US), *m = c ? strchr(c + 1, ADMIN_BATCH_US) : NULL;
+			if (c && m) {
+				snprintf(code, sizeof(code), "%.*s", (int)(m - c - 1), c + 1);
+				snprintf(msg, sizeof(msg), "%s", m + 1);
+			}
+		}
+		if (csvdoc_write_field(csv, cap, &off, pk) < 0 || off + 1 >= cap)
+			goto toolong;
+		csv[off++] = ',';
+		if (csvdoc_write_field(csv, cap, &off, dn) < 0)
+			goto toolong;
+		off += (size_t)snprintf(csv + off, cap - off, ",%s,", r[0] == 's' ? "success" : "failed");
+		if (off >= cap || csvdoc_write_field(csv, cap, &off, code) < 0 || off + 1 >= cap)
+			goto toolong;
+		csv[off++] = ',';
+		if (csvdoc_write_field(csv, cap, &off, msg) < 0 || off + 3 >= cap)
+			goto toolong;
+		/* notify: empty until the notify worker reports */
+		memcpy(csv + off, ",\r\n", 3);
+		off += 3;
+	}
+	ar->answered = true;
+	adminreq_send(ar->req, ar->route, &ar->started, 200, adminreq_csv, csv, off);
+	goto out;
+toolong:
+	adminreq_error(ar, 500, "internal", "results too large");
+out:
+	free(by_index);
+	free(csv);
+	adminreq_unref(ar);
+}
+
+static void admin_batch_results(struct adminreq *ar)
+{
+	char bkey[SCHEMA_KEY_MAX], ikey[SCHEMA_KEY_MAX + 4], rkey[SCHEMA_KEY_MAX + 4];
+	const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
+
+	snprintf(bkey, sizeof(bkey), "bd:b:%s", ar->id);
+	snprintf(ikey, sizeof(ikey), "%s:i", bkey);
+	snprintf(rkey, sizeof(rkey), "%s:r", bkey);
+	const char *total[] = { "HGET", bkey, "total" };
+	const char *lrange[] = { "LRANGE", ikey, "0", "-1" };
+	const char *hgetall[] = { "HGETALL", rkey };
+	/* MULTI/EXEC: one consistent view; the queued replies are only "QUEUED". */
+	store_command_noreply(adminreq_store(ar->t), 1, multi, NULL);
+	store_command_noreply(adminreq_store(ar->t), 3, total, NULL);
+	store_command_noreply(adminreq_store(ar->t), 4, lrange, NULL);
+	store_command_noreply(adminreq_store(ar->t), 2, hgetall, NULL);
+	ar->refs++;
+	if (store_command(adminreq_store(ar->t), admin_batch_results_reply, ar, 1, exec, NULL) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+}
+
+static void admin_batch_list_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	size_t limit = (size_t)(uintptr_t)ar->data;
+	size_t n;
+	yajl_gen g;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		adminreq_unavailable(ar);
+		goto out;
+	}
+	ar->data = NULL;
+	n = reply->elements / 2;
+	g = yajl_gen_alloc(NULL);
+	yajl_gen_map_open(g);
+	adminreq_gen_string(g, "batches");
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i < n && i < limit; i++)
+		if (reply->element[2 * i + 1]->type == REDIS_REPLY_ARRAY)
+			admin_batch_gen(g, reply->element[2 * i]->str, reply->element[2 * i + 1]);
+	yajl_gen_array_close(g);
+	/* One more than asked for means there is a next page, after the last shown. */
+	adminreq_gen_kv(g, "nextCursor", n > limit ? reply->element[2 * (limit - 1)]->str : NULL);
+	yajl_gen_map_close(g);
+	adminreq_answer_gen(ar, 200, g);
+out:
+	adminreq_unref(ar);
+}
+
+static bool admin_batch_digits(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static void admin_batch_list(struct adminreq *ar)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ar->req);
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	struct evkeyvalq q;
+	const char *limit_s, *cursor;
+	char limit[16];
+	long n = 20;
+
+	TAILQ_INIT(&q);
+	if (query && evhttp_parse_query_str(query, &q) < 0) {
+		adminreq_error(ar, 400, "invalid_parameter", "the query string cannot be read");
+		goto out;
+	}
+	limit_s = evhttp_find_header(&q, "limit");
+	cursor = evhttp_find_header(&q, "cursor");
+	if (limit_s) {
+		if (!admin_batch_digits(limit_s, 3) || (n = strtol(limit_s, NULL, 10)) < 1 || n > ADMIN_BATCH_LIST_MAX) {
+			adminreq_error(ar, 400, "invalid_parameter", "limit must be 1-100");
+			goto out;
+		}
+	}
+	if (cursor && cursor[0] && !admin_batch_digits(cursor, 20)) {
+		adminreq_error(ar, 400, "invalid_parameter", "cursor must be a nextCursor value");
+		goto out;
+	}
+	snprintf(limit, sizeof(limit), "%ld", n);
+	ar->data = (void *)(uintptr_t)n;
+	const char *argv[] = { "EVAL", lua_list, "0", cursor ? cursor : "", limit };
+	ar->refs++;
+	if (store_command(adminreq_store(ar->t), admin_batch_list_reply, ar, 5, argv, NULL) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+out:
+	evhttp_clear_headers(&q);
+}
+
+/* --- retry --- */
+
+static void admin_batch_retry_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		adminreq_unavailable(ar);
+	} else if (reply->integer == -1) {
+		adminreq_error(ar, 404, "batch_not_found", "no such batch");
+	} else if (reply->integer == -2) {
+		adminreq_error(ar, 409, "batch_not_failed", "only a failed batch can be retried");
+	} else if (!ar->answered) {
+		yajl_gen g = yajl_gen_alloc(NULL);
+		yajl_gen_map_open(g);
+		adminreq_gen_kv(g, "batchId", ar->id);
+		adminreq_gen_kv(g, "status", "running");
+		adminreq_gen_string(g, "queued");
+		yajl_gen_integer(g, reply->integer);
+		yajl_gen_map_close(g);
+		adminreq_answer_gen(ar, 202, g);
+		log_info("admin", "batch %s retried: %lld rows queued", ar->id, reply->integer);
+	}
+	adminreq_unref(ar);
+}
+
+/* --- authorization codes --- */
+
+static void admin_batch_code_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	const char *code = ar->id;
+
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		adminreq_unavailable(ar);
+	} else if (reply->type == REDIS_REPLY_NIL) {
+		/* One in a million: that code is live already for this account. */
+		adminreq_error(ar, 503, "unavailable", "try again");
+	} else if (!ar->answered) {
+		yajl_gen g = yajl_gen_alloc(NULL);
+		yajl_gen_map_open(g);
+		adminreq_gen_kv(g, "authCode", code);
+		adminreq_gen_kv(g, "account", ar->account);
+		adminreq_gen_string(g, "expiresIn");
+		yajl_gen_integer(g, ar->t->srv->cfg->auth_code_ttl_s);
+		yajl_gen_map_close(g);
+		adminreq_answer_gen(ar, 201, g);
+	}
+	adminreq_unref(ar);
+}
+
+static void admin_batch_code(struct adminreq *ar)
+{
+	char key[128], ttl[16];
+	uint32_t r;
+
+	/* Uniform over 000000-999999: draw again above the last whole million. */
+	do {
+		if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1) {
+			adminreq_error(ar, 500, "internal", "no randomness");
+			return;
+		}
+	} while (r >= 4294000000u);
+	snprintf(ar->id, sizeof(ar->id), "%06u", r % 1000000u);
+	snprintf(key, sizeof(key), "bd:ac:%s:%s", ar->account, ar->id);
+	snprintf(ttl, sizeof(ttl), "%d", ar->t->srv->cfg->auth_code_ttl_s);
+	const char *argv[] = { "SET", key, "1", "EX", ttl, "NX" };
+	ar->refs++;
+	if (store_command(adminreq_store(ar->t), admin_batch_code_reply, ar, 6, argv, NULL) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+}
+
+/* --- statistics --- */
+
+static long long admin_batch_count(const redisReply *hash, const char *name)
+{
+	const char *v = admin_batch_field(hash, name);
+
+	return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static void admin_batch_stats_reply(redisReply *reply, void *arg)
+{
+	static const char *const states[] = { "initializing", "running", "completed", "failed" };
+	struct adminreq *ar = arg;
+	const redisReply *st, *reg, *bat;
+	long long total, active;
+	yajl_gen g;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+		adminreq_unavailable(ar);
+		goto out;
+	}
+	st = reply->element[0];
+	reg = reply->element[1];
+	bat = reply->element[2];
+	total = admin_batch_count(st, "devices");
+	active = admin_batch_count(st, "active");
+	g = yajl_gen_alloc(NULL);
+	yajl_gen_map_open(g);
+	adminreq_gen_string(g, "devices");
+	yajl_gen_map_open(g);
+	adminreq_gen_string(g, "total");
+	yajl_gen_integer(g, total);
+	adminreq_gen_string(g, "active");
+	yajl_gen_integer(g, active);
+	adminreq_gen_string(g, "inactive");
+	yajl_gen_integer(g, total - active);
+	yajl_gen_map_close(g);
+	adminreq_gen_string(g, "distributed");
+	yajl_gen_map_open(g);
+	adminreq_gen_string(g, "byRegion");
+	yajl_gen_map_open(g);
+	for (size_t i = 0; i + 1 < reg->elements; i += 2) {
+		long long n = strtoll(reg->element[i + 1]->str, NULL, 10);
+		if (n <= 0)
+			continue;
+		adminreq_gen_string(g, reg->element[i]->str);
+		yajl_gen_integer(g, n);
+	}
+	yajl_gen_map_close(g);
+	yajl_gen_map_close(g);
+	adminreq_gen_string(g, "activations");
+	yajl_gen_integer(g, admin_batch_count(st, "activations"));
+	adminreq_gen_string(g, "batches");
+	yajl_gen_map_open(g);
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		adminreq_gen_string(g, states[i]);
+		yajl_gen_integer(g, admin_batch_count(bat, states[i]));
+	}
+	yajl_gen_map_close(g);
+	yajl_gen_map_close(g);
+	adminreq_answer_gen(ar, 200, g);
+out:
+	adminreq_unref(ar);
+}
+
+/* --- routing --- */
+
+static void admin_batch_simple(struct adminreq *ar, store_reply_fn fn, int argc, const char **argv)
+{
+	ar->refs++;
+	if (store_command(adminreq_store(ar->t), fn, ar, argc, argv, NULL) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+}
+
+static void admin_batch_not_allowed(struct adminreq *ar, const char *allow)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(ar->req), "Allow", allow);
+	adminreq_error(ar, 405, "method_not_allowed", "method not allowed here");
+}
+
+bool admin_batch_handle(struct server_thread *t, struct evhttp_request *req, const char *path,
+	const struct timespec *started)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	char id[32] = "", rest[32] = "", acct[80] = "";
+	struct adminreq *ar;
+	int n;
+
+	if (strncmp(path, "/v1/batches", 11) != 0 && strncmp(path, "/v1/accounts/", 13) != 0 &&
+	    strcmp(path, "/v1/stats") != 0)
+		return false;
+	ar = adminreq_new(t, req, started, METRICS_ADMIN);
+	if (ar == NULL) {
+		adminreq_error_req(req, METRICS_ADMIN, started, 500, "internal", "out of memory");
+		return true;
+	}
+	if (strcmp(path, "/v1/stats") == 0) {
+		const char *argv[] = { "EVAL", lua_stats, "0" };
+		if (m != EVHTTP_REQ_GET)
+			admin_batch_not_allowed(ar, "GET");
+		else
+			admin_batch_simple(ar, admin_batch_stats_reply, 3, argv);
+	} else if (sscanf(path, "/v1/accounts/%79[^/]/auth-codes%n", acct, &n) == 1 && path[n] == '\0') {
+		if (m != EVHTTP_REQ_POST) {
+			admin_batch_not_allowed(ar, "POST");
+		} else if (!adminreq_valid_account(acct)) {
+			adminreq_error(ar, 400, "invalid_parameter", "account: 1-64 characters of A-Z a-z 0-9 - _ .");
+		} else {
+			memcpy(ar->account, acct, strlen(acct) + 1); /* valid: at most 64 */
+			admin_batch_code(ar);
+		}
+	} else if (strcmp(path, "/v1/batches") == 0) {
+		if (m == EVHTTP_REQ_POST)
+			admin_batch_create(ar);
+		else if (m == EVHTTP_REQ_GET)
+			admin_batch_list(ar);
+		else
+			admin_batch_not_allowed(ar, "GET, POST");
+	} else if (strcmp(path, "/v1/batches/template.csv") == 0) {
+		if (m != EVHTTP_REQ_GET) {
+			admin_batch_not_allowed(ar, "GET");
+		} else {
+			ar->answered = true;
+			adminreq_send(req, METRICS_ADMIN, started, 200, adminreq_csv, batch_template_csv,
+				strlen(batch_template_csv));
+		}
+	} else if ((n = sscanf(path, "/v1/batches/%31[0-9]/%31s", id, rest)) >= 1 &&
+		   admin_batch_digits(id, 20) &&
+		   strlen(path) == 12 + strlen(id) + (n == 2 ? 1 + strlen(rest) : 0)) {
+		char key[SCHEMA_KEY_MAX], step[16], now[24];
+		memcpy(ar->id, id, strlen(id) + 1);
+		snprintf(key, sizeof(key), "bd:b:%s", id);
+		if (n == 1) {
+			const char *argv[] = { "HGETALL", key };
+			if (m != EVHTTP_REQ_GET)
+				admin_batch_not_allowed(ar, "GET");
+			else
+				admin_batch_simple(ar, admin_batch_get_reply, 2, argv);
+		} else if (strcmp(rest, "results") == 0) {
+			if (m != EVHTTP_REQ_GET)
+				admin_batch_not_allowed(ar, "GET");
+			else
+				admin_batch_results(ar);
+		} else if (strcmp(rest, "retry") == 0) {
+			snprintf(step, sizeof(step), "%d", t->srv->cfg->worker_chunk_size);
+			snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+			const char *argv[] = { "EVAL", lua_retry, "0", id, step, now };
+			if (m != EVHTTP_REQ_POST)
+				admin_batch_not_allowed(ar, "POST");
+			else
+				admin_batch_simple(ar, admin_batch_retry_reply, 6, argv);
+		} else {
+			adminreq_error(ar, 404, "not_found", "no such path");
+		}
+	} else {
+		adminreq_error(ar, 404, "not_found", "no such path");
+	}
+	adminreq_unref(ar);
+	return true;
+}

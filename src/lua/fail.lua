@@ -1,0 +1,13 @@
+-- Counts a failed attempt at a step; the third marks the batch failed.
+-- ARGV: seq, start, reason, now, max attempts. Returns 1 when the batch is
+-- now failed (the step is then dropped), else 0 (the step is tried again).
+local bkey = 'bd:b:' .. ARGV[1]
+local attempts = redis.call('HINCRBY', bkey, 'attempts:' .. ARGV[2], 1)
+if attempts < tonumber(ARGV[5]) then return 0 end
+local status = redis.call('HGET', bkey, 'status')
+if status and status ~= 'failed' and status ~= 'completed' then
+  redis.call('HSET', bkey, 'status', 'failed', 'error', ARGV[3], 'ut', ARGV[4])
+  redis.call('HINCRBY', 'bd:stats:batches', status, -1)
+  redis.call('HINCRBY', 'bd:stats:batches', 'failed', 1)
+end
+return 1

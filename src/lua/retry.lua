@@ -1,0 +1,36 @@
+-- Puts a failed batch back to work: queues steps for the rows without a
+-- result. ARGV: seq, step size, now. Returns the rows queued, or -1 when the
+-- batch does not exist, -2 when it is not failed.
+local seq, step = ARGV[1], tonumber(ARGV[2])
+local bkey = 'bd:b:' .. seq
+local b = redis.call('HMGET', bkey, 'status', 'total')
+if not b[1] then return -1 end
+if b[1] ~= 'failed' then return -2 end
+local total = tonumber(b[2])
+local rkey = bkey .. ':r'
+local queued, run_start, run_len = 0, nil, 0
+local function flush()
+  if run_start then
+    redis.call('XADD', 'bd:q:batches', '*', 'b', seq, 's', run_start, 'n', run_len)
+    queued = queued + run_len
+  end
+  run_start, run_len = nil, 0
+end
+for idx = 0, total - 1 do
+  if redis.call('HEXISTS', rkey, idx) == 0 then
+    if not run_start then run_start = idx end
+    run_len = run_len + 1
+    if run_len == step then flush() end
+  else
+    flush()
+  end
+end
+flush()
+for _, f in ipairs(redis.call('HKEYS', bkey)) do
+  if string.sub(f, 1, 9) == 'attempts:' then redis.call('HDEL', bkey, f) end
+end
+redis.call('HSET', bkey, 'status', 'running', 'ut', ARGV[3])
+redis.call('HDEL', bkey, 'error')
+redis.call('HINCRBY', 'bd:stats:batches', 'failed', -1)
+redis.call('HINCRBY', 'bd:stats:batches', 'running', 1)
+return queued

@@ -1,0 +1,309 @@
+#include "worker.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "log.h"
+#include "lua.h"
+#include "metrics.h"
+#include "store.h"
+
+struct worker {
+	struct event_base *base;
+	const struct config *cfg;
+	struct store *store;
+	char consumer[128];
+	struct event *tick;
+	bool stopping;
+	bool busy; /* a worker command is outstanding */
+	bool group_ready;
+	struct timespec next_claim;
+	/* The step being applied. */
+	char entry_id[64];
+	char seq[24], start[24], count[24];
+};
+
+static void worker_next(struct worker *w);
+
+static void worker_schedule(struct worker *w, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	w->busy = false;
+	if (!w->stopping)
+		evtimer_add(w->tick, &tv);
+}
+
+static void worker_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	worker_next(arg);
+}
+
+static int worker_send(struct worker *w, store_reply_fn fn, int argc, const char **argv)
+{
+	w->busy = true;
+	if (store_command(w->store, fn, w, argc, argv, NULL) < 0) {
+		/* Redis is down: look again shortly; nothing is lost meanwhile. */
+		worker_schedule(w, 200);
+		return -1;
+	}
+	return 0;
+}
+
+static void worker_after_step(struct worker *w)
+{
+	worker_schedule(w, w->cfg->worker_pause_ms);
+}
+
+static void worker_acked(redisReply *reply, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)reply;
+	worker_after_step(w);
+}
+
+/* Acknowledges the step and removes it from the stream. */
+static void worker_ack(struct worker *w)
+{
+	const char *ack[] = { "XACK", WORKER_STREAM, WORKER_GROUP, w->entry_id };
+	const char *del[] = { "XDEL", WORKER_STREAM, w->entry_id };
+
+	store_command_noreply(w->store, 4, ack, NULL);
+	worker_send(w, worker_acked, 3, del);
+}
+
+static void worker_failed_reply(redisReply *reply, void *arg)
+{
+	struct worker *w = arg;
+
+	if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+		log_error("worker", "batch %s failed: rows from %s could not be applied %d times", w->seq,
+			w->start, WORKER_MAX_ATTEMPTS);
+		worker_ack(w);
+		return;
+	}
+	/* Left pending: taken again after worker.claim_idle_ms. */
+	worker_after_step(w);
+}
+
+static void worker_applied(redisReply *reply, void *arg)
+{
+	struct worker *w = arg;
+
+	if (reply == NULL) {
+		/* Unknown whether it ran; the step stays pending and applying it again is harmless. */
+		worker_schedule(w, 200);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+	    reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER) {
+		long long n = reply->element[0]->integer + reply->element[1]->integer;
+		metrics_count(METRICS_BATCH_STEPS);
+		for (long long i = 0; i < n; i++)
+			metrics_count(METRICS_BATCH_ITEMS);
+		log_debug("worker", "batch %s rows %s+%s: %lld recorded", w->seq, w->start, w->count, n);
+		worker_ack(w);
+		return;
+	}
+	metrics_count(METRICS_BATCH_STEP_FAILURES);
+	{
+		char reason[200], now[24];
+		snprintf(reason, sizeof(reason), "rows from %s: %.*s", w->start,
+			reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 17,
+			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
+		log_warn("worker", "batch %s: %s", w->seq, reason);
+		snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+		char attempts[8];
+		snprintf(attempts, sizeof(attempts), "%d", WORKER_MAX_ATTEMPTS);
+		const char *argv[] = { "EVAL", lua_fail, "0", w->seq, w->start, reason, now, attempts };
+		worker_send(w, worker_failed_reply, 8, argv);
+	}
+}
+
+/* ENTRY is [id, [field, value, ...]] from XREADGROUP or XAUTOCLAIM. */
+static bool worker_take(struct worker *w, redisReply *entry)
+{
+	redisReply *fields;
+
+	if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+	    entry->element[0]->type != REDIS_REPLY_STRING || entry->element[1]->type != REDIS_REPLY_ARRAY)
+		return false;
+	fields = entry->element[1];
+	snprintf(w->entry_id, sizeof(w->entry_id), "%s", entry->element[0]->str);
+	w->seq[0] = w->start[0] = w->count[0] = '\0';
+	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+		const char *k = fields->element[i]->str, *v = fields->element[i + 1]->str;
+		if (fields->element[i]->type != REDIS_REPLY_STRING || fields->element[i + 1]->type != REDIS_REPLY_STRING)
+			continue;
+		if (strcmp(k, "b") == 0)
+			snprintf(w->seq, sizeof(w->seq), "%s", v);
+		else if (strcmp(k, "s") == 0)
+			snprintf(w->start, sizeof(w->start), "%s", v);
+		else if (strcmp(k, "n") == 0)
+			snprintf(w->count, sizeof(w->count), "%s", v);
+	}
+	if (!w->seq[0] || !w->start[0] || !w->count[0]) {
+		log_error("worker", "dropping malformed step %s", w->entry_id);
+		worker_ack(w);
+		return true;
+	}
+	char now[24];
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	const char *argv[] = { "EVAL", lua_apply, "0", w->seq, w->start, w->count, now };
+	worker_send(w, worker_applied, 7, argv);
+	return true;
+}
+
+static void worker_read_reply(redisReply *reply, void *arg)
+{
+	struct worker *w = arg;
+	redisReply *entries;
+
+	if (reply == NULL) {
+		worker_schedule(w, 200);
+		return;
+	}
+	/* [[stream, [[id, fields]]]] or nil when nothing came within BLOCK. */
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+	    reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2 &&
+	    (entries = reply->element[0]->element[1])->type == REDIS_REPLY_ARRAY && entries->elements > 0 &&
+	    worker_take(w, entries->element[0]))
+		return;
+	if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOGROUP", 7) == 0)
+		w->group_ready = false;
+	worker_schedule(w, reply->type == REDIS_REPLY_ERROR ? 500 : 0);
+}
+
+static void worker_claim_reply(redisReply *reply, void *arg)
+{
+	struct worker *w = arg;
+
+	if (reply == NULL) {
+		worker_schedule(w, 200);
+		return;
+	}
+	/* [next-id, [[id, fields] ...], [deleted ids]] */
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+	    reply->element[1]->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < reply->element[1]->elements; i++) {
+			if (worker_take(w, reply->element[1]->element[i])) {
+				metrics_count(METRICS_BATCH_CLAIMS);
+				log_info("worker", "took over batch %s rows from %s, left by another worker", w->seq,
+					w->start);
+				return;
+			}
+		}
+	}
+	worker_schedule(w, 0);
+}
+
+static void worker_group_reply(redisReply *reply, void *arg)
+{
+	struct worker *w = arg;
+
+	if (reply && (reply->type == REDIS_REPLY_STATUS ||
+			     (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) == 0))) {
+		w->group_ready = true;
+		worker_schedule(w, 0);
+		return;
+	}
+	worker_schedule(w, 500);
+}
+
+static void worker_next(struct worker *w)
+{
+	struct timespec now;
+	char idle[24], block[24];
+
+	if (w->stopping || w->busy)
+		return;
+	if (!store_connected(w->store)) {
+		worker_schedule(w, 200);
+		return;
+	}
+	if (!w->group_ready) {
+		const char *argv[] = { "XGROUP", "CREATE", WORKER_STREAM, WORKER_GROUP, "0", "MKSTREAM" };
+		worker_send(w, worker_group_reply, 6, argv);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec > w->next_claim.tv_sec ||
+	    (now.tv_sec == w->next_claim.tv_sec && now.tv_nsec >= w->next_claim.tv_nsec)) {
+		int every = w->cfg->worker_claim_idle_ms / 2;
+		if (every > 5000)
+			every = 5000;
+		w->next_claim = now;
+		w->next_claim.tv_sec += every / 1000;
+		w->next_claim.tv_nsec += (long)(every % 1000) * 1000000L;
+		if (w->next_claim.tv_nsec >= 1000000000L) {
+			w->next_claim.tv_sec++;
+			w->next_claim.tv_nsec -= 1000000000L;
+		}
+		snprintf(idle, sizeof(idle), "%d", w->cfg->worker_claim_idle_ms);
+		const char *argv[] = { "XAUTOCLAIM", WORKER_STREAM, WORKER_GROUP, w->consumer, idle, "0-0",
+			"COUNT", "1" };
+		worker_send(w, worker_claim_reply, 8, argv);
+		return;
+	}
+	/* Block for less than the command timeout so that an idle wait is not a timeout. */
+	snprintf(block, sizeof(block), "%d", w->cfg->redis_timeout_ms / 2 > 1000 ? 1000 : w->cfg->redis_timeout_ms / 2);
+	const char *argv[] = { "XREADGROUP", "GROUP", WORKER_GROUP, w->consumer, "COUNT", "1", "BLOCK", block,
+		"STREAMS", WORKER_STREAM, ">" };
+	worker_send(w, worker_read_reply, 11, argv);
+}
+
+struct worker *worker_new(struct event_base *base, const struct config *cfg)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	char host[64] = "worker";
+
+	if (w == NULL)
+		return NULL;
+	w->base = base;
+	w->cfg = cfg;
+	gethostname(host, sizeof(host) - 1);
+	snprintf(w->consumer, sizeof(w->consumer), "%s-%ld-%lx", host, (long)getpid(), (unsigned long)time(NULL));
+	w->store = store_new(base, cfg);
+	w->tick = evtimer_new(base, worker_tick, w);
+	if (w->store == NULL || w->tick == NULL) {
+		worker_free(w);
+		return NULL;
+	}
+	/* First look: steps a dead worker left are taken at once if idle long enough. */
+	worker_schedule(w, 50);
+	return w;
+}
+
+void worker_stop(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	w->stopping = true;
+	evtimer_del(w->tick);
+}
+
+bool worker_busy(const struct worker *w)
+{
+	return w != NULL && w->busy;
+}
+
+void worker_free(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	w->stopping = true;
+	/* Pending callbacks run (with NULL) while the store goes. */
+	store_free(w->store);
+	if (w->tick)
+		event_free(w->tick);
+	free(w);
+}

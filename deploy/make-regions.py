@@ -43,7 +43,7 @@ HTTP_PORT = 443
 NOTIFY = {
     "broker": "mqtt://127.0.0.1:1883",
     "username": "bootstrapd",
-    "password_env": "BOOTSTRAPD_NOTIFY_PASSWORD",
+    "password_env": "NOTIFY_PASSWORD",
 }
 
 REGION_ID_RE = re.compile(r"^[a-z0-9-]{1,%d}$" % REGION_ID_MAX)

@@ -12,6 +12,7 @@
 
 #include "catalog.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "schema.h"
 
 struct server_thread;
@@ -39,6 +40,9 @@ struct adminreq {
 	size_t outlen;
 	char id[24]; /* a batch id from the path */
 	char account[SCHEMA_ACCOUNT_MAX + 1];
+	bool explain;          /* GET .../resolve */
+	char notify[64];       /* the device's notify record, "" when none */
+	struct netaddr client; /* its ?ip= */
 	void *data;  /* handler state, released with data_free */
 	void (*data_free)(void *);
 };

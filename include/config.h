@@ -47,6 +47,8 @@ struct config {
 	int worker_chunk_size;
 	int worker_pause_ms;
 	int worker_claim_idle_ms;
+	int notify_rate_per_broker;
+	int notify_inflight_per_broker;
 
 	int threads; /* resolved: >= 1 (0 in the file = one per CPU) */
 

@@ -26,9 +26,10 @@ int http_listen(const char *listen, bool reuseport, evutil_socket_t *out, char *
 	__attribute__((warn_unused_result));
 
 /* An evhttp on BASE accepting FD (which it then owns), TLS when CTX is set,
- * with the configured body limit and timeouts; CB gets every request. */
+ * reading a PROXY protocol header first with PROXY_PROTOCOL, with the
+ * configured body limit and timeouts; CB gets every request. */
 struct evhttp *http_server_new(struct event_base *base, evutil_socket_t fd, SSL_CTX *ctx,
-	const struct config *cfg, void (*cb)(struct evhttp_request *, void *), void *arg,
+	bool proxy_protocol, const struct config *cfg, void (*cb)(struct evhttp_request *, void *), void *arg,
 	struct evhttp_bound_socket **bound);
 
 /* Requests started and not yet answered, over all threads (for the drain). */

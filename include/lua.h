@@ -11,5 +11,7 @@ extern const char lua_stats[];  /* the statistics counters (admin) */
 extern const char lua_activate[]; /* a successful bootstrap (device endpoint) */
 extern const char lua_register[]; /* device registration (admin) */
 extern const char lua_put_product[]; /* product create/update (admin) */
+extern const char lua_notify_sent[]; /* a notify acknowledged by its broker (worker) */
+extern const char lua_notify_ack[];  /* a device's answer to a notify (worker) */
 
 #endif

@@ -21,6 +21,8 @@ struct secret_key;
 struct bootstrap_cache;
 struct ratelimit;
 struct worker;
+struct geo_db;
+struct notify;
 
 enum server_role { SERVER_ROLE_ALL, SERVER_ROLE_API, SERVER_ROLE_WORKER };
 
@@ -32,6 +34,7 @@ struct server_thread {
 	struct store *store;
 	struct store *admin_store; /* thread 0 with an admin listener: operators' own connection */
 	struct catalog *catalog; /* this loop's reference; swapped on reload */
+	struct geo_db *geo;      /* likewise; NULL without GeoIP */
 	struct bootstrap_cache *cache;
 	struct evhttp *public_http;
 	struct evhttp_bound_socket *public_sock;
@@ -39,6 +42,7 @@ struct server_thread {
 	struct evhttp_bound_socket *admin_sock;
 	struct event *reload_ev, *stop_ev, *drain_timer;
 	uint64_t requests; /* for request ids */
+	int quiet_ticks;   /* drain: ticks in a row with nothing in flight */
 };
 
 struct server {
@@ -51,23 +55,26 @@ struct server {
 	struct ratelimit *ratelimit; /* NULL: no per-address limit */
 	pthread_mutex_t catalog_lock;
 	struct catalog *catalog; /* the newest; threads take references */
+	struct geo_db *geo;       /* the newest GeoIP database, NULL without GeoIP */
 	struct server_thread *threads;
 	int nthreads;
 	struct worker *worker; /* roles all and worker, on thread 0's loop */
+	struct notify *notify; /* likewise: bootstrap notify over MQTT */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct timespec drain_deadline, drain_grace;
 	bool draining;
 };
 
-/* Builds every listener and connection; takes a reference to CATALOG.
- * On error returns -1 with *cause (start-up failure). */
+/* Builds every listener and connection; takes references to CATALOG and GEO
+ * (NULL without GeoIP). On error returns -1 with *cause (start-up failure). */
 int server_new(const struct config *cfg, enum server_role role, struct catalog *catalog,
-	struct server **out, char **cause) __attribute__((warn_unused_result));
+	struct geo_db *geo, struct server **out, char **cause) __attribute__((warn_unused_result));
 /* Runs until SIGTERM/SIGINT and the drain. Returns 0 on a clean stop. */
 int server_run(struct server *srv) __attribute__((warn_unused_result));
 void server_free(struct server *srv);
 
-/* Reloads the catalog from the configured file; the old one stays on error. */
+/* Reloads the catalog and the GeoIP database from the configured files; each
+ * that fails to load is logged and the old one stays in service. */
 void server_reload(struct server *srv);
 
 #endif

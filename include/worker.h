@@ -10,6 +10,7 @@
 #include <event2/event.h>
 
 struct config;
+struct notify;
 struct worker;
 
 #define WORKER_STREAM "bd:q:batches"
@@ -17,7 +18,8 @@ struct worker;
 /* A step that fails this often marks its batch failed. */
 #define WORKER_MAX_ATTEMPTS 3
 
-struct worker *worker_new(struct event_base *base, const struct config *cfg);
+/* NOTIFY (may be NULL) is told when a step queued notify messages. */
+struct worker *worker_new(struct event_base *base, const struct config *cfg, struct notify *notify);
 void worker_free(struct worker *w);
 
 /* Stops taking steps; the one in progress finishes. */

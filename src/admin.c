@@ -7,6 +7,7 @@
 #include <time.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 #include <yajl/yajl_gen.h>
@@ -21,6 +22,8 @@
 #include "http.h"
 #include "log.h"
 #include "lua.h"
+#include "nearest.h"
+#include "notify.h"
 #include "metrics.h"
 #include "schema.h"
 #include "secret.h"
@@ -35,18 +38,30 @@
 static void admin_ops_ready_reply(redisReply *reply, void *arg)
 {
 	struct adminreq *ar = arg;
+	const struct config *cfg = ar->t->srv->cfg;
 	bool redis_ok = reply && reply->type == REDIS_REPLY_STATUS;
+	bool catalog_ok = ar->t->catalog != NULL;
+	bool geo_ok = !cfg->geoip_enabled || ar->t->geo != NULL;
 	yajl_gen g = yajl_gen_alloc(NULL);
 
 	yajl_gen_map_open(g);
-	adminreq_gen_kv(g, "status", redis_ok ? "ready" : "not_ready");
+	adminreq_gen_kv(g, "status", redis_ok && catalog_ok && geo_ok ? "ready" : "not_ready");
 	adminreq_gen_string(g, "failing");
 	yajl_gen_array_open(g);
 	if (!redis_ok)
 		adminreq_gen_string(g, "redis");
+	if (!catalog_ok)
+		adminreq_gen_string(g, "catalog");
+	if (!geo_ok)
+		adminreq_gen_string(g, "geoip");
 	yajl_gen_array_close(g);
+	/* What is in service, for people reading it. */
+	adminreq_gen_string(g, "geoip");
+	adminreq_gen_string(g, !cfg->geoip_enabled ? "off" : geo_ok ? "open" : "missing");
+	if (ar->t->srv->notify)
+		notify_gen_brokers(ar->t->srv->notify, g);
 	yajl_gen_map_close(g);
-	adminreq_answer_gen(ar, redis_ok ? 200 : 503, g);
+	adminreq_answer_gen(ar, redis_ok && catalog_ok && geo_ok ? 200 : 503, g);
 	adminreq_unref(ar);
 }
 
@@ -67,14 +82,19 @@ static bool admin_ops(struct server_thread *t, struct evhttp_request *req, const
 		if (store_command(adminreq_store(t), admin_ops_ready_reply, ar, 1, argv, NULL) < 0)
 			admin_ops_ready_reply(NULL, ar);
 	} else if (strcmp(path, "/metrics") == 0) {
-		char *text = metrics_render();
-		if (text == NULL) {
+		char *text = metrics_render(), *brokers = t->srv->notify ? notify_metrics(t->srv->notify) : NULL;
+		char *all = NULL;
+		if (text == NULL || asprintf(&all, "%s%s", text, brokers ? brokers : "") < 0) {
+			free(text);
+			free(brokers);
 			adminreq_error_req(req, METRICS_OPS, started, 500, "internal", "out of memory");
 			return true;
 		}
-		adminreq_send(req, METRICS_OPS, started, 200, "text/plain; version=0.0.4; charset=utf-8", text,
-			strlen(text));
+		adminreq_send(req, METRICS_OPS, started, 200, "text/plain; version=0.0.4; charset=utf-8", all,
+			strlen(all));
+		free(all);
 		free(text);
+		free(brokers);
 	} else {
 		return false;
 	}
@@ -600,6 +620,27 @@ out:
 	free(argvlen);
 }
 
+/* "notify": the latest bootstrap notify of the device ("seq;row;state"), or null. */
+static void admin_gen_notify(yajl_gen g, const char *record)
+{
+	unsigned long long seq;
+	unsigned idx;
+	char state[16], id[32], batch[24];
+
+	adminreq_gen_string(g, "notify");
+	if (sscanf(record, "%llu;%u;%15s", &seq, &idx, state) != 3) {
+		yajl_gen_null(g);
+		return;
+	}
+	notify_message_id(seq, idx, id);
+	snprintf(batch, sizeof(batch), "%llu", seq);
+	yajl_gen_map_open(g);
+	adminreq_gen_kv(g, "state", state);
+	adminreq_gen_kv(g, "batchId", batch);
+	adminreq_gen_kv(g, "id", id);
+	yajl_gen_map_close(g);
+}
+
 static void admin_device_answer(struct adminreq *ar, const struct schema_batch *batch)
 {
 	const struct schema_product *p = &ar->product;
@@ -647,7 +688,130 @@ static void admin_device_answer(struct adminreq *ar, const struct schema_batch *
 		adminreq_gen_kv(g, "distributedAt", NULL);
 	}
 	yajl_gen_map_close(g);
-	adminreq_gen_kv(g, "notify", NULL);
+	admin_gen_notify(g, ar->notify);
+	yajl_gen_map_close(g);
+	adminreq_answer_gen(ar, 200, g);
+}
+
+/* KEY and V with DIGITS decimals (yajl_gen_double prints 20 significant digits). */
+static void admin_gen_fixed(yajl_gen g, const char *key, double v, int digits)
+{
+	char num[48];
+	int n = snprintf(num, sizeof(num), "%.*f", digits, v);
+
+	adminreq_gen_string(g, key);
+	yajl_gen_number(g, num, (size_t)n);
+}
+
+/* ?ip=ADDR of the explain call into ar->client; false after answering 400. */
+static bool admin_explain_address(struct adminreq *ar)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ar->req);
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	struct evkeyvalq q;
+	const char *ip;
+	bool ok = false;
+
+	TAILQ_INIT(&q);
+	if (query && evhttp_parse_query_str(query, &q) == 0 && (ip = evhttp_find_header(&q, "ip")) != NULL &&
+	    netaddr_parse(ip, strlen(ip), &ar->client) == 0)
+		ok = true;
+	evhttp_clear_headers(&q);
+	if (!ok)
+		adminreq_error(ar, 400, "invalid_parameter", "ip must be an IPv4 or IPv6 address");
+	ar->explain = ok;
+	return ok;
+}
+
+/* GET /v1/devices/{pk}/{dn}/resolve: what the device would get from
+ * ar->client, and why. BATCH is its assignment, NULL for the home region. */
+static void admin_device_explain(struct adminreq *ar, const struct schema_batch *batch)
+{
+	const struct catalog *cat = ar->t->catalog;
+	struct catalog_vars vars = { ar->pk, ar->dn };
+	struct schema_batch home = { .strategy = SCHEMA_REGION, .ntargets = 1 };
+	struct nearest_result nr;
+	char addr[NETADDR_TEXT_MAX], host[CATALOG_HOST_MAX + 1];
+	const char *why;
+	yajl_gen g;
+
+	if (batch == NULL) {
+		const struct catalog_region *r = catalog_region(cat, ar->product.home_region);
+		const struct catalog_instance *inst = r ? (ar->product.home_instance[0] ?
+			catalog_instance(r, ar->product.home_instance) : catalog_default_instance(r)) : NULL;
+		snprintf(home.targets[0].region, sizeof(home.targets[0].region), "%s", ar->product.home_region);
+		snprintf(home.targets[0].instance, sizeof(home.targets[0].instance), "%s",
+			inst ? inst->id : ar->product.home_instance);
+		batch = &home;
+	}
+	if (nearest_choose(cat, ar->t->geo, batch, &ar->client, true, &nr) < 0) {
+		adminreq_error(ar, 500, "internal", "the device's assignment names no region in the catalog");
+		return;
+	}
+	if (batch->strategy != SCHEMA_NEAREST)
+		why = batch == &home ? "the product's home region" : "the batch's target region";
+	else if (!nr.looked_up)
+		why = "no GeoIP database: the first candidate";
+	else if (nr.location.outcome == GEO_NOT_FOUND)
+		why = "the address has no location: the first candidate";
+	else if (nr.location.outcome == GEO_COUNTRY_ONLY)
+		why = "the nearest candidate to the centre of the address's country";
+	else
+		why = "the nearest candidate to the address's location";
+	netaddr_format(&ar->client, addr);
+	g = yajl_gen_alloc(NULL);
+	yajl_gen_map_open(g);
+	adminreq_gen_kv(g, "strategy", batch->strategy == SCHEMA_NEAREST ? "nearest" : "region");
+	adminreq_gen_kv(g, "level", ar->device.batch ? "device" : ar->product.batch ? "product" : "home");
+	adminreq_gen_kv(g, "address", addr);
+	adminreq_gen_string(g, "location");
+	if (nr.looked_up && nr.location.outcome != GEO_NOT_FOUND) {
+		yajl_gen_map_open(g);
+		admin_gen_fixed(g, "latitude", nr.location.point.latitude, 4);
+		admin_gen_fixed(g, "longitude", nr.location.point.longitude, 4);
+		adminreq_gen_kv(g, "country", nr.location.country[0] ? nr.location.country : NULL);
+		adminreq_gen_kv(g, "source", geo_outcome_name(nr.location.outcome));
+		yajl_gen_map_close(g);
+	} else {
+		yajl_gen_null(g);
+	}
+	adminreq_gen_string(g, "candidates");
+	yajl_gen_array_open(g);
+	for (size_t i = 0; i < nr.ncandidates; i++) {
+		yajl_gen_map_open(g);
+		adminreq_gen_kv(g, "region", nr.candidates[i].region->id);
+		adminreq_gen_kv(g, "instance", nr.candidates[i].instance->id);
+		if (nr.candidates[i].distance_km >= 0) {
+			admin_gen_fixed(g, "distanceKm", nr.candidates[i].distance_km, 1);
+		} else {
+			adminreq_gen_string(g, "distanceKm");
+			yajl_gen_null(g);
+		}
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+	adminreq_gen_string(g, "chosen");
+	yajl_gen_map_open(g);
+	adminreq_gen_kv(g, "region", nr.candidates[nr.chosen].region->id);
+	adminreq_gen_kv(g, "instance", nr.candidates[nr.chosen].instance->id);
+	adminreq_gen_string(g, "resources");
+	yajl_gen_map_open(g);
+	for (size_t e = 0; e < nr.candidates[nr.chosen].instance->nendpoints; e++) {
+		const struct catalog_endpoint *ep = &nr.candidates[nr.chosen].instance->endpoints[e];
+		if (catalog_render_host(ep, nr.candidates[nr.chosen].instance, &vars, host, sizeof(host)) < 0)
+			continue;
+		adminreq_gen_string(g, ep->protocol);
+		yajl_gen_map_open(g);
+		adminreq_gen_kv(g, "host", host);
+		adminreq_gen_string(g, "port");
+		yajl_gen_integer(g, ep->port);
+		if (ep->ip)
+			adminreq_gen_kv(g, "ip", ep->ip);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_map_close(g);
+	yajl_gen_map_close(g);
+	adminreq_gen_kv(g, "reason", why);
 	yajl_gen_map_close(g);
 	adminreq_answer_gen(ar, 200, g);
 }
@@ -676,7 +840,10 @@ static void admin_device_batch_reply(redisReply *reply, void *arg)
 	if (reply->element[3]->type == REDIS_REPLY_STRING &&
 	    schema_parse_i64(reply->element[3]->str, reply->element[3]->len, &b.created_at) < 0)
 		b.created_at = 0;
-	admin_device_answer(ar, &b);
+	if (ar->explain)
+		admin_device_explain(ar, &b);
+	else
+		admin_device_answer(ar, &b);
 out:
 	adminreq_unref(ar);
 }
@@ -704,7 +871,10 @@ static void admin_device_product_reply(redisReply *reply, void *arg)
 	}
 	seq = ar->device.batch ? ar->device.batch : ar->product.batch;
 	if (seq == 0) {
-		admin_device_answer(ar, NULL);
+		if (ar->explain)
+			admin_device_explain(ar, NULL);
+		else
+			admin_device_answer(ar, NULL);
 		goto out;
 	}
 	char key[SCHEMA_KEY_MAX];
@@ -737,6 +907,17 @@ static void admin_device_record_reply(redisReply *reply, void *arg)
 	adminreq_unref(ar);
 }
 
+static void admin_device_notify_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+
+	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL))
+		ar->failed = 1;
+	else if (reply->type == REDIS_REPLY_STRING && reply->len < sizeof(ar->notify))
+		memcpy(ar->notify, reply->str, reply->len + 1);
+	adminreq_unref(ar);
+}
+
 static void admin_device_get(struct adminreq *ar)
 {
 	char dkey[SCHEMA_KEY_MAX], field[SCHEMA_FIELD_MAX];
@@ -753,7 +934,16 @@ static void admin_device_get(struct adminreq *ar)
 		adminreq_unavailable(ar);
 		return;
 	}
-	/* Pipelined: the record's answer arrives first. */
+	char nkey[SCHEMA_KEY_MAX];
+	snprintf(nkey, sizeof(nkey), "bd:nd:%05x", schema_bucket(ar->pk, ar->dn));
+	const char *nargv[] = { "HGET", nkey, field };
+	ar->refs++;
+	if (store_command(adminreq_store(ar->t), admin_device_notify_reply, ar, 3, nargv, NULL) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+		return;
+	}
+	/* Pipelined: the record's and the notify's answers arrive first. */
 	if (admin_product_hmget(ar, admin_device_product_reply) < 0)
 		adminreq_unavailable(ar);
 }
@@ -852,7 +1042,11 @@ static void admin_v1(struct server_thread *t, struct evhttp_request *req, const 
 			ar->answered = true;
 			admin_method_not_allowed(req, started, n == 1 ? "GET, PUT" : "POST");
 		}
-	} else if ((n = admin_segments(path, "/v1/devices", seg, 3)) == 2) {
+	} else if ((n = admin_segments(path, "/v1/devices", seg, 3)) == 2 ||
+		   (n == 3 && strcmp(seg[2], "resolve") == 0)) {
+		if (n == 3 && !admin_explain_address(ar)) {
+			goto out;
+		}
 		if (m != EVHTTP_REQ_GET) {
 			ar->answered = true;
 			admin_method_not_allowed(req, started, "GET");

@@ -238,16 +238,16 @@ static void admin_batch_get_reply(redisReply *reply, void *arg)
 	adminreq_unref(ar);
 }
 
-/* The results: [total, items, results] from a MULTI. */
+/* The results: [total, items, results, notify states] from a MULTI. */
 static void admin_batch_results_reply(redisReply *reply, void *arg)
 {
 	struct adminreq *ar = arg;
-	redisReply *items, *res;
-	const char **by_index = NULL;
+	redisReply *items, *res, *nres;
+	const char **by_index = NULL, **notify_by_index = NULL;
 	char *csv = NULL;
 	size_t cap, off;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
 		adminreq_unavailable(ar);
 		goto out;
 	}
@@ -257,15 +257,27 @@ static void admin_batch_results_reply(redisReply *reply, void *arg)
 	}
 	items = reply->element[1];
 	res = reply->element[2];
-	if (items->type != REDIS_REPLY_ARRAY || res->type != REDIS_REPLY_ARRAY) {
+	nres = reply->element[3];
+	if (items->type != REDIS_REPLY_ARRAY || res->type != REDIS_REPLY_ARRAY || nres->type != REDIS_REPLY_ARRAY) {
 		adminreq_unavailable(ar);
 		goto out;
 	}
 	by_index = calloc(items->elements + 1, sizeof(*by_index));
+	notify_by_index = calloc(items->elements + 1, sizeof(*notify_by_index));
+	if (notify_by_index == NULL) {
+		adminreq_error(ar, 500, "internal", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i + 1 < nres->elements; i += 2) {
+		unsigned long idx = strtoul(nres->element[i]->str, NULL, 10);
+		if (idx < items->elements && nres->element[i + 1]->type == REDIS_REPLY_STRING &&
+		    nres->element[i + 1]->len < 32)
+			notify_by_index[idx] = nres->element[i + 1]->str;
+	}
 	/* Quoting at most doubles a field; the rest is separators and "success"/"failed". */
 	cap = 128;
 	for (size_t i = 0; i < items->elements; i++)
-		cap += 2 * items->element[i]->len + 32;
+		cap += 2 * items->element[i]->len + 64; /* + result and notify words */
 	for (size_t i = 1; i < res->elements; i += 2)
 		cap += 2 * res->element[i]->len;
 	csv = malloc(cap);
@@ -313,9 +325,12 @@ static void admin_batch_results_reply(redisReply *reply, void *arg)
 		csv[off++] = ',';
 		if (csvdoc_write_field(csv, cap, &off, msg) < 0 || off + 3 >= cap)
 			goto toolong;
-		/* notify: empty until the notify worker reports */
-		memcpy(csv + off, ",\r\n", 3);
-		off += 3;
+		/* notify: pending, sent, acked, none (the instance has no broker), or
+		 * empty for a row that moved nothing */
+		off += (size_t)snprintf(csv + off, cap - off, ",%s\r\n",
+			notify_by_index[i] ? notify_by_index[i] : "");
+		if (off >= cap)
+			goto toolong;
 	}
 	ar->answered = true;
 	adminreq_send(ar->req, ar->route, &ar->started, 200, adminreq_csv, csv, off);
@@ -324,26 +339,30 @@ toolong:
 	adminreq_error(ar, 500, "internal", "results too large");
 out:
 	free(by_index);
+	free(notify_by_index);
 	free(csv);
 	adminreq_unref(ar);
 }
 
 static void admin_batch_results(struct adminreq *ar)
 {
-	char bkey[SCHEMA_KEY_MAX], ikey[SCHEMA_KEY_MAX + 4], rkey[SCHEMA_KEY_MAX + 4];
+	char bkey[SCHEMA_KEY_MAX], ikey[SCHEMA_KEY_MAX + 4], rkey[SCHEMA_KEY_MAX + 4], nkey[SCHEMA_KEY_MAX + 4];
 	const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
 
 	snprintf(bkey, sizeof(bkey), "bd:b:%s", ar->id);
 	snprintf(ikey, sizeof(ikey), "%s:i", bkey);
 	snprintf(rkey, sizeof(rkey), "%s:r", bkey);
+	snprintf(nkey, sizeof(nkey), "%s:n", bkey);
 	const char *total[] = { "HGET", bkey, "total" };
 	const char *lrange[] = { "LRANGE", ikey, "0", "-1" };
 	const char *hgetall[] = { "HGETALL", rkey };
+	const char *notify[] = { "HGETALL", nkey };
 	/* MULTI/EXEC: one consistent view; the queued replies are only "QUEUED". */
 	store_command_noreply(adminreq_store(ar->t), 1, multi, NULL);
 	store_command_noreply(adminreq_store(ar->t), 3, total, NULL);
 	store_command_noreply(adminreq_store(ar->t), 4, lrange, NULL);
 	store_command_noreply(adminreq_store(ar->t), 2, hgetall, NULL);
+	store_command_noreply(adminreq_store(ar->t), 2, notify, NULL);
 	ar->refs++;
 	if (store_command(adminreq_store(ar->t), admin_batch_results_reply, ar, 1, exec, NULL) < 0) {
 		ar->refs--;

@@ -18,7 +18,9 @@
 #include "log.h"
 #include "lua.h"
 #include "metrics.h"
+#include "nearest.h"
 #include "netaddr.h"
+#include "proxyproto.h"
 #include "ratelimit.h"
 #include "schema.h"
 #include "secret.h"
@@ -63,6 +65,7 @@ struct bootstrap_req {
 	enum metrics_route route;
 	struct catalog *cat;
 	struct form_request form;
+	struct netaddr client; /* the address the request speaks for (SPEC §6) */
 	char field[SCHEMA_FIELD_MAX];
 	bool product_found, device_found;
 	struct schema_product product;
@@ -278,15 +281,27 @@ static void bootstrap_resolve(struct bootstrap_req *br)
 		}
 	}
 	if (br->batch) {
-		/* Without a location the first candidate of a nearest batch is used. */
-		rid = br->batch->targets[0].region;
-		iid = br->batch->targets[0].instance;
+		struct nearest_result nr;
+
+		if (nearest_choose(br->cat, br->t->geo, br->batch, &br->client, false, &nr) < 0) {
+			bootstrap_fail(br, 500, "assigned region not in service");
+			log_error("bootstrap", "%s: no target of batch %" PRIu64 " is in the catalog", br->field,
+				br->batch->seq);
+			return;
+		}
+		if (nr.looked_up)
+			metrics_count(nr.location.outcome == GEO_LOCATED ? METRICS_GEO_LOCATED :
+				nr.location.outcome == GEO_COUNTRY_ONLY ? METRICS_GEO_COUNTRY_ONLY : METRICS_GEO_NOT_FOUND);
+		region = nr.candidates[nr.chosen].region;
+		inst = nr.candidates[nr.chosen].instance;
+		rid = region->id;
+		iid = inst->id;
 	} else {
 		rid = br->product.home_region;
 		iid = br->product.home_instance;
+		region = catalog_region(br->cat, rid);
+		inst = region ? (iid[0] ? catalog_instance(region, iid) : catalog_default_instance(region)) : NULL;
 	}
-	region = catalog_region(br->cat, rid);
-	inst = region ? (iid[0] ? catalog_instance(region, iid) : catalog_default_instance(region)) : NULL;
 	if (inst == NULL) {
 		bootstrap_fail(br, 500, "assigned region not in service");
 		log_error("bootstrap", "%s/%s is assigned to %s/%s, which the catalog does not have",
@@ -472,7 +487,7 @@ static void bootstrap_on_secret(redisReply *reply, void *arg)
 }
 
 static void bootstrap_device(struct server_thread *t, struct evhttp_request *req,
-	const struct timespec *started, const char *query)
+	const struct timespec *started, const char *query, const struct netaddr *client)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
@@ -499,6 +514,7 @@ static void bootstrap_device(struct server_thread *t, struct evhttp_request *req
 	br->req = req;
 	br->started = *started;
 	br->route = METRICS_BOOTSTRAP;
+	br->client = *client;
 	br->id = ++t->requests;
 	TAILQ_INIT(&br->form.params);
 	if (form_parse(&br->form, query, body, blen, &why) < 0) {
@@ -560,30 +576,34 @@ static void bootstrap_region(struct server_thread *t, struct evhttp_request *req
 static void bootstrap_client(struct server_thread *t, struct evhttp_request *req, struct netaddr *out)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	char peer_text[NETADDR_TEXT_MAX + 8];
 	struct netaddr peer;
 
-	http_peer(req, peer_text, sizeof(peer_text));
-	if (netaddr_parse(peer_text, strlen(peer_text), &peer) < 0) {
-		memset(out, 0, sizeof(*out));
-		out->family = AF_INET;
-		return;
+	/* A PROXY header comes from the load balancer itself: its client is the
+	 * peer, and trusted_proxies then apply to that address as usual. */
+	if (evcon == NULL || !proxyproto_client(evhttp_connection_get_bufferevent(evcon), &peer)) {
+		http_peer(req, peer_text, sizeof(peer_text));
+		if (netaddr_parse(peer_text, strlen(peer_text), &peer) < 0) {
+			memset(out, 0, sizeof(*out));
+			out->family = AF_INET;
+			return;
+		}
 	}
 	netaddr_client(&peer, evhttp_find_header(h, "X-Forwarded-For"), evhttp_find_header(h, "Forwarded"),
 		&t->srv->trusted_proxies, out);
 }
 
-/* True when the client is over its rate; the request is then answered 429. */
-static bool bootstrap_limited(struct server_thread *t, struct evhttp_request *req, const struct timespec *started)
+/* True when CLIENT is over its rate; the request is then answered 429. */
+static bool bootstrap_limited(struct server_thread *t, struct evhttp_request *req, const struct timespec *started,
+	const struct netaddr *client)
 {
-	struct netaddr client;
 	char retry[16];
 	unsigned wait;
 
 	if (t->srv->ratelimit == NULL)
 		return false;
-	bootstrap_client(t, req, &client);
-	wait = ratelimit_take(t->srv->ratelimit, &client,
+	wait = ratelimit_take(t->srv->ratelimit, client,
 		(uint64_t)started->tv_sec * 1000 + (uint64_t)started->tv_nsec / 1000000);
 	if (wait == 0)
 		return false;
@@ -603,16 +623,21 @@ void bootstrap_handle(struct evhttp_request *req, void *arg)
 	bool get_or_post = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_POST;
 	struct timespec started;
 
+	struct netaddr client;
+	bool device_route = path && (strcmp(path, "/auth/bootstrap") == 0 ||
+		strncmp(path, region_prefix, sizeof(region_prefix) - 1) == 0);
+
 	clock_gettime(CLOCK_MONOTONIC, &started);
 	http_begin();
+	if (device_route)
+		bootstrap_client(t, req, &client);
 	if (path == NULL) {
 		bootstrap_fail_req(req, METRICS_PUBLIC_OTHER, &started, 404, "not found");
-	} else if ((strcmp(path, "/auth/bootstrap") == 0 || strncmp(path, region_prefix, sizeof(region_prefix) - 1) == 0) &&
-		   bootstrap_limited(t, req, &started)) {
+	} else if (device_route && bootstrap_limited(t, req, &started, &client)) {
 		/* answered 429 */
 	} else if (strcmp(path, "/auth/bootstrap") == 0) {
 		if (get_or_post)
-			bootstrap_device(t, req, &started, evhttp_uri_get_query(uri));
+			bootstrap_device(t, req, &started, evhttp_uri_get_query(uri), &client);
 		else
 			bootstrap_fail_req(req, METRICS_BOOTSTRAP, &started, 405, "method not allowed");
 	} else if (strncmp(path, region_prefix, sizeof(region_prefix) - 1) == 0 &&

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -19,6 +21,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "proxyproto.h"
 
 /* Forward secrecy and AEAD only. */
 static const char http_modern_ciphers[] =
@@ -42,12 +45,160 @@ static void http_ssl_cause(char **cause, const char *what, const char *file)
 		*cause = NULL;
 }
 
+/* The PROXY protocol under TLS. The load balancer's header comes in clear
+ * before the ClientHello, and an OpenSSL socket bufferevent reads the socket
+ * itself, so a filter BIO in front of its socket BIO takes the header off
+ * (proxyproto_conn_read). Writes still go straight to the socket, so evhttp's
+ * write callback still means "in the kernel": with libevent 2.1's
+ * bufferevent_openssl_filter_new it runs as soon as OpenSSL has queued the
+ * bytes, and evhttp then frees and shuts down connections it closes with
+ * their answer unsent. libevent sets the socket BIO in bufferevent_setfd(),
+ * after the bevcb, so the filter goes in when the handshake starts, before
+ * OpenSSL reads anything. The proxyproto_conn hangs on the SSL (ex_data),
+ * which frees it. */
+static pthread_once_t http_proxy_once = PTHREAD_ONCE_INIT;
+static int http_proxy_ssl_index = -1;
+static BIO_METHOD *http_proxy_bio_method;
+static int http_proxy_bio_type;
+
+static void http_proxy_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	BIO *rbio;
+
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (ptr == NULL)
+		return;
+	/* The BIO outlives the state by a moment inside SSL_free. */
+	rbio = parent ? SSL_get_rbio(parent) : NULL;
+	if (rbio && BIO_method_type(rbio) == http_proxy_bio_type)
+		BIO_set_data(rbio, NULL);
+	proxyproto_conn_free(ptr);
+}
+
+static int http_proxy_next_read(void *arg, unsigned char *buf, int len)
+{
+	return BIO_read(arg, buf, len);
+}
+
+static int http_proxy_bio_read(BIO *b, char *out, int outl)
+{
+	struct proxyproto_conn *c = BIO_get_data(b);
+	BIO *next = BIO_next(b);
+	int n;
+
+	BIO_clear_retry_flags(b);
+	if (c == NULL || next == NULL || outl <= 0)
+		return outl == 0 ? 0 : -1;
+	n = proxyproto_conn_read(c, (unsigned char *)out, outl, http_proxy_next_read, next);
+	/* A malformed header is an error without retry: the handshake fails
+	 * quietly (no alert) and evhttp closes the connection. */
+	if (n == PROXYPROTO_BAD)
+		return -1;
+	if (n <= 0)
+		BIO_copy_next_retry(b);
+	return n;
+}
+
+static int http_proxy_bio_write(BIO *b, const char *in, int inl)
+{
+	BIO *next = BIO_next(b);
+	int n;
+
+	BIO_clear_retry_flags(b);
+	if (next == NULL)
+		return -1;
+	n = BIO_write(next, in, inl);
+	BIO_copy_next_retry(b);
+	return n;
+}
+
+static long http_proxy_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct proxyproto_conn *c = BIO_get_data(b);
+	BIO *next = BIO_next(b);
+	long pending = c ? (long)proxyproto_conn_pending(c) : 0;
+
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return pending + (next ? BIO_ctrl(next, cmd, num, ptr) : 0);
+	case BIO_CTRL_EOF:
+		/* An end inside the header is a plain close too, not an alert. */
+		if (c == NULL || !proxyproto_conn_passing(c) || pending)
+			return 0;
+		break;
+	default:
+		break;
+	}
+	return next ? BIO_ctrl(next, cmd, num, ptr) : 0;
+}
+
+static int http_proxy_bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int http_proxy_bio_destroy(BIO *b)
+{
+	BIO_set_data(b, NULL);
+	BIO_set_init(b, 0);
+	return 1;
+}
+
+static void http_proxy_init(void)
+{
+	int type = BIO_get_new_index() | BIO_TYPE_FILTER;
+	BIO_METHOD *m = BIO_meth_new(type, "PROXY protocol");
+
+	if (m == NULL || !BIO_meth_set_read(m, http_proxy_bio_read) || !BIO_meth_set_write(m, http_proxy_bio_write) ||
+	    !BIO_meth_set_ctrl(m, http_proxy_bio_ctrl) || !BIO_meth_set_create(m, http_proxy_bio_create) ||
+	    !BIO_meth_set_destroy(m, http_proxy_bio_destroy)) {
+		BIO_meth_free(m);
+		return;
+	}
+	http_proxy_ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, http_proxy_ex_free);
+	if (http_proxy_ssl_index < 0) {
+		BIO_meth_free(m);
+		return;
+	}
+	http_proxy_bio_type = type;
+	http_proxy_bio_method = m;
+}
+
+/* At the start of the handshake of a PROXY listener's connection. Without
+ * the filter (out of memory), the header reaches OpenSSL, which rejects it. */
+static void http_proxy_tls_start(SSL *ssl)
+{
+	struct proxyproto_conn *c = http_proxy_bio_method ? SSL_get_ex_data(ssl, http_proxy_ssl_index) : NULL;
+	BIO *sock = c ? SSL_get_rbio(ssl) : NULL;
+	BIO *filter;
+
+	if (sock == NULL || BIO_method_type(sock) == http_proxy_bio_type)
+		return;
+	filter = BIO_new(http_proxy_bio_method);
+	if (filter == NULL)
+		return;
+	if (!BIO_up_ref(sock)) {
+		BIO_free(filter);
+		return;
+	}
+	BIO_set_data(filter, c);
+	BIO_push(filter, sock);
+	/* Drops the SSL's read reference to SOCK; its write one stays. */
+	SSL_set0_rbio(ssl, filter);
+}
+
 /* A client that closes with close_notify leaves a good session: keep it in
  * the cache (OpenSSL drops sessions of connections freed mid-stream). */
 static void http_tls_info(const SSL *ssl, int where, int ret)
 {
 	if ((where & SSL_CB_READ_ALERT) && (ret & 0xff) == SSL_AD_CLOSE_NOTIFY)
 		SSL_set_shutdown((SSL *)ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
+	if (where & SSL_CB_HANDSHAKE_START)
+		http_proxy_tls_start((SSL *)ssl);
 }
 
 int http_tls_new(const struct config_tls *tls, SSL_CTX **out, char **cause)
@@ -55,6 +206,9 @@ int http_tls_new(const struct config_tls *tls, SSL_CTX **out, char **cause)
 	static const unsigned char sid_ctx[] = "bootstrapd";
 	char ciphers[1024];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	/* Here, before the event loop threads start, so that they only read. */
+	pthread_once(&http_proxy_once, http_proxy_init);
 
 	if (ctx == NULL) {
 		http_ssl_cause(cause, "cannot make a TLS context", NULL);
@@ -152,6 +306,9 @@ int http_listen(const char *addr, bool reuseport, evutil_socket_t *out, char **c
 		goto fail;
 	if (res->ai_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	/* Inherited by accepted sockets. Without it a TLS answer (headers and
+	 * body in two records) waits for the client's delayed ACK: ~40 ms. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0)
 		goto fail;
 	freeaddrinfo(res);
@@ -166,10 +323,13 @@ fail:
 	return -1;
 }
 
-static struct bufferevent *http_tls_bevcb(struct event_base *base, void *arg)
+/* A TLS bufferevent for an accepted connection (fd set later by evhttp);
+ * with PROXY, it reads the header first (see http_proxy_tls_start). */
+static struct bufferevent *http_tls_bev(struct event_base *base, SSL_CTX *ctx, bool proxy)
 {
-	SSL *ssl = SSL_new(arg);
+	SSL *ssl = SSL_new(ctx);
 	struct bufferevent *bev;
+	struct proxyproto_conn *c;
 
 	if (ssl == NULL)
 		return NULL;
@@ -179,13 +339,32 @@ static struct bufferevent *http_tls_bevcb(struct event_base *base, void *arg)
 		SSL_free(ssl);
 		return NULL;
 	}
+	if (proxy) {
+		c = http_proxy_bio_method ? proxyproto_conn_new(bev) : NULL;
+		if (c == NULL || !SSL_set_ex_data(ssl, http_proxy_ssl_index, c)) {
+			proxyproto_conn_free(c);
+			bufferevent_free(bev);
+			return NULL;
+		}
+	}
 	/* Devices often drop the link without close_notify; that is not an error. */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	return bev;
 }
 
+static struct bufferevent *http_tls_bevcb(struct event_base *base, void *arg)
+{
+	return http_tls_bev(base, arg, false);
+}
+
+/* A PROXY protocol listener, TLS when ARG (an SSL_CTX) is set. */
+static struct bufferevent *http_proxy_bevcb(struct event_base *base, void *arg)
+{
+	return arg ? http_tls_bev(base, arg, true) : proxyproto_bufferevent_new(base);
+}
+
 struct evhttp *http_server_new(struct event_base *base, evutil_socket_t fd, SSL_CTX *ctx,
-	const struct config *cfg, void (*cb)(struct evhttp_request *, void *), void *arg,
+	bool proxy_protocol, const struct config *cfg, void (*cb)(struct evhttp_request *, void *), void *arg,
 	struct evhttp_bound_socket **bound)
 {
 	struct evhttp *http = evhttp_new(base);
@@ -201,7 +380,9 @@ struct evhttp *http_server_new(struct event_base *base, evutil_socket_t fd, SSL_
 		EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_default_content_type(http, "application/json; charset=utf-8");
 	evhttp_set_gencb(http, cb, arg);
-	if (ctx)
+	if (proxy_protocol)
+		evhttp_set_bevcb(http, http_proxy_bevcb, ctx);
+	else if (ctx)
 		evhttp_set_bevcb(http, http_tls_bevcb, ctx);
 	*bound = evhttp_accept_socket_with_handle(http, fd);
 	if (*bound == NULL) {

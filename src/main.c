@@ -7,6 +7,7 @@
 
 #include "catalog.h"
 #include "config.h"
+#include "geo.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -54,6 +55,7 @@ int main(int argc, char **argv)
 	bool check = false;
 	struct config *cfg = NULL;
 	struct catalog *cat = NULL;
+	struct geo_db *geo = NULL;
 	struct server *srv = NULL;
 	char *cause = NULL;
 	enum log_level level;
@@ -112,6 +114,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bootstrapd: %s\n", cause ? cause : "cannot load the region catalog");
 		goto out;
 	}
+	if (cfg->geoip_enabled &&
+	    geo_db_open(cfg->geoip_databases, cfg->ngeoip_databases, cfg->country_centroids, &geo, &cause) < 0) {
+		fprintf(stderr, "bootstrapd: %s\n", cause ? cause : "cannot open the GeoIP database");
+		goto out;
+	}
 	if (check) {
 		if (check_tls(&cfg->public_.tls, "public") < 0 || check_tls(&cfg->admin.tls, "admin") < 0 ||
 		    check_tls(&cfg->worker.tls, "worker") < 0)
@@ -120,7 +127,7 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	if (server_new(cfg, role, cat, &srv, &cause) < 0) {
+	if (server_new(cfg, role, cat, geo, &srv, &cause) < 0) {
 		fprintf(stderr, "bootstrapd: %s\n", cause ? cause : "cannot start");
 		goto out;
 	}
@@ -128,6 +135,7 @@ int main(int argc, char **argv)
 out:
 	server_free(srv);
 	catalog_unref(cat);
+	geo_db_unref(geo);
 	config_free(cfg);
 	free(cause);
 	return rc;

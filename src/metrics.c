@@ -31,6 +31,16 @@ static const struct {
 	{ "bootstrapd_batch_steps_total", "Batch steps this process applied." },
 	{ "bootstrapd_batch_step_failures_total", "Batch steps that Redis refused to apply." },
 	{ "bootstrapd_batch_claims_total", "Batch steps taken over from a worker that left them." },
+	{ "bootstrapd_geo_lookups_located_total", "GeoIP lookups that found coordinates." },
+	{ "bootstrapd_geo_lookups_country_only_total", "GeoIP lookups that found only a country (centroid used)." },
+	{ "bootstrapd_geo_lookups_not_found_total", "GeoIP lookups that found nothing (first candidate used)." },
+	{ "bootstrapd_geo_reloads_total", "GeoIP database reloads that took effect." },
+	{ "bootstrapd_geo_reload_failures_total", "GeoIP database reloads rejected." },
+	{ "bootstrapd_notify_queued_total", "Bootstrap notify messages queued for distributed devices." },
+	{ "bootstrapd_notify_published_total", "Bootstrap notify messages published (QoS 1)." },
+	{ "bootstrapd_notify_sent_total", "Bootstrap notify messages acknowledged by their broker." },
+	{ "bootstrapd_notify_acked_total", "Bootstrap notify messages answered by their device." },
+	{ "bootstrapd_notify_retried_total", "Bootstrap notify messages published again after a loss." },
 };
 
 /* The last status slot counts everything not listed. */

@@ -11,9 +11,11 @@
 #include "bootstrap.h"
 #include "catalog.h"
 #include "config.h"
+#include "geo.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "ratelimit.h"
 #include "secret.h"
 #include "store.h"
@@ -27,13 +29,16 @@ static void server_thread_reload(evutil_socket_t fd, short what, void *arg)
 {
 	struct server_thread *t = arg;
 	struct catalog *old = t->catalog;
+	struct geo_db *old_geo = t->geo;
 
 	(void)fd;
 	(void)what;
 	pthread_mutex_lock(&t->srv->catalog_lock);
 	t->catalog = catalog_ref(t->srv->catalog);
+	t->geo = t->srv->geo ? geo_db_ref(t->srv->geo) : NULL;
 	pthread_mutex_unlock(&t->srv->catalog_lock);
 	catalog_unref(old);
+	geo_db_unref(old_geo);
 }
 
 static void server_thread_drain_check(evutil_socket_t fd, short what, void *arg)
@@ -47,7 +52,13 @@ static void server_thread_drain_check(evutil_socket_t fd, short what, void *arg)
 	/* Requests still arriving on open connections get the grace period. */
 	bool graced = now.tv_sec > t->srv->drain_grace.tv_sec ||
 		(now.tv_sec == t->srv->drain_grace.tv_sec && now.tv_nsec >= t->srv->drain_grace.tv_nsec);
-	if ((http_inflight() == 0 && !worker_busy(t->srv->worker) && graced) || now.tv_sec > t->srv->drain_deadline.tv_sec ||
+	/* Quiet for two ticks: an answer queued in this loop turn is written out
+	 * before the connections close. */
+	if (http_inflight() == 0 && !worker_busy(t->srv->worker) && graced)
+		t->quiet_ticks++;
+	else
+		t->quiet_ticks = 0;
+	if (t->quiet_ticks >= 2 || now.tv_sec > t->srv->drain_deadline.tv_sec ||
 	    (now.tv_sec == t->srv->drain_deadline.tv_sec && now.tv_nsec >= t->srv->drain_deadline.tv_nsec)) {
 		if (http_inflight() != 0 && t->index == 0)
 			log_warn("server", "drain time is over with %ld requests unanswered", http_inflight());
@@ -105,24 +116,53 @@ static void server_on_signal(evutil_socket_t sig, short what, void *arg)
 
 void server_reload(struct server *srv)
 {
-	struct catalog *cat = NULL, *old;
+	const struct config *cfg = srv->cfg;
+	struct catalog *cat = NULL, *old = NULL;
+	struct geo_db *geo = NULL, *old_geo = NULL;
 	char *cause = NULL;
+	bool changed = false;
 
-	if (catalog_load(srv->cfg->regions, &cat, &cause) < 0) {
+	if (catalog_load(cfg->regions, &cat, &cause) < 0) {
 		log_error("server", "reload rejected, the catalog in service stays: %s", cause ? cause : "error");
 		metrics_count(METRICS_CATALOG_RELOAD_FAILURES);
 		free(cause);
-		return;
+		cause = NULL;
+	}
+	if (cfg->geoip_enabled && geo_db_open(cfg->geoip_databases, cfg->ngeoip_databases,
+					   cfg->country_centroids, &geo, &cause) < 0) {
+		log_error("server", "reload rejected, the GeoIP database in service stays: %s",
+			cause ? cause : "error");
+		metrics_count(METRICS_GEO_RELOAD_FAILURES);
+		free(cause);
 	}
 	pthread_mutex_lock(&srv->catalog_lock);
-	old = srv->catalog;
-	srv->catalog = cat;
+	if (cat) {
+		old = srv->catalog;
+		srv->catalog = cat;
+		changed = true;
+	}
+	if (geo) {
+		old_geo = srv->geo;
+		srv->geo = geo;
+		changed = true;
+	}
 	pthread_mutex_unlock(&srv->catalog_lock);
 	catalog_unref(old);
+	geo_db_unref(old_geo);
+	if (!changed)
+		return;
 	for (int i = 0; i < srv->nthreads; i++)
 		event_active(srv->threads[i].reload_ev, EV_READ, 0);
-	metrics_count(METRICS_CATALOG_RELOADS);
-	log_info("server", "catalog reloaded from %s: %zu regions", srv->cfg->regions, cat->nregions);
+	if (cat) {
+		notify_catalog(srv->notify, cat);
+		metrics_count(METRICS_CATALOG_RELOADS);
+		log_info("server", "catalog reloaded from %s: %zu regions", cfg->regions, cat->nregions);
+	}
+	if (geo) {
+		metrics_count(METRICS_GEO_RELOADS);
+		log_info("server", "GeoIP database reloaded (%zu file%s)", cfg->ngeoip_databases,
+			cfg->ngeoip_databases == 1 ? "" : "s");
+	}
 }
 
 static int server_thread_init(struct server *srv, struct server_thread *t, int index, char **cause)
@@ -136,6 +176,7 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 	if (t->base == NULL)
 		goto nomem;
 	t->catalog = catalog_ref(srv->catalog);
+	t->geo = srv->geo ? geo_db_ref(srv->geo) : NULL;
 	t->cache = bootstrap_cache_new();
 	t->store = store_new(t->base, cfg);
 	t->reload_ev = event_new(t->base, -1, 0, server_thread_reload, t);
@@ -146,8 +187,8 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 	if (srv->role != SERVER_ROLE_WORKER) {
 		if (http_listen(cfg->public_.listen, true, &fd, cause) < 0)
 			return -1;
-		t->public_http = http_server_new(t->base, fd, srv->public_tls, cfg, bootstrap_handle, t,
-			&t->public_sock);
+		t->public_http = http_server_new(t->base, fd, srv->public_tls, cfg->public_.proxy_protocol, cfg,
+			bootstrap_handle, t, &t->public_sock);
 		if (t->public_http == NULL) {
 			close(fd);
 			goto nomem;
@@ -162,7 +203,7 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 				close(fd);
 				goto nomem;
 			}
-			t->admin_http = http_server_new(t->base, fd, srv->admin_tls, cfg,
+			t->admin_http = http_server_new(t->base, fd, srv->admin_tls, l->proxy_protocol, cfg,
 				srv->role == SERVER_ROLE_WORKER ? admin_handle_ops : admin_handle, t, &t->admin_sock);
 			if (t->admin_http == NULL) {
 				close(fd);
@@ -193,12 +234,13 @@ static void server_thread_deinit(struct server_thread *t)
 		event_free(t->drain_timer);
 	bootstrap_cache_free(t->cache);
 	catalog_unref(t->catalog);
+	geo_db_unref(t->geo);
 	if (t->base)
 		event_base_free(t->base);
 }
 
 int server_new(const struct config *cfg, enum server_role role, struct catalog *catalog,
-	struct server **out, char **cause)
+	struct geo_db *geo, struct server **out, char **cause)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
 
@@ -213,6 +255,7 @@ int server_new(const struct config *cfg, enum server_role role, struct catalog *
 	srv->role = role;
 	pthread_mutex_init(&srv->catalog_lock, NULL);
 	srv->catalog = catalog_ref(catalog);
+	srv->geo = geo ? geo_db_ref(geo) : NULL;
 	if (token_set_new(cfg->admin_tokens, cfg->nadmin_tokens, &srv->tokens, cause) < 0)
 		goto fail;
 	if (secret_key_load(cfg->secret_key_file, true, &srv->secret_key, cause) < 0)
@@ -241,7 +284,8 @@ int server_new(const struct config *cfg, enum server_role role, struct catalog *
 	for (int i = 0; i < srv->nthreads; i++)
 		if (server_thread_init(srv, &srv->threads[i], i, cause) < 0)
 			goto fail;
-	if (role != SERVER_ROLE_API && (srv->worker = worker_new(srv->threads[0].base, cfg)) == NULL) {
+	if (role != SERVER_ROLE_API && ((srv->notify = notify_new(srv->threads[0].base, cfg, catalog)) == NULL ||
+					 (srv->worker = worker_new(srv->threads[0].base, cfg, srv->notify)) == NULL)) {
 		*cause = strdup("out of memory");
 		goto fail;
 	}
@@ -306,6 +350,7 @@ void server_free(struct server *srv)
 	if (srv->sig_hup)
 		event_free(srv->sig_hup);
 	worker_free(srv->worker);
+	notify_free(srv->notify);
 	for (int i = 0; srv->threads && i < srv->nthreads; i++)
 		server_thread_deinit(&srv->threads[i]);
 	free(srv->threads);
@@ -316,6 +361,7 @@ void server_free(struct server *srv)
 	netaddr_list_clear(&srv->trusted_proxies);
 	ratelimit_free(srv->ratelimit);
 	catalog_unref(srv->catalog);
+	geo_db_unref(srv->geo);
 	pthread_mutex_destroy(&srv->catalog_lock);
 	free(srv);
 }

@@ -272,9 +272,6 @@ static void store_call_reply(redisAsyncContext *ac, void *reply, void *privdata)
 		call->answered = true;
 		if (reply == NULL || ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
 			metrics_count(METRICS_REDIS_ERRORS);
-		if (reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
-			log_warn("store", "Redis error: %.*s", (int)((redisReply *)reply)->len,
-				((redisReply *)reply)->str);
 		call->fn(reply, call->arg);
 	}
 	event_free(call->timer);

@@ -12,12 +12,17 @@
 #include "log.h"
 #include "lua.h"
 #include "metrics.h"
+#include "notify.h"
 #include "store.h"
+
+/* How long a worker waits for new work in one read. */
+#define WORKER_BLOCK_MS 1000
 
 struct worker {
 	struct event_base *base;
 	const struct config *cfg;
 	struct store *store;
+	struct notify *notify;
 	char consumer[128];
 	struct event *tick;
 	bool stopping;
@@ -104,12 +109,17 @@ static void worker_applied(redisReply *reply, void *arg)
 		worker_schedule(w, 200);
 		return;
 	}
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-	    reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER) {
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+	    reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER &&
+	    reply->element[2]->type == REDIS_REPLY_INTEGER) {
 		long long n = reply->element[0]->integer + reply->element[1]->integer;
 		metrics_count(METRICS_BATCH_STEPS);
 		for (long long i = 0; i < n; i++)
 			metrics_count(METRICS_BATCH_ITEMS);
+		for (long long i = 0; i < reply->element[2]->integer; i++)
+			metrics_count(METRICS_NOTIFY_QUEUED);
+		if (reply->element[2]->integer > 0)
+			notify_kick(w->notify);
 		log_debug("worker", "batch %s rows %s+%s: %lld recorded", w->seq, w->start, w->count, n);
 		worker_ack(w);
 		return;
@@ -254,14 +264,17 @@ static void worker_next(struct worker *w)
 		worker_send(w, worker_claim_reply, 8, argv);
 		return;
 	}
-	/* Block for less than the command timeout so that an idle wait is not a timeout. */
-	snprintf(block, sizeof(block), "%d", w->cfg->redis_timeout_ms / 2 > 1000 ? 1000 : w->cfg->redis_timeout_ms / 2);
+	/* An idle wait of BLOCK ms, bounded by BLOCK + redis.timeout_ms. */
+	snprintf(block, sizeof(block), "%d", WORKER_BLOCK_MS);
 	const char *argv[] = { "XREADGROUP", "GROUP", WORKER_GROUP, w->consumer, "COUNT", "1", "BLOCK", block,
 		"STREAMS", WORKER_STREAM, ">" };
-	worker_send(w, worker_read_reply, 11, argv);
+	w->busy = true;
+	if (store_command_timed(w->store, WORKER_BLOCK_MS + w->cfg->redis_timeout_ms, worker_read_reply, w, 11, argv,
+		    NULL) < 0)
+		worker_schedule(w, 200);
 }
 
-struct worker *worker_new(struct event_base *base, const struct config *cfg)
+struct worker *worker_new(struct event_base *base, const struct config *cfg, struct notify *notify)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	char host[64] = "worker";
@@ -270,6 +283,7 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg)
 		return NULL;
 	w->base = base;
 	w->cfg = cfg;
+	w->notify = notify;
 	gethostname(host, sizeof(host) - 1);
 	snprintf(w->consumer, sizeof(w->consumer), "%s-%ld-%lx", host, (long)getpid(), (unsigned long)time(NULL));
 	w->store = store_new(base, cfg);

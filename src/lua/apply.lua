@@ -30,6 +30,35 @@ end
 -- A row's result and its counts are written together: should a later
 -- command of this step fail (Redis does not undo a script's earlier writes),
 -- what was recorded stays counted.
+-- The instance a device was in under assignment N (0: the product's home
+-- instance HOME); for a nearest batch, the candidate of the region it last
+-- bootstrapped in, else the first.
+local function instance_under(n, last_region, home)
+  if n == 0 then return home end
+  local b = redis.call('HMGET', 'bd:b:' .. n, 'st', 'tg')
+  local first
+  for r, i in string.gmatch(b[2] or '', '([^/,]+)/([^,]+)') do
+    first = first or i
+    if b[1] == 'nearest' and r == last_region then return i end
+  end
+  return first or home
+end
+
+-- Queues the bootstrap notify for a distributed device on the outbox of the
+-- broker through which it is reachable now (SPEC §7).
+local queued = 0
+local function queue_notify(idx, pk, dn, bucket, from_instance)
+  local broker = from_instance and redis.call('HGET', 'bd:n:brokers', from_instance)
+  if not broker then
+    redis.call('HSET', bkey .. ':n', idx, 'none')
+    return
+  end
+  redis.call('XADD', 'bd:n:q:' .. broker, '*', 'b', seq, 'i', idx, 'p', pk, 'd', dn)
+  redis.call('HSET', bkey .. ':n', idx, 'pending')
+  redis.call('HSET', 'bd:nd:' .. bucket, pk .. '/' .. dn, seq .. ';' .. idx .. ';pending')
+  queued = queued + 1
+end
+
 local function record(idx, code, message)
   local value = 's'
   if code then value = 'f' .. US .. code .. US .. message end
@@ -89,6 +118,9 @@ local function apply_device(idx, pk, dn, bucket)
     redis.call('HINCRBY', 'bd:stats:region', target_region, 1)
     if st == 'a' then redis.call('HINCRBY', 'bd:stats', 'active', -1) end
     redis.call('HSET', dkey, field, seq .. ';i;' .. reg .. ';' .. act .. ';' .. last .. ';' .. lreg)
+    local from = cb
+    if from == 0 then from = tonumber(p[4] or '0') or 0 end
+    queue_notify(idx, pk, dn, bucket, instance_under(from, lreg, p[2]))
   end
   return record(idx)
 end
@@ -126,4 +158,4 @@ if status ~= 'failed' then
   end
 end
 redis.call('HSET', bkey, 'ut', now)
-return { ok, bad }
+return { ok, bad, queued }

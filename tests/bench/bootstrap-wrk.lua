@@ -11,13 +11,11 @@
 local DEVICES = 1000
 local PRODUCT = "a1BenchPK"
 
-local threads = {}
 local counter = 0
 
 function setup(thread)
 	thread:set("tid", counter)
 	counter = counter + 1
-	table.insert(threads, thread)
 end
 
 local reqs = {}

@@ -19,9 +19,11 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 from urllib.parse import quote
@@ -394,12 +396,19 @@ class Harness:
     tls: None (plain HTTP public listener), True (ECDSA + RSA pairs) or a dict
     merged into public.tls. config: dict deep-merged into config.json.
     regions: the catalog (default_regions()). persistence: keep dump.rdb in the
-    directory across redis restarts (tests call SAVE themselves)."""
+    directory across redis restarts (tests call SAVE themselves). env: extra
+    environment of the daemon and of its workers (e.g. a notify password_env).
+    Brokers started with start_broker() (before start(), so that their ports
+    can go into the catalog) live in the same directory and are killed and
+    their logs printed with the rest."""
 
-    def __init__(self, tls=None, config=None, regions=None, persistence=False, name="bootstrapd", args=()):
+    def __init__(self, tls=None, config=None, regions=None, persistence=False, name="bootstrapd", args=(),
+                 env=None):
         self.name = name
         self.daemon_args = tuple(args)  # e.g. ("--role", "api")
+        self.env = dict(env or {})
         self.workers = []  # Worker processes started with start_worker()
+        self.brokers = []  # Mosquitto brokers started with start_broker()
         self.dir = tempfile.mkdtemp(prefix="bootstrapd-it-")
         self.tls = tls
         self.config_over = config or {}
@@ -424,7 +433,7 @@ class Harness:
     def start(self):
         try:
             self.start_redis()
-            self.start_daemon(args=self.daemon_args)
+            self.start_daemon(args=self.daemon_args, env=self.env)
         except BaseException:
             self.print_logs()
             self.close()
@@ -448,6 +457,8 @@ class Harness:
             _kill(w.proc)
         for p in (self.proc, self.redis_proc):
             _kill(p)
+        for b in self.brokers:
+            b.kill()
         self.saved_logs = self._read_logs()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -456,6 +467,7 @@ class Harness:
         files = [("bootstrapd", self.log_path)]
         files += [("bootstrapd worker %s" % w.name, w.log_path) for w in self.workers]
         files.append(("redis-server", self.redis_log_path))
+        files += [("mosquitto %s" % b.name, b.log_path) for b in self.brokers]
         for label, path in files:
             try:
                 with open(path, "rb") as f:
@@ -608,7 +620,10 @@ class Harness:
 
     def start_daemon(self, args=(), env=None):
         """Starts bootstrapd on new free ports and waits until GET /healthz on
-        the admin port answers 200 (retries on other ports if a bind failed)."""
+        the admin port answers 200 (retries on other ports if a bind failed).
+        ENV: extra environment (None: the harness' env)."""
+        if env is None:
+            env = self.env
         last_log = ""
         for _ in range(3):
             self.public_port = free_port()
@@ -861,6 +876,24 @@ class Harness:
             raise AssertionError("GET /metrics: %r" % r)
         return r.text()
 
+    def readyz(self):
+        """GET /readyz on the admin listener: the Response (200 or 503)."""
+        return self.admin("GET", "/readyz", token=None)
+
+    def logs_text(self):
+        """Everything the daemon and its workers have logged so far."""
+        return "\n".join(data for label, data in self._read_logs() if label.startswith("bootstrapd"))
+
+    # -- MQTT brokers (mosquitto) in this harness' directory
+
+    def start_broker(self, name=None, users=None, persistence=False):
+        """Starts a mosquitto on a free loopback port (see Mosquitto) and waits
+        until it answers CONNECT. Returns it; close() kills it."""
+        b = Mosquitto(self.dir, name or "mqtt%d" % (len(self.brokers) + 1), users=users, persistence=persistence)
+        self.brokers.append(b)
+        b.start()
+        return b
+
     # -- separate worker processes (--role worker) on this harness' redis
 
     def start_worker(self, name=None, config=None, env=None):
@@ -868,7 +901,7 @@ class Harness:
         (same redis, catalog and secret key) deep-merged with CONFIG, its own
         worker.listen port, and waits until its GET /healthz answers 200.
         Returns the Worker; close() kills it."""
-        w = Worker(self, name or "w%d" % (len(self.workers) + 1), config, env)
+        w = Worker(self, name or "w%d" % (len(self.workers) + 1), config, dict(self.env, **(env or {})))
         self.workers.append(w)
         w.start()
         return w
@@ -896,6 +929,455 @@ def metric_sum(text, name):
             total += float(m.group(2))
             seen = True
     return total if seen else None
+
+
+def metric_value(text, name, **labels):
+    """The sum of the samples of metric NAME whose labels include LABELS
+    (exact values), or None when there is none."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r"^%s(?:\{([^}]*)\})?\s+(\S+)" % re.escape(name), line)
+        if not m:
+            continue
+        have = {k: re.sub(r"\\(.)", r"\1", v)
+                for k, v in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1) or "")}
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+            seen = True
+    return total if seen else None
+
+
+def find_program(name):
+    """NAME's path: PATH first, then the sbin folders a package may use
+    (mosquitto lives in /usr/sbin), or None."""
+    path = shutil.which(name)
+    if path:
+        return path
+    for d in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
+        p = os.path.join(d, name)
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
+
+# ------------------------------------------------------------------ MQTT
+
+class MqttError(Exception):
+    pass
+
+
+def _mqtt_str(s):
+    b = s.encode() if isinstance(s, str) else bytes(s)
+    return struct.pack("!H", len(b)) + b
+
+
+def _mqtt_packet(first, body):
+    """A control packet: first byte FIRST, the remaining length, BODY."""
+    n = len(body)
+    out = bytearray([first])
+    while True:
+        d, n = n % 128, n // 128
+        out.append(d | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes(out) + body
+
+
+class MqttMessage:
+    def __init__(self, topic, payload, qos, dup, retain):
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.dup = dup
+        self.retain = retain
+        self.at = time.monotonic()
+
+    def __repr__(self):
+        return "<MQTT %s q%d%s %r>" % (self.topic, self.qos, " dup" if self.dup else "", self.payload[:200])
+
+
+class MqttClient:
+    """A small MQTT 3.1.1 client over a plain socket, for simulated devices:
+    CONNECT (optionally with a username/password and a persistent session),
+    SUBSCRIBE, PUBLISH at QoS 0/1, PUBACK of what it receives at QoS 1, and
+    PINGREQ every keepalive/2. A daemon thread reads; every call is bounded
+    by a deadline. Received PUBLISH packets are kept in order (messages())."""
+
+    _ids = 0
+
+    def __init__(self, port, client_id=None, username=None, password=None, clean=True, keepalive=30,
+                 host="127.0.0.1"):
+        MqttClient._ids += 1
+        self.host = host
+        self.port = port
+        self.client_id = client_id or "it-%d-%d" % (os.getpid(), MqttClient._ids)
+        self.username = username
+        self.password = password
+        self.clean = clean
+        self.keepalive = keepalive
+        self.sock = None
+        self.session_present = None
+        self.connected = False
+        self.error = None
+        self._buf = bytearray()
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._messages = []
+        self._acked = set()
+        self._subacks = {}
+        self._next_pid = 0
+        self._last_send = time.monotonic()
+        self._closing = False
+        self._thread = None
+
+    # -- wire
+
+    def _send(self, data):
+        with self._send_lock:
+            self.sock.sendall(data)
+            self._last_send = time.monotonic()
+
+    def _parse(self):
+        buf = self._buf
+        n, mult, i = 0, 1, 1
+        while True:
+            if i >= len(buf):
+                return None
+            d = buf[i]
+            n += (d & 0x7F) * mult
+            mult *= 128
+            i += 1
+            if not d & 0x80:
+                break
+            if i > 4:
+                raise MqttError("bad remaining length from the broker")
+        if len(buf) < i + n:
+            return None
+        first, body = buf[0], bytes(buf[i:i + n])
+        del buf[:i + n]
+        return first, body
+
+    def _pid(self):
+        self._next_pid = self._next_pid % 65535 + 1
+        return self._next_pid
+
+    def connect(self, timeout=SOCKET_TIMEOUT_S):
+        """Connects and returns the CONNACK return code (0: accepted, then the
+        reader runs; otherwise the socket is closed). OSError when the broker
+        cannot be reached."""
+        deadline = time.monotonic() + timeout
+        self.sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        flags = 0x02 if self.clean else 0
+        payload = _mqtt_str(self.client_id)
+        if self.username is not None:
+            flags |= 0x80
+            payload += _mqtt_str(self.username)
+        if self.password is not None:
+            flags |= 0x40
+            payload += _mqtt_str(self.password)
+        body = _mqtt_str("MQTT") + bytes([4, flags]) + struct.pack("!H", self.keepalive) + payload
+        try:
+            self._send(_mqtt_packet(0x10, body))
+            while True:
+                pkt = self._parse()
+                if pkt is not None:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout("no CONNACK within %.1fs" % timeout)
+                self.sock.settimeout(remaining)
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    raise ConnectionClosed("the broker closed the connection before CONNACK")
+                self._buf.extend(chunk)
+        except BaseException:
+            self.sock.close()
+            raise
+        first, data = pkt
+        if first >> 4 != 2 or len(data) != 2:
+            self.sock.close()
+            raise MqttError("expected CONNACK, got packet type %d" % (first >> 4))
+        self.session_present = bool(data[0] & 1)
+        if data[1] != 0:
+            self.sock.close()
+            return data[1]
+        self.connected = True
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="mqtt-" + self.client_id, daemon=True)
+        self._thread.start()
+        return 0
+
+    def connect_ok(self, timeout=SOCKET_TIMEOUT_S):
+        rc = self.connect(timeout)
+        if rc != 0:
+            raise MqttError("CONNACK return code %d for client %s" % (rc, self.client_id))
+        return self
+
+    def _run(self):
+        try:
+            while not self._closing:
+                pkt = self._parse()
+                if pkt is None:
+                    self.sock.settimeout(0.2)
+                    try:
+                        chunk = self.sock.recv(65536)
+                    except socket.timeout:
+                        if self.keepalive and time.monotonic() - self._last_send >= self.keepalive / 2:
+                            self._send(b"\xc0\x00")  # PINGREQ
+                        continue
+                    if not chunk:
+                        break
+                    self._buf.extend(chunk)
+                    continue
+                self._handle(*pkt)
+        except (OSError, MqttError, ValueError) as e:
+            if not self._closing:
+                self.error = e
+        finally:
+            self.connected = False
+
+    def _handle(self, first, body):
+        kind = first >> 4
+        if kind == 3:  # PUBLISH
+            qos = (first >> 1) & 3
+            tlen = struct.unpack("!H", body[:2])[0]
+            topic = body[2:2 + tlen].decode("utf-8", errors="replace")
+            rest = body[2 + tlen:]
+            pid = None
+            if qos:
+                pid, rest = struct.unpack("!H", rest[:2])[0], rest[2:]
+            with self._lock:
+                self._messages.append(MqttMessage(topic, bytes(rest), qos, bool(first & 8), bool(first & 1)))
+            if qos == 1:
+                self._send(b"\x40\x02" + struct.pack("!H", pid))
+            elif qos == 2:
+                self._send(b"\x50\x02" + struct.pack("!H", pid))  # PUBREC
+        elif kind == 6:  # PUBREL (QoS 2 from the broker): PUBCOMP
+            self._send(b"\x70\x02" + body[:2])
+        elif kind == 4:  # PUBACK
+            with self._lock:
+                self._acked.add(struct.unpack("!H", body[:2])[0])
+        elif kind == 9:  # SUBACK
+            with self._lock:
+                self._subacks[struct.unpack("!H", body[:2])[0]] = bytes(body[2:])
+
+    # -- operations
+
+    def subscribe(self, topic, qos=1, timeout=SOCKET_TIMEOUT_S):
+        """SUBSCRIBE and wait for the SUBACK; MqttError if refused."""
+        pid = self._pid()
+        self._send(_mqtt_packet(0x82, struct.pack("!H", pid) + _mqtt_str(topic) + bytes([qos])))
+        codes = wait_until(lambda: self._subacks.get(pid) or (not self.connected and b"\x80"), timeout,
+                           "SUBACK for %s" % topic, interval=0.01)
+        if codes[0] == 0x80:
+            raise MqttError("subscription to %s refused (or connection lost: %s)" % (topic, self.error))
+        return self
+
+    def publish(self, topic, payload, qos=1, timeout=SOCKET_TIMEOUT_S):
+        """PUBLISH (str or bytes); at QoS 1 waits for the broker's PUBACK."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        if qos == 0:
+            self._send(_mqtt_packet(0x30, _mqtt_str(topic) + payload))
+            return
+        pid = self._pid()
+        self._send(_mqtt_packet(0x32, _mqtt_str(topic) + struct.pack("!H", pid) + payload))
+        wait_until(lambda: pid in self._acked or not self.connected, timeout, "PUBACK for %s" % topic,
+                   interval=0.01)
+        if pid not in self._acked:
+            raise MqttError("connection lost before the PUBACK for %s: %s" % (topic, self.error))
+
+    def messages(self, topic=None):
+        with self._lock:
+            return [m for m in self._messages if topic is None or m.topic == topic]
+
+    def wait_messages(self, pred, timeout, what):
+        """Waits until PRED(messages()) is true; returns the messages."""
+        try:
+            wait_until(lambda: pred(self.messages()), timeout, what, interval=0.02)
+        except TimeoutError as e:
+            raise TimeoutError("%s; client %s received %r (connected %s, error %s)"
+                               % (e, self.client_id, self.messages()[-20:], self.connected, self.error))
+        return self.messages()
+
+    def close(self, clean=True):
+        """DISCONNECT (CLEAN) and close; joins the reader. Idempotent."""
+        if self.sock is None:
+            return
+        self._closing = True
+        if clean and self.connected:
+            try:
+                self._send(b"\xe0\x00")
+            except OSError:
+                pass
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        if self._thread is not None:
+            self._thread.join(2)
+        self.connected = False
+        self.sock = None
+
+    def __enter__(self):
+        return self.connect_ok()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def mqtt_answers(port, timeout=1.0):
+    """True when something on PORT answers an MQTT CONNECT with a CONNACK
+    (accepted or not)."""
+    c = MqttClient(port, client_id="it-probe-%d" % os.getpid(), keepalive=0)
+    try:
+        rc = c.connect(timeout)
+    except (OSError, MqttError, ConnectionClosed):
+        return False
+    if rc == 0:
+        c.close()
+    return True
+
+
+class Mosquitto:
+    """One mosquitto broker on a free loopback port, its configuration,
+    password file and log in DIR. USERS ({username: password}): a password
+    file made with mosquitto_passwd -b -c and allow_anonymous false; none:
+    anonymous. PERSISTENCE: keep sessions (and their queued QoS 1 messages)
+    across a restart (stop() with SIGTERM saves them)."""
+
+    def __init__(self, dir, name="mqtt", users=None, persistence=False):
+        self.dir = dir
+        self.name = name
+        self.users = dict(users or {})
+        self.persistence = persistence
+        self.port = None
+        self.proc = None
+        self.paused = False
+        self.conf_path = os.path.join(dir, "mosquitto-%s.conf" % name)
+        self.passwd_path = os.path.join(dir, "mosquitto-%s.passwd" % name)
+        self.log_path = os.path.join(dir, "mosquitto-%s.log" % name)
+
+    @property
+    def url(self):
+        return "mqtt://127.0.0.1:%d" % self.port
+
+    def key(self, username=None):
+        """The broker's name in /readyz and /metrics: its URL, plus "#" and
+        the username when there is one."""
+        return self.url + ("#" + username if username else "")
+
+    def write_passwd(self):
+        first = True
+        for user, password in self.users.items():
+            r = subprocess.run([find_program("mosquitto_passwd"), "-b"] + (["-c"] if first else [])
+                               + [self.passwd_path, user, password],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               timeout=30)
+            if r.returncode != 0:
+                raise RuntimeError("mosquitto_passwd failed: %s" % r.stdout.decode(errors="replace"))
+            first = False
+        os.chmod(self.passwd_path, 0o600)
+
+    def write_conf(self):
+        conf = [
+            "listener %d 127.0.0.1" % self.port,
+            "allow_anonymous %s" % ("false" if self.users else "true"),
+            "persistence %s" % ("true" if self.persistence else "false"),
+            "log_dest stderr",
+            "log_type all",
+            "log_timestamp true",
+            "connection_messages true",
+        ]
+        if os.geteuid() == 0:
+            conf.append("user root")  # else it switches to user mosquitto, who cannot read DIR
+        if self.users:
+            self.write_passwd()
+            conf.append("password_file %s" % self.passwd_path)
+        if self.persistence:
+            conf += ["persistence_location %s/" % self.dir, "persistence_file mosquitto-%s.db" % self.name,
+                     "autosave_interval 0"]
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(conf) + "\n")
+
+    def start(self, same_port=False):
+        """Starts it (a new free port unless SAME_PORT) and waits until it
+        answers CONNECT; retries on another port if the one chosen was taken."""
+        exe = find_program("mosquitto")
+        if exe is None:
+            raise RuntimeError("mosquitto not found")
+        last = ""
+        for _ in range(1 if same_port else 3):
+            if not same_port or self.port is None:
+                self.port = free_port()
+            self.write_conf()
+            with open(self.log_path, "ab") as log:
+                log.write(("----- starting mosquitto on port %d -----\n" % self.port).encode())
+                log.flush()
+                self.proc = subprocess.Popen([exe, "-c", self.conf_path], stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, start_new_session=True)
+            _processes.append(self.proc)
+            self.paused = False
+            try:
+                wait_until(lambda: self.proc.poll() is not None or mqtt_answers(self.port), START_DEADLINE_S,
+                           "mosquitto %s to answer CONNECT on port %d" % (self.name, self.port))
+            except TimeoutError as e:
+                last = str(e)
+                _kill(self.proc)
+                continue
+            if self.proc.poll() is None:
+                return self
+            last = "mosquitto exited with %s:\n%s" % (self.proc.returncode, self.log()[-2000:])
+        raise RuntimeError("could not start mosquitto %s: %s" % (self.name, last))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops it with SIG (SIGTERM: a clean exit that saves persistence)
+        and reaps it."""
+        if not self.alive():
+            return
+        if self.paused:
+            self.resume()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self):
+        _kill(self.proc)
+        self.paused = False
+
+    def pause(self):
+        """SIGSTOP: connections stay open, nothing is read or acknowledged."""
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def set_users(self, users):
+        """Rewrites the password file (and configuration); reload() applies it."""
+        self.users = dict(users)
+        self.write_conf()
+
+    def reload(self):
+        """SIGHUP: mosquitto re-reads its configuration and password file."""
+        self.proc.send_signal(signal.SIGHUP)
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
 
 class Worker:
@@ -964,6 +1446,10 @@ class Worker:
             raise AssertionError("worker %s GET /metrics: %r" % (self.name, r))
         return r.text()
 
+    def readyz(self):
+        """GET /readyz on worker.listen: the Response (200 or 503)."""
+        return self.request("/readyz")
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -1024,9 +1510,16 @@ def _on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def main(need_redis=True):
-    """Runs the calling module's tests; exit 0 all passed, 1 failures, 77 skip."""
+def main(need_redis=True, need=()):
+    """Runs the calling module's tests; exit 0 all passed, 1 failures, 77 skip.
+    NEED: further programs the tests cannot do without (e.g. "mosquitto"),
+    looked up with find_program(): missing ones make it a skip."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    missing = [b for b in need if find_program(b) is None]
+    if missing:
+        print("SKIP: %s not found (PATH, /usr/sbin, /usr/local/sbin); these tests need them "
+              "(apt-get install mosquitto mosquitto-clients)" % " and ".join(missing))
+        sys.exit(77)
     if need_redis:
         missing = [b for b in ("redis-server", "redis-cli") if shutil.which(b) is None]
         if missing:

@@ -930,7 +930,7 @@ static void test_dump_keys(void **state)
 		n++;
 	}
 	free(buf);
-	assert_int_equal(n, 27);
+	assert_int_equal(n, 29);
 	buf = dump_keys();
 	assert_non_null(strstr(buf, "redis.url\tstring\t\"redis://127.0.0.1:6379/0\"\t"));
 	assert_non_null(strstr(buf, "threads\tint\t0\t"));

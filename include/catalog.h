@@ -26,7 +26,9 @@ struct catalog_notify {
 	char *broker;       /* mqtt://host:port or mqtts://host:port, or NULL */
 	char *username;
 	char *password_env; /* name of the environment variable, never the value */
-	char *ca_file;      /* catalog_load makes a relative path relative to the file's folder */
+	char *ca_file;
+	char *cert_file; /* client certificate for mqtts brokers, with key_file */
+	char *key_file;      /* catalog_load makes a relative path relative to the file's folder */
 	/* broker, split up; NULL/0/false when there is no broker: */
 	char *broker_host;  /* host name or address, IPv6 without brackets */
 	int broker_port;    /* the URL's port, else 1883 (mqtt) or 8883 (mqtts) */

@@ -554,7 +554,8 @@ static int catalog_parse_broker(struct catalog_parser *p, const char *url,
 
 static int catalog_parse_notify(struct catalog_parser *p, yajl_val v, struct catalog_notify *n)
 {
-	static const char *const keys[] = { "broker", "username", "password_env", "ca_file", NULL };
+	static const char *const keys[] = { "broker", "username", "password_env", "ca_file", "cert_file",
+		"key_file", NULL };
 	char q[96];
 	yajl_val broker, f;
 
@@ -563,7 +564,8 @@ static int catalog_parse_notify(struct catalog_parser *p, yajl_val v, struct cat
 	if (catalog_get(v, "password") != NULL)
 		return catalog_fail(p, "notify.password", "passwords do not belong in the catalog: "
 			"put it in an environment variable and name that in \"password_env\"");
-	if (catalog_check_keys(p, v, "notify", keys, "broker, username, password_env, ca_file") < 0)
+	if (catalog_check_keys(p, v, "notify", keys,
+		    "broker, username, password_env, ca_file, cert_file, key_file") < 0)
 		return -1;
 	broker = catalog_get(v, "broker");
 	if (broker == NULL)
@@ -595,6 +597,18 @@ static int catalog_parse_notify(struct catalog_parser *p, yajl_val v, struct cat
 		if (!n->broker_tls)
 			return catalog_fail(p, "notify.ca_file", "needs an mqtts:// broker");
 	}
+	/* A client certificate for brokers that ask for one: both files or neither. */
+	f = catalog_get(v, "cert_file");
+	if (f != NULL && catalog_text(p, f, "notify.cert_file", CATALOG_PATH_MAX, &n->cert_file) < 0)
+		return -1;
+	f = catalog_get(v, "key_file");
+	if (f != NULL && catalog_text(p, f, "notify.key_file", CATALOG_PATH_MAX, &n->key_file) < 0)
+		return -1;
+	if ((n->cert_file != NULL) != (n->key_file != NULL))
+		return catalog_fail(p, n->cert_file ? "notify.key_file" : "notify.cert_file",
+			"cert_file and key_file go together");
+	if (n->cert_file && !n->broker_tls)
+		return catalog_fail(p, "notify.cert_file", "needs an mqtts:// broker");
 	return 0;
 }
 
@@ -829,6 +843,8 @@ static void catalog_free(struct catalog *cat)
 			free(inst->notify.username);
 			free(inst->notify.password_env);
 			free(inst->notify.ca_file);
+			free(inst->notify.cert_file);
+			free(inst->notify.key_file);
 			free(inst->id);
 		}
 		free(reg->instances);
@@ -918,7 +934,7 @@ out:
 	return rc;
 }
 
-/* A relative ca_file means relative to the catalog's folder, like the
+/* A relative ca_file, cert_file or key_file means relative to the catalog's folder, like the
  * relative paths in the configuration file. */
 static int catalog_resolve_paths(struct catalog *cat, const char *path, char **cause)
 {
@@ -931,17 +947,20 @@ static int catalog_resolve_paths(struct catalog *cat, const char *path, char **c
 	for (size_t r = 0; r < cat->nregions; r++) {
 		for (size_t i = 0; i < cat->regions[r].ninstances; i++) {
 			struct catalog_notify *n = &cat->regions[r].instances[i].notify;
-			char *abs;
+			char **files[] = { &n->ca_file, &n->cert_file, &n->key_file };
 
-			if (n->ca_file == NULL || n->ca_file[0] == '/')
-				continue;
-			if (asprintf(&abs, "%.*s/%s", dirlen, path, n->ca_file) < 0) {
-				if (cause != NULL && asprintf(cause, "%s: out of memory", path) < 0)
-					*cause = NULL;
-				return -1;
+			for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+				char *abs;
+				if (*files[k] == NULL || (*files[k])[0] == '/')
+					continue;
+				if (asprintf(&abs, "%.*s/%s", dirlen, path, *files[k]) < 0) {
+					if (cause != NULL && asprintf(cause, "%s: out of memory", path) < 0)
+						*cause = NULL;
+					return -1;
+				}
+				free(*files[k]);
+				*files[k] = abs;
 			}
-			free(n->ca_file);
-			n->ca_file = abs;
 		}
 	}
 	return 0;
@@ -1184,6 +1203,8 @@ static int catalog_gen_instance(yajl_gen g, const struct catalog_instance *inst)
 				catalog_gen_kv(g, "username", n->username) < 0 ||
 				catalog_gen_kv(g, "password_env", n->password_env) < 0 ||
 				catalog_gen_kv(g, "ca_file", n->ca_file) < 0 ||
+				catalog_gen_kv(g, "cert_file", n->cert_file) < 0 ||
+				catalog_gen_kv(g, "key_file", n->key_file) < 0 ||
 				yajl_gen_map_close(g) != yajl_gen_status_ok)
 			return -1;
 	}

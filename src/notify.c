@@ -39,7 +39,7 @@ struct notify_broker {
 	struct notify *n;
 	char *key;     /* broker URL (and user): names the outbox */
 	char stream[NOTIFY_STREAM_MAX];
-	char *url, *username, *password_env, *ca_file;
+	char *url, *username, *password_env, *ca_file, *cert_file, *key_file;
 	struct mqtt *mqtt;
 	bool connected;
 	bool group_ready;
@@ -447,6 +447,8 @@ static void notify_broker_free(struct notify_broker *b)
 	free(b->username);
 	free(b->password_env);
 	free(b->ca_file);
+	free(b->cert_file);
+	free(b->key_file);
 	free(b);
 }
 
@@ -479,6 +481,8 @@ static struct notify_broker *notify_broker_new(struct notify *n, const struct ca
 	b->username = nc->username ? strdup(nc->username) : NULL;
 	b->password_env = nc->password_env ? strdup(nc->password_env) : NULL;
 	b->ca_file = nc->ca_file ? strdup(nc->ca_file) : NULL;
+	b->cert_file = nc->cert_file ? strdup(nc->cert_file) : NULL;
+	b->key_file = nc->key_file ? strdup(nc->key_file) : NULL;
 	b->inflight = calloc((size_t)n->cfg->notify_inflight_per_broker, sizeof(*b->inflight));
 	if (!b->key || !b->url || !b->inflight) {
 		notify_broker_free(b);
@@ -498,6 +502,8 @@ static struct notify_broker *notify_broker_new(struct notify *n, const struct ca
 	opt.username = b->username;
 	opt.password = password;
 	opt.ca_file = b->ca_file;
+	opt.cert_file = b->cert_file;
+	opt.key_file = b->key_file;
 	opt.client_id = client_id;
 	opt.subscribe = "/sys/+/+/thing/bootstrap/notify_reply";
 	b->mqtt = mqtt_new(n->base, &opt, &notify_mqtt_callbacks, b, &cause);

@@ -621,6 +621,17 @@ static void test_notify(void **state)
 	assert_string_equal(n->ca_file, "ca.pem"); /* only catalog_load resolves it */
 	catalog_unref(cat);
 	accepts(NOTIFY1("{'broker':'mqtt://[2001:db8::1]:1883','password_env':'_X1'}"));
+	cat = parse_ok(NOTIFY1("{'broker':'mqtts://h:8883','cert_file':'c.pem','key_file':'k.pem'}"));
+	n = &cat->regions[0].instances[0].notify;
+	assert_string_equal(n->cert_file, "c.pem");
+	assert_string_equal(n->key_file, "k.pem");
+	catalog_unref(cat);
+	rejects(NOTIFY1("{'broker':'mqtts://h:8883','cert_file':'c.pem'}"),
+		"notify.key_file: cert_file and key_file go together");
+	rejects(NOTIFY1("{'broker':'mqtts://h:8883','key_file':'k.pem'}"),
+		"notify.cert_file: cert_file and key_file go together");
+	rejects(NOTIFY1("{'broker':'mqtt://h:1883','cert_file':'c.pem','key_file':'k.pem'}"),
+		"notify.cert_file: needs an mqtts:// broker");
 
 	rejects(NOTIFY1("{}"), "instances[0] (\"i1\").notify.broker: required");
 	rejects(NOTIFY1("'mqtt://h:1'"), "notify: must be an object, got a string");

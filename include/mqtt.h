@@ -22,6 +22,7 @@ struct mqtt_options {
 	const char *client_id; /* unique per process and broker */
 	const char *subscribe; /* a topic filter kept subscribed (QoS 1), or NULL */
 	int keepalive;         /* seconds, 5..65535; 0: 30 */
+	int max_inflight;      /* QoS 1 messages libmosquitto keeps in flight; 0: its default (20) */
 };
 
 /* Each callback may be NULL. They run from BASE's loop, never from inside

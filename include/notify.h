@@ -27,6 +27,14 @@ void notify_free(struct notify *n);
 
 /* A reloaded catalog: brokers not seen before are started. */
 void notify_catalog(struct notify *n, const struct catalog *cat);
+/* Pairs of instance id and broker key for every instance with a notify
+ * broker, as the apply script takes them (borrowed; valid until the next
+ * notify_catalog). */
+const char *const *notify_broker_map(const struct notify *n, size_t *count);
+
+/* Stops reading outboxes (SIGTERM): what is not acknowledged stays queued. */
+void notify_stop(struct notify *n);
+
 /* New messages were queued: look at the outboxes now. */
 void notify_kick(struct notify *n);
 

@@ -590,7 +590,27 @@ static void bootstrap_client(struct server_thread *t, struct evhttp_request *req
 			return;
 		}
 	}
-	netaddr_client(&peer, evhttp_find_header(h, "X-Forwarded-For"), evhttp_find_header(h, "Forwarded"),
+	/* Every X-Forwarded-For line, in order: a proxy that adds its own line
+	 * must not be outranked by one the device sent first. */
+	char xff[1024];
+	size_t off = 0;
+	bool any = false, cut = false;
+	const struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, h, next) {
+		int n;
+		if (strcasecmp(kv->key, "X-Forwarded-For") != 0)
+			continue;
+		n = snprintf(xff + off, sizeof(xff) - off, "%s%s", any ? ", " : "", kv->value);
+		any = true;
+		if (n < 0 || (size_t)n >= sizeof(xff) - off) {
+			cut = true;
+			break;
+		}
+		off += (size_t)n;
+	}
+	/* An overlong list cannot be walked from its right end: use the peer. */
+	netaddr_client(&peer, any && !cut ? xff : NULL, any ? NULL : evhttp_find_header(h, "Forwarded"),
 		&t->srv->trusted_proxies, out);
 }
 

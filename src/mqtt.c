@@ -594,6 +594,8 @@ static int mqtt_setup_library(struct mqtt *m, const struct mqtt_options *opt, ch
 			errno == EINVAL ? "bad client id" : strerror(errno));
 	(void)mosquitto_threaded_set(m->mosq, false);
 	(void)mosquitto_int_option(m->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+	if (opt->max_inflight > 0)
+		(void)mosquitto_max_inflight_messages_set(m->mosq, (unsigned int)opt->max_inflight);
 	mosquitto_connect_callback_set(m->mosq, mqtt_cb_connect);
 	mosquitto_disconnect_callback_set(m->mosq, mqtt_cb_disconnect);
 	mosquitto_publish_callback_set(m->mosq, mqtt_cb_publish);

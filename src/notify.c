@@ -62,6 +62,9 @@ struct notify {
 	char consumer[128];
 	struct notify_broker **brokers;
 	size_t nbrokers;
+	char **map; /* instance, broker key, instance, broker key, ... */
+	size_t nmap;
+	bool stopping;
 };
 
 void notify_message_id(uint64_t seq, unsigned idx, char out[32])
@@ -294,8 +297,16 @@ static void notify_publish_entries(struct notify_broker *b, const redisReply *en
 			else if (strcmp(name, "d") == 0)
 				snprintf(msg.dn, sizeof(msg.dn), "%s", v);
 		}
-		if (msg.seq == 0 || !msg.pk[0] || !msg.dn[0])
+		if (msg.seq == 0 || !msg.pk[0] || !msg.dn[0] || !form_valid_product_key(msg.pk) ||
+		    !form_valid_device_name(msg.dn)) {
+			/* Not one of ours: drop it rather than take it again forever. */
+			const char *ack[] = { "XACK", b->stream, NOTIFY_GROUP, msg.entry };
+			const char *del[] = { "XDEL", b->stream, msg.entry };
+			log_warn("notify", "%s: dropping malformed outbox entry %s", b->key, msg.entry);
+			store_command_noreply(b->n->store, 4, ack, NULL);
+			store_command_noreply(b->n->store, 3, del, NULL);
 			continue;
+		}
 		notify_message_id(msg.seq, msg.idx, id);
 		len = notify_payload(id, payload, sizeof(payload));
 		snprintf(topic, sizeof(topic), "/sys/%s/%s/thing/bootstrap/notify", msg.pk, msg.dn);
@@ -377,7 +388,7 @@ static void notify_pump(struct notify_broker *b)
 	if (b->tokens > cfg->notify_rate_per_broker)
 		b->tokens = cfg->notify_rate_per_broker;
 	clock_gettime(CLOCK_MONOTONIC, &b->refilled);
-	if (!b->connected || b->reading || !store_connected(n->store))
+	if (!b->connected || b->reading || n->stopping || !store_connected(n->store))
 		return;
 	if (!b->group_ready) {
 		const char *argv[] = { "XGROUP", "CREATE", b->stream, NOTIFY_GROUP, "0", "MKSTREAM" };
@@ -506,6 +517,7 @@ static struct notify_broker *notify_broker_new(struct notify *n, const struct ca
 	opt.key_file = b->key_file;
 	opt.client_id = client_id;
 	opt.subscribe = "/sys/+/+/thing/bootstrap/notify_reply";
+	opt.max_inflight = n->cfg->notify_inflight_per_broker;
 	b->mqtt = mqtt_new(n->base, &opt, &notify_mqtt_callbacks, b, &cause);
 	if (b->mqtt == NULL) {
 		log_error("notify", "%s: %s", key, cause ? cause : "cannot make an MQTT client");
@@ -515,31 +527,53 @@ static struct notify_broker *notify_broker_new(struct notify *n, const struct ca
 	return b;
 }
 
-static void notify_map_reply(redisReply *reply, void *arg)
+static void notify_map_clear(struct notify *n)
 {
-	(void)arg;
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
-		log_warn("notify", "could not record which broker serves which instance; will try again");
+	for (size_t i = 0; i < n->nmap; i++)
+		free(n->map[i]);
+	free(n->map);
+	n->map = NULL;
+	n->nmap = 0;
 }
 
 void notify_catalog(struct notify *n, const struct catalog *cat)
 {
 	char key[NOTIFY_STREAM_MAX - 8];
+	size_t ninst = 0;
 
 	if (n == NULL)
 		return;
+	for (size_t r = 0; r < cat->nregions; r++)
+		ninst += cat->regions[r].ninstances;
+	notify_map_clear(n);
+	n->map = calloc(2 * ninst + 1, sizeof(*n->map));
 	for (size_t r = 0; r < cat->nregions; r++) {
 		for (size_t i = 0; i < cat->regions[r].ninstances; i++) {
 			const struct catalog_instance *inst = &cat->regions[r].instances[i];
 			struct notify_broker *b;
 
-			if (inst->notify.broker == NULL || notify_broker_key(&inst->notify, key, sizeof(key)) < 0)
+			if (inst->notify.broker == NULL)
 				continue;
-			/* The apply script finds an instance's broker here. */
-			const char *argv[] = { "HSET", "bd:n:brokers", inst->id, key };
-			if (store_command(n->store, notify_map_reply, n, 4, argv, NULL) < 0)
-				log_warn("notify", "Redis unreachable: instance %s's broker not recorded yet", inst->id);
-			if (notify_find(n, key))
+			if (notify_broker_key(&inst->notify, key, sizeof(key)) < 0) {
+				log_error("notify", "instance %s: broker URL and user too long to name an outbox", inst->id);
+				continue;
+			}
+			if (n->map && (n->map[n->nmap] = strdup(inst->id)) != NULL &&
+			    (n->map[n->nmap + 1] = strdup(key)) != NULL)
+				n->nmap += 2;
+			b = notify_find(n, key);
+			if (b && b->mqtt == NULL) {
+				/* It could not start before (an unreadable ca_file, say): try again. */
+				struct notify_broker *fresh = notify_broker_new(n, &inst->notify, key);
+				if (fresh) {
+					for (size_t k = 0; k < n->nbrokers; k++)
+						if (n->brokers[k] == b)
+							n->brokers[k] = fresh;
+					notify_broker_free(b);
+				}
+				continue;
+			}
+			if (b)
 				continue;
 			struct notify_broker **grown = realloc(n->brokers, (n->nbrokers + 1) * sizeof(*grown));
 			if (grown == NULL)
@@ -550,6 +584,18 @@ void notify_catalog(struct notify *n, const struct catalog *cat)
 				n->brokers[n->nbrokers++] = b;
 		}
 	}
+}
+
+const char *const *notify_broker_map(const struct notify *n, size_t *count)
+{
+	*count = n ? n->nmap : 0;
+	return n ? (const char *const *)n->map : NULL;
+}
+
+void notify_stop(struct notify *n)
+{
+	if (n)
+		n->stopping = true;
 }
 
 struct notify *notify_new(struct event_base *base, const struct config *cfg, const struct catalog *cat)
@@ -592,6 +638,7 @@ void notify_free(struct notify *n)
 	for (size_t i = 0; i < n->nbrokers; i++)
 		notify_broker_free(n->brokers[i]);
 	free(n->brokers);
+	notify_map_clear(n);
 	free(n);
 }
 

@@ -82,8 +82,10 @@ static void server_thread_stop(evutil_socket_t fd, short what, void *arg)
 		evhttp_del_accept_socket(t->admin_http, t->admin_sock);
 		t->admin_sock = NULL;
 	}
-	if (t->index == 0)
+	if (t->index == 0) {
 		worker_stop(t->srv->worker);
+		notify_stop(t->srv->notify);
+	}
 	event_add(t->drain_timer, &tick);
 	server_thread_drain_check(-1, 0, t);
 }

@@ -167,9 +167,28 @@ static bool worker_take(struct worker *w, redisReply *entry)
 		return true;
 	}
 	char now[24];
+	size_t nmap;
+	const char *const *map = notify_broker_map(w->notify, &nmap);
+	const char **argv = calloc(7 + nmap, sizeof(*argv));
+
+	if (argv == NULL) {
+		worker_schedule(w, 200);
+		return true;
+	}
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-	const char *argv[] = { "EVAL", lua_apply, "0", w->seq, w->start, w->count, now };
-	worker_send(w, worker_applied, 7, argv);
+	argv[0] = "EVAL";
+	argv[1] = lua_apply;
+	argv[2] = "0";
+	argv[3] = w->seq;
+	argv[4] = w->start;
+	argv[5] = w->count;
+	argv[6] = now;
+	/* The brokers of the worker's catalog: the script picks each moved
+	 * device's old instance's outbox from them. */
+	for (size_t i = 0; i < nmap; i++)
+		argv[7 + i] = map[i];
+	worker_send(w, worker_applied, (int)(7 + nmap), argv);
+	free(argv);
 	return true;
 }
 

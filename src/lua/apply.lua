@@ -1,8 +1,12 @@
 -- Applies one step of a batch: rows START .. START+COUNT-1 of batch SEQ.
--- ARGV: seq, start, count, now. Atomic; applying a step twice changes nothing
+-- ARGV: seq, start, count, now, then pairs of instance id and the key of its
+-- notify broker (from the worker's catalog; an instance without a broker is
+-- not listed). Atomic; applying a step twice changes nothing
 -- (a row that has a result is skipped). Returns {succeeded, failed} of the
 -- rows this call recorded.
 local seq, start, count, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local brokers = {}
+for i = 5, #ARGV - 1, 2 do brokers[ARGV[i]] = ARGV[i + 1] end
 local bkey = 'bd:b:' .. seq
 local rkey = bkey .. ':r'
 local b = redis.call('HMGET', bkey, 'st', 'tg', 'ac', 'kd', 'status', 'total')
@@ -48,7 +52,7 @@ end
 -- broker through which it is reachable now (SPEC §7).
 local queued = 0
 local function queue_notify(idx, pk, dn, bucket, from_instance)
-  local broker = from_instance and redis.call('HGET', 'bd:n:brokers', from_instance)
+  local broker = from_instance and brokers[from_instance]
   if not broker then
     redis.call('HSET', bkey .. ':n', idx, 'none')
     return

@@ -649,6 +649,14 @@ class TrustedPeer(GeoCase):
             with self.subTest(headers=headers):
                 self.assertRegion("pkT", "tr-01", region, headers)
 
+    def test_xff_lines_joined(self):
+        # A device's own X-Forwarded-For line comes first; the proxy adds its
+        # line after it. The lines count as one list, so the proxy's wins.
+        self.assertRegion("pkT", "tr-01", AP, [("X-Forwarded-For", "192.0.2.10"),
+                                               ("X-Forwarded-For", "198.51.100.7")])
+        self.assertRegion("pkT", "tr-01", EU, [("X-Forwarded-For", "198.51.100.7"),
+                                               ("X-Forwarded-For", "192.0.2.10, 127.0.0.9")])
+
     def test_xff_before_forwarded(self):
         self.assertRegion("pkT", "tr-01", AP, [("Forwarded", "for=192.0.2.60"), ("X-Forwarded-For", "198.51.100.7")])
         self.assertRegion("pkT", "tr-01", EU, [("X-Forwarded-For", "192.0.2.10"), ("Forwarded", "for=198.51.100.7")])

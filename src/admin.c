@@ -620,7 +620,7 @@ out:
 	free(argvlen);
 }
 
-/* "notify": the latest bootstrap notify of the device ("seq;row;state"), or null. */
+/* "notify": the latest bootstrap notify of the device, or null. */
 static void admin_gen_notify(yajl_gen g, const char *record)
 {
 	unsigned long long seq;
@@ -628,7 +628,8 @@ static void admin_gen_notify(yajl_gen g, const char *record)
 	char state[16], id[32], batch[24];
 
 	adminreq_gen_string(g, "notify");
-	if (sscanf(record, "%llu;%u;%15s", &seq, &idx, state) != 3) {
+	/* "seq;row;state;instance it went through" */
+	if (sscanf(record, "%llu;%u;%15[a-z]", &seq, &idx, state) != 3) {
 		yajl_gen_null(g);
 		return;
 	}

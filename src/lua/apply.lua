@@ -55,11 +55,12 @@ local function queue_notify(idx, pk, dn, bucket, from_instance)
   local broker = from_instance and brokers[from_instance]
   if not broker then
     redis.call('HSET', bkey .. ':n', idx, 'none')
+    redis.call('HSET', 'bd:nd:' .. bucket, pk .. '/' .. dn, seq .. ';' .. idx .. ';none;' .. (from_instance or ''))
     return
   end
   redis.call('XADD', 'bd:n:q:' .. broker, '*', 'b', seq, 'i', idx, 'p', pk, 'd', dn)
   redis.call('HSET', bkey .. ':n', idx, 'pending')
-  redis.call('HSET', 'bd:nd:' .. bucket, pk .. '/' .. dn, seq .. ';' .. idx .. ';pending')
+  redis.call('HSET', 'bd:nd:' .. bucket, pk .. '/' .. dn, seq .. ';' .. idx .. ';pending;' .. from_instance)
   queued = queued + 1
 end
 
@@ -124,7 +125,15 @@ local function apply_device(idx, pk, dn, bucket)
     redis.call('HSET', dkey, field, seq .. ';i;' .. reg .. ';' .. act .. ';' .. last .. ';' .. lreg)
     local from = cb
     if from == 0 then from = tonumber(p[4] or '0') or 0 end
-    queue_notify(idx, pk, dn, bucket, instance_under(from, lreg, p[2]))
+    -- Moved before and not bootstrapped since: it is still where the last
+    -- notify found it.
+    local last = redis.call('HGET', 'bd:nd:' .. bucket, field)
+    local last_instance = last and string.match(last, '^%d+;%d+;%a+;(.+)$')
+    if st == 'i' and cb > 0 and last_instance then
+      queue_notify(idx, pk, dn, bucket, last_instance)
+    else
+      queue_notify(idx, pk, dn, bucket, instance_under(from, lreg, p[2]))
+    end
   end
   return record(idx)
 end

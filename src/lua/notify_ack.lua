@@ -5,7 +5,7 @@
 local dkey = 'bd:nd:' .. ARGV[1]
 local d = redis.call('HGET', dkey, ARGV[2])
 if not d then return 0 end
-local seq, idx, state = string.match(d, '^(%d+);(%d+);(%a+)$')
+local seq, idx, state, rest = string.match(d, '^(%d+);(%d+);(%a+)(.*)$')
 if not seq then return 0 end
 local ours = ARGV[3] ~= '' and string.len(ARGV[3]) > 6 and
   redis.call('HEXISTS', 'bd:b:' .. string.sub(ARGV[3], 1, -7) .. ':n', tonumber(string.sub(ARGV[3], -6))) == 1
@@ -17,7 +17,7 @@ elseif state == 'pending' then
   return 0
 end
 if state ~= 'acked' then
-  redis.call('HSET', dkey, ARGV[2], seq .. ';' .. idx .. ';acked')
+  redis.call('HSET', dkey, ARGV[2], seq .. ';' .. idx .. ';acked' .. rest)
   redis.call('HSET', 'bd:b:' .. seq .. ':n', idx, 'acked')
 end
 return 1

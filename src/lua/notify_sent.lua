@@ -8,8 +8,9 @@ if redis.call('HGET', nkey, ARGV[5]) == 'pending' then
   redis.call('HSET', nkey, ARGV[5], 'sent')
 end
 local dkey = 'bd:nd:' .. ARGV[6]
-local mine = ARGV[4] .. ';' .. ARGV[5] .. ';'
-if redis.call('HGET', dkey, ARGV[7]) == mine .. 'pending' then
-  redis.call('HSET', dkey, ARGV[7], mine .. 'sent')
+local d = redis.call('HGET', dkey, ARGV[7])
+local seq, idx, rest = string.match(d or '', '^(%d+);(%d+);pending(.*)$')
+if seq == ARGV[4] and idx == ARGV[5] then
+  redis.call('HSET', dkey, ARGV[7], seq .. ';' .. idx .. ';sent' .. rest)
 end
 return 1

@@ -332,6 +332,7 @@ class Notify(NotifyCase):
         x = self.distribute([[pk, "r-0001"], [pk, "r-0000"]], TO_EU)       # via a (home)
         self.assertReceives(da, pk, "r-0000", notify_id(x, 1))
         self.wait_notify(pk, "r-0000", "sent", x, 1)
+        self.assertEqual(self.h.bootstrap(pk, "r-0000").status, 200)        # now in eu-central-1
         y = self.distribute([[pk, "r-0000"]], TO_US1)                       # via b (eu)
         self.assertReceives(db, pk, "r-0000", notify_id(y, 0))
         self.wait_notify(pk, "r-0000", "sent", y, 0)
@@ -370,12 +371,19 @@ class Notify(NotifyCase):
                              1, "messages published through %s for one device each" % key)
             self.assertEqual(self.broker_count(after, key, "sent") - self.broker_count(before, key, "sent"), 1, key)
 
+        # The devices bootstrap: now they are in iot-us-1 (broker a).
+        for pk, dn in rows:
+            self.assertEqual(self.h.bootstrap(pk, dn).status, 200)
+
         # 2. distributed by a region batch: through that batch's target (iot-us-1: a)
         b2 = self.distribute(rows, TO_EU)
         self.assertReceives(sa, "pkRa", "ra-0000", notify_id(b2, 0))
         self.assertReceives(sa, "pkRb", "rb-0000", notify_id(b2, 1))
         self.wait_column(b2, ["sent", "sent"])
         self.assertNotReceived(sb, [notify_id(b2, 0), notify_id(b2, 1)], "b2 notified through eu's broker (the devices were in iot-us-1)")
+
+        for pk, dn in rows:
+            self.assertEqual(self.h.bootstrap(pk, dn).status, 200)
 
         # 3. from eu-central-1 (b) to iot-us-2
         b3 = self.distribute(rows, TO_US2)
@@ -384,21 +392,34 @@ class Notify(NotifyCase):
         self.wait_column(b3, ["sent", "sent"])
         self.assertNotReceived(sa, [notify_id(b3, 0), notify_id(b3, 1)], "b3 notified through a (the devices were in eu-central-1)")
 
+        for pk, dn in rows:
+            self.assertEqual(self.h.bootstrap(pk, dn).status, 200)
+        self.h.bootstrap("pkRn", "rn-0000")
+
         # 4. from iot-us-2, which has no broker: "none", nothing queued
         m4 = self.metrics()
         b4 = self.distribute(rows + [["pkRn", "rn-0000"]], TO_SH)
         self.assertEqual(self.notify_column(b4), ["none", "none", "none"])
         n = self.notify_of("pkRn", "rn-0000")
-        if n is not None:  # never notified: null, or "none" for this batch
-            self.assertEqual(n, {"state": "none", "batchId": b4, "id": notify_id(b4, 2)})
+        self.assertEqual(n, {"state": "none", "batchId": b4, "id": notify_id(b4, 2)})
         self.assertEqual(metric_sum(self.metrics(), "bootstrapd_notify_queued_total"),
                          metric_sum(m4, "bootstrapd_notify_queued_total"), "a notify queued for \"none\"")
         # b4's ids never go out (a later batch is the sentinel: b5 comes after it)
+        self.assertEqual(self.h.bootstrap("pkRa", "ra-0000").status, 200)   # now in cn-shanghai
         b5 = self.distribute([["pkRa", "ra-0000"]], TO_EU)                  # from cn-shanghai: a
         self.assertReceives(sa, "pkRa", "ra-0000", notify_id(b5, 0))
         for c in (sa, sb):
             self.assertNotReceived(c, [notify_id(b4, i) for i in range(3)], "a notify was published for an instance without a broker")
         self.assertEqual(self.notify_column(b4), ["none", "none", "none"])
+
+        # 5. moved twice without bootstrapping in between: still connected where
+        # the last notify found it, so the next notify goes the same way.
+        self.assertEqual(self.h.bootstrap("pkRb", "rb-0000").status, 200)   # now in cn-shanghai (b4)
+        b6 = self.distribute([["pkRb", "rb-0000"]], TO_EU)                  # from cn-shanghai: a
+        self.assertReceives(sa, "pkRb", "rb-0000", notify_id(b6, 0))
+        b7 = self.distribute([["pkRb", "rb-0000"]], TO_US1)                 # not bootstrapped: still a
+        self.assertReceives(sa, "pkRb", "rb-0000", notify_id(b7, 0))
+        self.assertNotReceived(sb, notify_id(b7, 0), "b7 went through eu-central-1's broker though the device never moved there")
 
     def test_metrics_and_readyz(self):
         a, b = self.b["a"], self.b["b"]

@@ -20,12 +20,16 @@ struct notify;
 
 #define NOTIFY_GROUP "notifiers"
 
-/* Starts a client for every distinct broker of CAT's instances, on BASE with
- * a Redis connection of its own. NULL when out of memory. */
-struct notify *notify_new(struct event_base *base, const struct config *cfg, const struct catalog *cat);
+/* Starts a thread of its own (libmosquitto resolves broker names with
+ * blocking calls) with an event loop, a Redis connection and a client for
+ * every distinct broker of CAT's instances. NULL when out of memory. The
+ * functions below are called from one other thread (the worker's). */
+struct notify *notify_new(const struct config *cfg, const struct catalog *cat);
+/* Stops the thread and frees everything. */
 void notify_free(struct notify *n);
 
-/* A reloaded catalog: brokers not seen before are started. */
+/* A reloaded catalog: the broker map is rebuilt at once; brokers not seen
+ * before are started on the notify thread. */
 void notify_catalog(struct notify *n, const struct catalog *cat);
 /* Pairs of instance id and broker key for every instance with a notify
  * broker, as the apply script takes them (borrowed; valid until the next
@@ -42,11 +46,11 @@ void notify_kick(struct notify *n);
 void notify_message_id(uint64_t seq, unsigned idx, char out[32]);
 
 /* Writes "brokers": {"<broker>": "connected" | "down: <why>", ...} into G
- * (inside an open map). */
-void notify_gen_brokers(const struct notify *n, yajl_gen g);
+ * (inside an open map), as of the notify thread's last tick (100 ms). */
+void notify_gen_brokers(struct notify *n, yajl_gen g);
 /* Appends Prometheus text for the per-broker counters to a malloc'd string
  * (returned; caller frees), or NULL. */
-char *notify_metrics(const struct notify *n);
+char *notify_metrics(struct notify *n);
 
 /* Pure helpers for the reply path, unit tested. */
 /* "/sys/{pk}/{dn}/thing/bootstrap/notify_reply" into PK and DN; 0 or -1. */

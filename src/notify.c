@@ -1,6 +1,8 @@
 #include "notify.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,18 +56,32 @@ struct notify_broker {
 	uint64_t published, sent, acked, retried, malformed;
 };
 
+/* Everything but the map, the kick and the hand-offs below lives on the
+ * notify thread, so that libmosquitto's blocking name lookups never stall
+ * the threads that serve requests. */
 struct notify {
-	struct event_base *base;
+	struct event_base *base; /* the notify thread's own */
+	pthread_t thread;
+	bool running;
 	const struct config *cfg;
 	struct store *store;
-	struct event *tick;
+	struct event *tick, *kick, *reload;
 	char consumer[128];
 	struct notify_broker **brokers;
 	size_t nbrokers;
+	atomic_bool stopping;
+	/* The caller's thread: the map its worker hands the apply script. */
 	char **map; /* instance, broker key, instance, broker key, ... */
 	size_t nmap;
-	bool stopping;
+	/* Hand-offs between the threads, under lock. */
+	pthread_mutex_t lock;
+	struct catalog *pending; /* a catalog for the notify thread to take */
+	char **snap_keys, **snap_states; /* brokers' state for /readyz */
+	size_t snap_n;
+	char *snap_metrics;
 };
+
+static void notify_snapshot(struct notify *n);
 
 void notify_message_id(uint64_t seq, unsigned idx, char out[32])
 {
@@ -215,6 +231,7 @@ static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 		b->sent++;
 		metrics_count(METRICS_NOTIFY_SENT);
 		b->inflight[i] = b->inflight[--b->ninflight];
+		notify_snapshot(b->n);
 		return;
 	}
 }
@@ -226,6 +243,7 @@ static void notify_ack_reply(redisReply *reply, void *arg)
 	if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
 		b->acked++;
 		metrics_count(METRICS_NOTIFY_ACKED);
+		notify_snapshot(b->n);
 	}
 }
 
@@ -241,6 +259,7 @@ static void notify_on_message(struct mqtt *m, const char *topic, const void *pay
 		if (!b->malformed_logged)
 			log_warn("notify", "%s: ignoring a malformed notify reply on %.128s (logged once)", b->key, topic);
 		b->malformed_logged = true;
+		notify_snapshot(b->n);
 		return;
 	}
 	if (rc == 0)
@@ -268,6 +287,7 @@ static void notify_on_state(struct mqtt *m, bool connected, const char *why, voi
 		snprintf(b->reason, sizeof(b->reason), "%s", why && why[0] ? why : "disconnected");
 		log_warn("notify", "%s: down: %s", b->key, b->reason);
 	}
+	notify_snapshot(b->n);
 }
 
 /* Publishes the outbox entries in READ ([[id, [f, v, ...]], ...]). */
@@ -323,6 +343,7 @@ static void notify_publish_entries(struct notify_broker *b, const redisReply *en
 			metrics_count(METRICS_NOTIFY_RETRIED);
 		}
 	}
+	notify_snapshot(b->n);
 }
 
 static void notify_read_reply(redisReply *reply, void *arg)
@@ -388,7 +409,7 @@ static void notify_pump(struct notify_broker *b)
 	if (b->tokens > cfg->notify_rate_per_broker)
 		b->tokens = cfg->notify_rate_per_broker;
 	clock_gettime(CLOCK_MONOTONIC, &b->refilled);
-	if (!b->connected || b->reading || n->stopping || !store_connected(n->store))
+	if (!b->connected || b->reading || atomic_load(&n->stopping) || !store_connected(n->store))
 		return;
 	if (!b->group_ready) {
 		const char *argv[] = { "XGROUP", "CREATE", b->stream, NOTIFY_GROUP, "0", "MKSTREAM" };
@@ -423,6 +444,51 @@ static void notify_pump(struct notify_broker *b)
 	b->reading = store_command(n->store, notify_read_reply, b, 9, argv, NULL) == 0;
 }
 
+static char *notify_render_metrics(const struct notify *n);
+
+static void notify_snapshot_clear(struct notify *n)
+{
+	for (size_t i = 0; i < n->snap_n; i++) {
+		free(n->snap_keys[i]);
+		free(n->snap_states[i]);
+	}
+	free(n->snap_keys);
+	free(n->snap_states);
+	free(n->snap_metrics);
+	n->snap_keys = n->snap_states = NULL;
+	n->snap_metrics = NULL;
+	n->snap_n = 0;
+}
+
+/* What other threads may read: the brokers' states and counters. */
+static void notify_snapshot(struct notify *n)
+{
+	char **keys = calloc(n->nbrokers + 1, sizeof(char *)), **states = calloc(n->nbrokers + 1, sizeof(char *));
+	char *metrics = notify_render_metrics(n);
+	size_t k = 0;
+
+	for (size_t i = 0; keys && states && i < n->nbrokers; i++) {
+		const struct notify_broker *b = n->brokers[i];
+		char state[200];
+		snprintf(state, sizeof(state), b->connected ? "connected" : "down: %s", b->reason);
+		keys[k] = strdup(b->key);
+		states[k] = strdup(state);
+		if (keys[k] == NULL || states[k] == NULL) {
+			free(keys[k]);
+			free(states[k]);
+			continue;
+		}
+		k++;
+	}
+	pthread_mutex_lock(&n->lock);
+	notify_snapshot_clear(n);
+	n->snap_keys = keys;
+	n->snap_states = states;
+	n->snap_n = keys && states ? k : 0;
+	n->snap_metrics = metrics;
+	pthread_mutex_unlock(&n->lock);
+}
+
 static void notify_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct notify *n = arg;
@@ -431,12 +497,14 @@ static void notify_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	for (size_t i = 0; i < n->nbrokers; i++)
 		notify_pump(n->brokers[i]);
+	if (what & EV_TIMEOUT)
+		notify_snapshot(n);
 }
 
 void notify_kick(struct notify *n)
 {
 	if (n)
-		notify_tick(-1, 0, n);
+		event_active(n->kick, EV_READ, 0);
 }
 
 static struct notify_broker *notify_find(const struct notify *n, const char *key)
@@ -536,21 +604,19 @@ static void notify_map_clear(struct notify *n)
 	n->nmap = 0;
 }
 
-void notify_catalog(struct notify *n, const struct catalog *cat)
+/* The caller's thread: which broker each instance's devices are told through. */
+static void notify_map_build(struct notify *n, const struct catalog *cat)
 {
 	char key[NOTIFY_STREAM_MAX - 8];
 	size_t ninst = 0;
 
-	if (n == NULL)
-		return;
+	notify_map_clear(n);
 	for (size_t r = 0; r < cat->nregions; r++)
 		ninst += cat->regions[r].ninstances;
-	notify_map_clear(n);
 	n->map = calloc(2 * ninst + 1, sizeof(*n->map));
-	for (size_t r = 0; r < cat->nregions; r++) {
+	for (size_t r = 0; n->map && r < cat->nregions; r++) {
 		for (size_t i = 0; i < cat->regions[r].ninstances; i++) {
 			const struct catalog_instance *inst = &cat->regions[r].instances[i];
-			struct notify_broker *b;
 
 			if (inst->notify.broker == NULL)
 				continue;
@@ -558,12 +624,33 @@ void notify_catalog(struct notify *n, const struct catalog *cat)
 				log_error("notify", "instance %s: broker URL and user too long to name an outbox", inst->id);
 				continue;
 			}
-			if (n->map && (n->map[n->nmap] = strdup(inst->id)) != NULL &&
-			    (n->map[n->nmap + 1] = strdup(key)) != NULL)
-				n->nmap += 2;
+			if ((n->map[n->nmap] = strdup(inst->id)) == NULL)
+				continue;
+			if ((n->map[n->nmap + 1] = strdup(key)) == NULL) {
+				free(n->map[n->nmap]);
+				n->map[n->nmap] = NULL;
+				continue;
+			}
+			n->nmap += 2;
+		}
+	}
+}
+
+/* The notify thread: a client for every broker not seen before, and again
+ * for one that could not start (an unreadable ca_file, say). */
+static void notify_apply_brokers(struct notify *n, const struct catalog *cat)
+{
+	char key[NOTIFY_STREAM_MAX - 8];
+
+	for (size_t r = 0; r < cat->nregions; r++) {
+		for (size_t i = 0; i < cat->regions[r].ninstances; i++) {
+			const struct catalog_instance *inst = &cat->regions[r].instances[i];
+			struct notify_broker *b;
+
+			if (inst->notify.broker == NULL || notify_broker_key(&inst->notify, key, sizeof(key)) < 0)
+				continue;
 			b = notify_find(n, key);
 			if (b && b->mqtt == NULL) {
-				/* It could not start before (an unreadable ca_file, say): try again. */
 				struct notify_broker *fresh = notify_broker_new(n, &inst->notify, key);
 				if (fresh) {
 					for (size_t k = 0; k < n->nbrokers; k++)
@@ -584,6 +671,39 @@ void notify_catalog(struct notify *n, const struct catalog *cat)
 				n->brokers[n->nbrokers++] = b;
 		}
 	}
+	notify_snapshot(n);
+}
+
+static void notify_reload(evutil_socket_t fd, short what, void *arg)
+{
+	struct notify *n = arg;
+	struct catalog *cat;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&n->lock);
+	cat = n->pending;
+	n->pending = NULL;
+	pthread_mutex_unlock(&n->lock);
+	if (cat) {
+		notify_apply_brokers(n, cat);
+		catalog_unref(cat);
+	}
+}
+
+void notify_catalog(struct notify *n, const struct catalog *cat)
+{
+	struct catalog *old;
+
+	if (n == NULL)
+		return;
+	notify_map_build(n, cat);
+	pthread_mutex_lock(&n->lock);
+	old = n->pending;
+	n->pending = catalog_ref((struct catalog *)cat);
+	pthread_mutex_unlock(&n->lock);
+	catalog_unref(old);
+	event_active(n->reload, EV_READ, 0);
 }
 
 const char *const *notify_broker_map(const struct notify *n, size_t *count)
@@ -595,10 +715,18 @@ const char *const *notify_broker_map(const struct notify *n, size_t *count)
 void notify_stop(struct notify *n)
 {
 	if (n)
-		n->stopping = true;
+		atomic_store(&n->stopping, true);
 }
 
-struct notify *notify_new(struct event_base *base, const struct config *cfg, const struct catalog *cat)
+static void *notify_thread_main(void *arg)
+{
+	struct notify *n = arg;
+
+	event_base_dispatch(n->base);
+	return NULL;
+}
+
+struct notify *notify_new(const struct config *cfg, const struct catalog *cat)
 {
 	struct notify *n = calloc(1, sizeof(*n));
 	struct timeval tick = { 0, NOTIFY_TICK_MS * 1000 };
@@ -607,29 +735,43 @@ struct notify *notify_new(struct event_base *base, const struct config *cfg, con
 	if (n == NULL)
 		return NULL;
 	mqtt_global_init();
-	n->base = base;
+	pthread_mutex_init(&n->lock, NULL);
+	atomic_init(&n->stopping, false);
 	n->cfg = cfg;
 	gethostname(host, sizeof(host) - 1);
 	snprintf(n->consumer, sizeof(n->consumer), "bootstrapd-%s-%ld-%lx", host, (long)getpid(),
 		(unsigned long)time(NULL));
-	n->store = store_new(base, cfg);
-	n->tick = event_new(base, -1, EV_PERSIST, notify_tick, n);
-	if (n->store == NULL || n->tick == NULL || event_add(n->tick, &tick) < 0) {
-		notify_free(n);
-		return NULL;
-	}
+	n->base = event_base_new();
+	if (n->base == NULL)
+		goto fail;
+	n->store = store_new(n->base, cfg);
+	n->tick = event_new(n->base, -1, EV_PERSIST, notify_tick, n);
+	n->kick = event_new(n->base, -1, 0, notify_tick, n);
+	n->reload = event_new(n->base, -1, 0, notify_reload, n);
+	if (n->store == NULL || n->tick == NULL || n->kick == NULL || n->reload == NULL ||
+	    event_add(n->tick, &tick) < 0)
+		goto fail;
 	notify_catalog(n, cat);
+	if (pthread_create(&n->thread, NULL, notify_thread_main, n) != 0)
+		goto fail;
+	n->running = true;
 	return n;
+fail:
+	notify_free(n);
+	return NULL;
 }
 
 void notify_free(struct notify *n)
 {
 	if (n == NULL)
 		return;
-	if (n->tick)
-		event_free(n->tick);
-	/* MQTT first (its callbacks write to Redis), then Redis (whose pending
-	 * callbacks, run now with NULL, still find their brokers), then the rest. */
+	if (n->running) {
+		event_base_loopexit(n->base, NULL);
+		pthread_join(n->thread, NULL);
+	}
+	/* The notify thread is gone: its state is ours now. MQTT first (its
+	 * callbacks write to Redis), then Redis (whose pending callbacks, run
+	 * now with NULL, still find their brokers), then the rest. */
 	for (size_t i = 0; i < n->nbrokers; i++) {
 		mqtt_free(n->brokers[i]->mqtt);
 		n->brokers[i]->mqtt = NULL;
@@ -638,25 +780,50 @@ void notify_free(struct notify *n)
 	for (size_t i = 0; i < n->nbrokers; i++)
 		notify_broker_free(n->brokers[i]);
 	free(n->brokers);
+	if (n->tick)
+		event_free(n->tick);
+	if (n->kick)
+		event_free(n->kick);
+	if (n->reload)
+		event_free(n->reload);
+	if (n->base)
+		event_base_free(n->base);
+	catalog_unref(n->pending);
 	notify_map_clear(n);
+	notify_snapshot_clear(n);
+	pthread_mutex_destroy(&n->lock);
 	free(n);
 }
 
-void notify_gen_brokers(const struct notify *n, yajl_gen g)
+void notify_gen_brokers(struct notify *n, yajl_gen g)
 {
 	yajl_gen_string(g, (const unsigned char *)"brokers", 7);
 	yajl_gen_map_open(g);
-	for (size_t i = 0; n && i < n->nbrokers; i++) {
-		const struct notify_broker *b = n->brokers[i];
-		char state[200];
-		snprintf(state, sizeof(state), b->connected ? "connected" : "down: %s", b->reason);
-		yajl_gen_string(g, (const unsigned char *)b->key, strlen(b->key));
-		yajl_gen_string(g, (const unsigned char *)state, strlen(state));
+	if (n) {
+		pthread_mutex_lock(&n->lock);
+		for (size_t i = 0; i < n->snap_n; i++) {
+			yajl_gen_string(g, (const unsigned char *)n->snap_keys[i], strlen(n->snap_keys[i]));
+			yajl_gen_string(g, (const unsigned char *)n->snap_states[i], strlen(n->snap_states[i]));
+		}
+		pthread_mutex_unlock(&n->lock);
 	}
 	yajl_gen_map_close(g);
 }
 
-char *notify_metrics(const struct notify *n)
+char *notify_metrics(struct notify *n)
+{
+	char *out = NULL;
+
+	if (n == NULL)
+		return NULL;
+	pthread_mutex_lock(&n->lock);
+	if (n->snap_metrics)
+		out = strdup(n->snap_metrics);
+	pthread_mutex_unlock(&n->lock);
+	return out;
+}
+
+static char *notify_render_metrics(const struct notify *n)
 {
 	static const char *const names[] = { "published", "sent", "acked", "retried", "malformed" };
 	size_t cap = 512 + (n ? n->nbrokers : 0) * 1024, off = 0;

@@ -286,7 +286,7 @@ int server_new(const struct config *cfg, enum server_role role, struct catalog *
 	for (int i = 0; i < srv->nthreads; i++)
 		if (server_thread_init(srv, &srv->threads[i], i, cause) < 0)
 			goto fail;
-	if (role != SERVER_ROLE_API && ((srv->notify = notify_new(srv->threads[0].base, cfg, catalog)) == NULL ||
+	if (role != SERVER_ROLE_API && ((srv->notify = notify_new(cfg, catalog)) == NULL ||
 					 (srv->worker = worker_new(srv->threads[0].base, cfg, srv->notify)) == NULL)) {
 		*cause = strdup("out of memory");
 		goto fail;

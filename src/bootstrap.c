@@ -66,6 +66,7 @@ struct bootstrap_req {
 	struct catalog *cat;
 	struct form_request form;
 	struct netaddr client; /* the address the request speaks for (SPEC §6) */
+	bool client_known;     /* worked out only when needed: rate limit or nearest */
 	char field[SCHEMA_FIELD_MAX];
 	bool product_found, device_found;
 	struct schema_product product;
@@ -261,6 +262,8 @@ out:
 	return rc;
 }
 
+static void bootstrap_client(struct server_thread *t, struct evhttp_request *req, struct netaddr *out);
+
 static void bootstrap_resolve(struct bootstrap_req *br)
 {
 	const struct catalog_region *region;
@@ -283,7 +286,12 @@ static void bootstrap_resolve(struct bootstrap_req *br)
 	if (br->batch) {
 		struct nearest_result nr;
 
-		if (nearest_choose(br->cat, br->t->geo, br->batch, &br->client, false, &nr) < 0) {
+		if (br->batch->strategy == SCHEMA_NEAREST && !br->client_known) {
+			bootstrap_client(br->t, br->req, &br->client);
+			br->client_known = true;
+		}
+		if (nearest_choose(br->cat, br->t->geo, br->batch, br->client_known ? &br->client : NULL, false,
+			    &nr) < 0) {
 			bootstrap_fail(br, 500, "assigned region not in service");
 			log_error("bootstrap", "%s: no target of batch %" PRIu64 " is in the catalog", br->field,
 				br->batch->seq);
@@ -514,7 +522,10 @@ static void bootstrap_device(struct server_thread *t, struct evhttp_request *req
 	br->req = req;
 	br->started = *started;
 	br->route = METRICS_BOOTSTRAP;
-	br->client = *client;
+	if (client) {
+		br->client = *client;
+		br->client_known = true;
+	}
 	br->id = ++t->requests;
 	TAILQ_INIT(&br->form.params);
 	if (form_parse(&br->form, query, body, blen, &why) < 0) {
@@ -647,17 +658,21 @@ void bootstrap_handle(struct evhttp_request *req, void *arg)
 	bool device_route = path && (strcmp(path, "/auth/bootstrap") == 0 ||
 		strncmp(path, region_prefix, sizeof(region_prefix) - 1) == 0);
 
+	/* The client address costs a header walk: only the rate limit needs it
+	 * for every request (a nearest device works it out later). */
+	bool known = device_route && t->srv->ratelimit != NULL;
+
 	clock_gettime(CLOCK_MONOTONIC, &started);
 	http_begin();
-	if (device_route)
+	if (known)
 		bootstrap_client(t, req, &client);
 	if (path == NULL) {
 		bootstrap_fail_req(req, METRICS_PUBLIC_OTHER, &started, 404, "not found");
-	} else if (device_route && bootstrap_limited(t, req, &started, &client)) {
+	} else if (known && bootstrap_limited(t, req, &started, &client)) {
 		/* answered 429 */
 	} else if (strcmp(path, "/auth/bootstrap") == 0) {
 		if (get_or_post)
-			bootstrap_device(t, req, &started, evhttp_uri_get_query(uri), &client);
+			bootstrap_device(t, req, &started, evhttp_uri_get_query(uri), known ? &client : NULL);
 		else
 			bootstrap_fail_req(req, METRICS_BOOTSTRAP, &started, 405, "method not allowed");
 	} else if (strncmp(path, region_prefix, sizeof(region_prefix) - 1) == 0 &&

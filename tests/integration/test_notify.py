@@ -72,8 +72,8 @@ def notify_regions(notify):
     return regions
 
 
-class NotifyCase(unittest.TestCase):
-    """One harness per class: its mosquitto brokers (BROKERS: name -> keyword
+class NotifyCase(harness.HarnessCase):
+    """A HarnessCase whose mosquitto brokers (BROKERS: name -> keyword
     arguments of Harness.start_broker) start first, then redis-server and
     bootstrapd with the catalog from catalog(brokers)."""
 
@@ -99,21 +99,6 @@ class NotifyCase(unittest.TestCase):
                 cls.h.print_logs()
             cls.h.close()
             raise
-
-    @classmethod
-    def prepare(cls):
-        pass
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.h.stop_daemon()
-        finally:
-            cls.h.close()
-
-    def tearDown(self):
-        if not self.h.alive():
-            self.fail("bootstrapd is no longer running after this test (exit status %s)" % self.h.proc.poll())
 
     # -- devices
 

@@ -78,7 +78,11 @@ struct config {
 	int batch_max_devices;
 	int auth_code_ttl_s;
 
-	int http_timeout_s;  /* read/write/idle timeout per connection */
+	int request_timeout_s;   /* a request's first byte to its last */
+	int keepalive_timeout_s; /* idle between requests */
+	int max_header_bytes;    /* request line and headers */
+	int max_connections;     /* resolved by the server: 0 = 90 % of RLIMIT_NOFILE */
+	int cache_entries;       /* 0 = no record cache */
 	int drain_timeout_s; /* SIGTERM drain bound */
 	char *log_level;     /* "debug", "info", "warn", "error" */
 };

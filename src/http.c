@@ -371,7 +371,7 @@ struct evhttp *http_server_new(struct event_base *base, evutil_socket_t fd, SSL_
 
 	if (http == NULL)
 		return NULL;
-	evhttp_set_timeout(http, cfg->http_timeout_s);
+	evhttp_set_timeout(http, cfg->request_timeout_s);
 	evhttp_set_max_body_size(http, (ev_ssize_t)cfg->max_body_bytes);
 	evhttp_set_max_headers_size(http, 16384);
 	/* Every method reaches the handlers, which answer 405 where it does not fit. */

@@ -397,7 +397,7 @@ class RateLimit(DeviceAsserts, HarnessCase):
 
 
 class Timeouts(DeviceAsserts, HarnessCase):
-    harness_args = {"config": {"limits": {"http_timeout_s": 2}}}
+    harness_args = {"config": {"limits": {"request_timeout_s": 2, "keepalive_timeout_s": 2}}}
 
     @classmethod
     def prepare(cls):
@@ -411,7 +411,7 @@ class Timeouts(DeviceAsserts, HarnessCase):
         while True:
             left = t0 + deadline_s - time.monotonic()
             if left <= 0:
-                self.fail("connection still open after %ds (http_timeout_s is 2)" % deadline_s)
+                self.fail("connection still open after %ds (keepalive_timeout_s is 2)" % deadline_s)
             s.settimeout(left)
             try:
                 chunk = s.recv(4096)

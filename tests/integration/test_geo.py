@@ -785,7 +785,7 @@ class ProxyCases:
 
 
 class ProxyProtocol(ProxyCases, GeoCase):
-    config = {"public": {"proxy_protocol": True}, "limits": {"http_timeout_s": 2}}
+    config = {"public": {"proxy_protocol": True}, "limits": {"request_timeout_s": 2, "keepalive_timeout_s": 2}}
 
     @classmethod
     def prepare(cls):
@@ -797,7 +797,7 @@ class ProxyProtocol(ProxyCases, GeoCase):
 class ProxyProtocolTLS(ProxyCases, GeoCase):
     """PROXY header first, then the TLS handshake, then HTTP."""
     tls = True
-    config = {"public": {"proxy_protocol": True}, "limits": {"http_timeout_s": 2}}
+    config = {"public": {"proxy_protocol": True}, "limits": {"request_timeout_s": 2, "keepalive_timeout_s": 2}}
 
     @classmethod
     def prepare(cls):

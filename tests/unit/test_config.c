@@ -172,7 +172,11 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->bootstrap_rps_per_ip, 20);
 	assert_int_equal(cfg->batch_max_devices, 1000);
 	assert_int_equal(cfg->auth_code_ttl_s, 300);
-	assert_int_equal(cfg->http_timeout_s, 10);
+	assert_int_equal(cfg->request_timeout_s, 10);
+	assert_int_equal(cfg->keepalive_timeout_s, 15);
+	assert_int_equal(cfg->max_header_bytes, 8192);
+	assert_int_equal(cfg->max_connections, 0);
+	assert_int_equal(cfg->cache_entries, 1000000);
 	assert_int_equal(cfg->drain_timeout_s, 10);
 	assert_string_equal(cfg->log_level, "info");
 	config_free(cfg);
@@ -194,7 +198,7 @@ static void test_full(void **state)
 		"  'geoip': { 'database': ['geo1.mmdb', 'geo2.mmdb'], 'country_centroids': 'centroids.csv' },\n"
 		"  'trusted_proxies': ['10.0.0.0/8'],\n"
 		"  'limits': { 'max_body_bytes': 2048, 'bootstrap_rps_per_ip': 0,\n"
-		"              'batch_max_devices': 5, 'auth_code_ttl_s': 60, 'http_timeout_s': 30 },\n"
+		"              'batch_max_devices': 5, 'auth_code_ttl_s': 60, 'request_timeout_s': 30 },\n"
 		"  'drain_timeout_s': 0,\n"
 		"  'log_level': 'debug'\n"
 		"}\n", NULL);
@@ -230,7 +234,7 @@ static void test_full(void **state)
 	assert_int_equal(cfg->bootstrap_rps_per_ip, 0);
 	assert_int_equal(cfg->batch_max_devices, 5);
 	assert_int_equal(cfg->auth_code_ttl_s, 60);
-	assert_int_equal(cfg->http_timeout_s, 30);
+	assert_int_equal(cfg->request_timeout_s, 30);
 	assert_int_equal(cfg->drain_timeout_s, 0);
 	assert_string_equal(cfg->log_level, "debug");
 	config_free(cfg);
@@ -340,7 +344,10 @@ static const struct int_key int_keys[] = {
 		batch_max_devices),
 	IK("{'limits': {'auth_code_ttl_s': ", "}}", "limits.auth_code_ttl_s", 1, 86400,
 		auth_code_ttl_s),
-	IK("{'limits': {'http_timeout_s': ", "}}", "limits.http_timeout_s", 1, 3600, http_timeout_s),
+	IK("{'limits': {'request_timeout_s': ", "}}", "limits.request_timeout_s", 1, 3600, request_timeout_s),
+	IK("{'limits': {'keepalive_timeout_s': ", "}}", "limits.keepalive_timeout_s", 1, 3600, keepalive_timeout_s),
+	IK("{'limits': {'max_header_bytes': ", "}}", "limits.max_header_bytes", 1024, 1048576, max_header_bytes),
+	IK("{'cache': {'entries': ", "}}", "cache.entries", 0, 100000000, cache_entries),
 	IK("{'drain_timeout_s': ", "}", "drain_timeout_s", 0, 600, drain_timeout_s),
 };
 
@@ -930,7 +937,7 @@ static void test_dump_keys(void **state)
 		n++;
 	}
 	free(buf);
-	assert_int_equal(n, 29);
+	assert_int_equal(n, 33);
 	buf = dump_keys();
 	assert_non_null(strstr(buf, "redis.url\tstring\t\"redis://127.0.0.1:6379/0\"\t"));
 	assert_non_null(strstr(buf, "threads\tint\t0\t"));

@@ -1,6 +1,8 @@
 """The device endpoint (SPEC §4) on the public listener: wire format, errors,
 resolution order, TLS, limits, timeouts and signals."""
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import time
 import unittest
+from urllib.parse import quote_plus
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -178,11 +181,25 @@ class DeviceEndpoint(DeviceAsserts, HarnessCase):
     def test_no_parameters_at_all(self):
         self.assertDeviceError(self.h.public(build_request("GET", "/auth/bootstrap")), 400, 460)
 
-    def test_client_id_64_accepted(self):
-        self.assertSuccess(self.h.bootstrap("a1PK", "dev1", client_id="c" * 64), SDK_ANSWER)
+    def test_client_id_sdk4_product_key_dot_device_name(self):
+        # The vendor SDK 4.x sends {productKey}.{deviceName}: 65 characters
+        # with the longest names.
+        client_id = "a1PK" + "k" * 28 + "." + "d" * 32
+        self.assertEqual(len(client_id), 65)
+        self.assertSuccess(self.h.bootstrap("a1PK", "dev1", client_id=client_id), SDK_ANSWER)
 
-    def test_client_id_65_rejected(self):
-        self.assertDeviceError(self.h.bootstrap("a1PK", "dev1", client_id="c" * 65), 400, 460)
+    def test_client_id_128_accepted(self):
+        self.assertSuccess(self.h.bootstrap("a1PK", "dev1", client_id="c" * 128), SDK_ANSWER)
+
+    def test_client_id_129_rejected(self):
+        self.assertDeviceError(self.h.bootstrap("a1PK", "dev1", client_id="c" * 129), 400, 460)
+
+    def test_too_many_parameters(self):
+        extra = [("x%d" % i, "1") for i in range(30)]
+        self.assertSuccess(self.h.bootstrap("a1PK", "dev1", extra=extra), SDK_ANSWER)
+        r = self.h.bootstrap("a1PK", "dev1", extra=extra + [("x30", "1")])
+        self.assertDeviceError(r, 400, 460)
+        self.assertEqual(r.json()["message"], "too many parameters")
 
     def test_bad_percent_encoding(self):
         r = self.h.public(sdk_request(b"productKey=a1PK&deviceName=dev%G1"))
@@ -337,6 +354,72 @@ class Resolution(DeviceAsserts, HarnessCase):
         d = self.device("a1PL", "act-3")
         self.assertEqual(d["status"], "inactive")
         self.assertFalse(d.get("activatedAt"))
+
+
+class SignedBootstrap(DeviceAsserts, HarnessCase):
+    """SPEC §8, the signature computed here with Python's hmac."""
+
+    SECRET = "Zq7-signed.device+secret"
+    SKIP = ("sign", "signmethod", "version", "resources")
+
+    @classmethod
+    def prepare(cls):
+        cls.h.put_product("a1SG", bootstrapAuth="required")
+        cls.h.register("a1SG", ["sig-dev1"], {"sig-dev1": cls.SECRET})
+
+    def sign(self, params, method="hmacmd5"):
+        first = {}
+        for k, v in params:
+            first.setdefault(k, v)
+        content = "".join(k + v for k, v in sorted(first.items()) if k not in self.SKIP)
+        return hmac.new(self.SECRET.encode(), content.encode(), getattr(hashlib, method[4:])).hexdigest()
+
+    def send(self, body_params, query_params=()):
+        form = lambda ps: "&".join("%s=%s" % (k, quote_plus(v)) for k, v in ps)
+        if not query_params:
+            return self.h.public(sdk_request(form(body_params)))
+        return self.h.public(sdk_request(form(body_params), path="/auth/bootstrap?" + form(query_params)))
+
+    def base(self):
+        return [("productKey", "a1SG"), ("deviceName", "sig-dev1"), ("clientId", "a1SG.sig-dev1"),
+                ("timestamp", "1700000000000")]
+
+    def assertSigned(self, r):
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["code"], 200, r.body)
+
+    def test_each_method(self):
+        for method in ("hmacmd5", "hmacsha1", "hmacsha256"):
+            p = self.base() + [("signmethod", method), ("version", "default"), ("resources", "mqtt")]
+            self.assertSigned(self.send(p + [("sign", self.sign(p, method))]))
+
+    def test_default_method_and_upper_case_hex(self):
+        p = self.base()
+        self.assertSigned(self.send(p + [("sign", self.sign(p).upper())]))
+
+    def test_decoded_values_are_signed(self):
+        p = [("productKey", "a1SG"), ("deviceName", "sig-dev1"), ("clientId", "a b+c/d\u00e9"),
+             ("Extra", "x=y&z")]
+        self.assertSigned(self.send(p + [("signmethod", "hmacsha256"), ("sign", self.sign(p, "hmacsha256"))]))
+
+    def test_query_and_body_together_body_wins(self):
+        body = self.base()
+        query = [("clientId", "from-query"), ("random", "42")]
+        sign = self.sign(body + query)
+        self.assertSigned(self.send(body + [("sign", sign)], query))
+
+    def test_wrong_or_missing_signature(self):
+        p = self.base()
+        good = self.sign(p)
+        bad = ("0" if good[0] != "0" else "1") + good[1:]
+        r = self.send(p + [("sign", bad)])
+        self.assertDeviceError(r, 401, 401)
+        self.assertEqual(r.json()["message"], "signature mismatch")
+        # A parameter added after signing breaks it.
+        self.assertDeviceError(self.send(p + [("sign", good), ("extra", "1")]), 401, 401)
+        r = self.send(p)
+        self.assertDeviceError(r, 401, 401)
+        self.assertEqual(r.json()["message"], "signature required")
 
 
 class BodyLimit(DeviceAsserts, HarnessCase):

@@ -6,7 +6,6 @@
 #include <strings.h>
 #include <time.h>
 #include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
 #include <sys/queue.h>
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>

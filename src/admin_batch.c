@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 

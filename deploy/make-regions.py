@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Builds the sample region catalog data/regions.json from data/cloud-regions.csv.
 
-One region per CSV row, one default instance per region, example.com endpoints.
-Python 3 standard library only. See docs/catalog.md ("The sample catalog").
+One region per CSV row, one default instance per region, example.com endpoints,
+a regionHost on every mqtt endpoint and the vendor SDK 4.x numeric region ids as
+aliases. Python 3 standard library only. See docs/catalog.md ("The sample catalog").
 
     deploy/make-regions.py [--csv data/cloud-regions.csv] [--output data/regions.json]
 
@@ -46,6 +47,20 @@ NOTIFY = {
     "password_env": "NOTIFY_PASSWORD",
 }
 
+# The vendor SDK 4.x names a region by number (AIOT_BOOTSTRAPOPT_REGIONID) in
+# GET /auth/bootstrap/regionId/{n}: SPEC §3's table, the index is the number.
+SDK_REGIONS = [
+    "cn-shanghai", "ap-southeast-1", "ap-northeast-1", "us-east-1", "eu-central-1",
+    "us-west-1", "cn-hangzhou", "cn-shenzhen", "cn-beijing", "cn-qingdao",
+    "cn-zhangjiakou", "cn-huhehaote", "cn-heyuan", "cn-chengdu", "cn-hongkong",
+    "ap-southeast-2", "ap-southeast-3", "ap-southeast-5", "ap-south-1", "eu-west-1",
+    "me-east-1",
+]
+# SDK regions that cloud-regions.csv leaves out on purpose (closed, see
+# data/README.md): their numbers stay unassigned and answer 460. Any other SDK
+# region missing from the CSV is an error, so an edit cannot drop one silently.
+SDK_REGIONS_ABSENT = {"ap-southeast-2", "ap-south-1"}
+
 REGION_ID_RE = re.compile(r"^[a-z0-9-]{1,%d}$" % REGION_ID_MAX)
 INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,%d}$" % INSTANCE_ID_MAX)
 
@@ -65,6 +80,21 @@ def instance_id(region_id):
 def max_host_len(template, region_id, instance):
     return len(template.replace("${productKey}", "x" * PRODUCT_KEY_MAX)
                .replace("${regionId}", region_id).replace("${instanceId}", instance))
+
+
+def sdk_aliases(region_ids):
+    """Region id -> its SDK numbers as alias strings (Alibaba Cloud rows only:
+    their ids carry no provider prefix)."""
+    aliases = {}
+    for number, rid in enumerate(SDK_REGIONS):
+        if rid in region_ids:
+            aliases.setdefault(rid, []).append(str(number))
+        elif rid not in SDK_REGIONS_ABSENT:
+            fail("SDK region %d %r is not in the CSV (nor in SDK_REGIONS_ABSENT)" % (number, rid))
+    clash = region_ids.intersection(str(n) for n in range(len(SDK_REGIONS)))
+    if clash:
+        fail("region ids %s clash with SDK aliases" % sorted(clash))
+    return aliases
 
 
 def coordinate(row, line, field, bound):
@@ -101,13 +131,16 @@ def build(rows):
             fail("line %d: name %r is longer than %d bytes" % (line, name, NAME_MAX))
 
         mqtt_host = "${productKey}.iot-as-mqtt.%s.example.com" % rid
+        # The regionId form knows no device: the same host without the product key.
+        region_host = "iot-as-mqtt.%s.example.com" % rid
         http_host = "iot-as-http.%s.example.com" % rid
-        for host in (mqtt_host, http_host):
+        for host in (mqtt_host, region_host, http_host):
             if max_host_len(host, rid, iid) > HOST_MAX:
                 fail("line %d: host %r too long" % (line, host))
-        body = ANSWER_FIXED + max_host_len(mqtt_host, rid, iid) + len(str(MQTT_PORT))
-        if body > ANSWER_MAX:
-            fail("line %d: default answer would be %d bytes" % (line, body))
+        for host in (mqtt_host, region_host):
+            body = ANSWER_FIXED + max_host_len(host, rid, iid) + len(str(MQTT_PORT))
+            if body > ANSWER_MAX:
+                fail("line %d: default answer with %r would be %d bytes" % (line, host, body))
 
         regions.append({
             "id": rid,
@@ -118,7 +151,7 @@ def build(rows):
                 "id": iid,
                 "default": True,
                 "endpoints": {
-                    "mqtt": {"host": mqtt_host, "port": MQTT_PORT},
+                    "mqtt": {"host": mqtt_host, "regionHost": region_host, "port": MQTT_PORT},
                     "http": {"host": http_host, "port": HTTP_PORT},
                 },
                 "notify": dict(NOTIFY),
@@ -126,6 +159,12 @@ def build(rows):
         })
     if not regions:
         fail("no rows")
+    aliases = sdk_aliases(region_ids)
+    for i, region in enumerate(regions):
+        if region["id"] in aliases:
+            # After "name", as docs/catalog.md shows a region.
+            items = list(region.items())
+            regions[i] = dict(items[:2] + [("aliases", aliases[region["id"]])] + items[2:])
     return {"regions": regions}
 
 

@@ -8,6 +8,7 @@
 
 #define CATALOG_REGION_ID_MAX 32
 #define CATALOG_INSTANCE_ID_MAX 64
+#define CATALOG_ALIASES_MAX 64    /* aliases per region */
 #define CATALOG_HOST_MAX 100      /* after substituting the longest values */
 #define CATALOG_ANSWER_MAX 192    /* the default (mqtt only) answer body */
 #define CATALOG_PRODUCT_KEY_MAX 32
@@ -20,6 +21,8 @@ struct catalog_endpoint {
 	int port;
 	char *ip;       /* IPv4 literal or NULL */
 	bool needs_device; /* host uses ${productKey} or ${deviceName} */
+	char *region_host; /* "regionHost": the host for the regionId form, or NULL;
+	                    * a template of ${regionId} and ${instanceId} only */
 };
 
 struct catalog_notify {
@@ -50,12 +53,23 @@ struct catalog_region {
 	double latitude, longitude;
 	struct catalog_instance *instances;
 	size_t ninstances;
+	char **aliases; /* other names in the regionId form ("4"), file order */
+	size_t naliases;
+};
+
+/* One region id or alias in the lookup index. */
+struct catalog_name {
+	const char *name; /* borrowed from the region */
+	struct catalog_region *region;
+	bool alias;
 };
 
 struct catalog {
 	int refs; /* only touched through __atomic builtins (catalog_ref/unref) */
 	struct catalog_region *regions;
 	size_t nregions;
+	struct catalog_name *names; /* every region id and alias, sorted by strcmp */
+	size_t nnames;
 };
 
 /* Values substituted into endpoint host templates. Any may be NULL. */
@@ -83,8 +97,11 @@ int catalog_to_json(const struct catalog *cat, char **out, size_t *len)
 struct catalog *catalog_ref(struct catalog *cat);
 void catalog_unref(struct catalog *cat);
 
-/* Lookups return borrowed pointers valid while the caller holds a reference. */
+/* Lookups return borrowed pointers valid while the caller holds a reference.
+ * catalog_region finds a region by its id only; catalog_region_named by its id
+ * or one of its aliases (the regionId form). Both are binary searches. */
 const struct catalog_region *catalog_region(const struct catalog *cat, const char *id);
+const struct catalog_region *catalog_region_named(const struct catalog *cat, const char *name);
 const struct catalog_instance *catalog_instance(const struct catalog_region *r, const char *id);
 /* The default instance, or the first one when none is marked default. */
 const struct catalog_instance *catalog_default_instance(const struct catalog_region *r);
@@ -98,5 +115,12 @@ const struct catalog_instance *catalog_find_instance(const struct catalog *cat, 
  * device name is longer than CATALOG_PRODUCT_KEY_MAX / CATALOG_DEVICE_NAME_MAX. */
 int catalog_render_host(const struct catalog_endpoint *ep, const struct catalog_instance *inst,
 	const struct catalog_vars *vars, char *buf, size_t len) __attribute__((warn_unused_result));
+/* The same for the regionId form, where no device is known: renders EP's
+ * regionHost when it has one, else its host. Returns the length, or -1 when
+ * that host needs ${productKey} or ${deviceName} (the form answers 460) or
+ * does not fit. ${regionId} is the region's id, also when it was named by an alias. */
+int catalog_render_region_host(const struct catalog_endpoint *ep,
+	const struct catalog_instance *inst, char *buf, size_t len)
+	__attribute__((warn_unused_result));
 
 #endif

@@ -517,15 +517,17 @@ static bool admin_explain_address(struct adminreq *ar)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ar->req);
 	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-	struct evkeyvalq q;
-	const char *ip;
+	char *copy = query ? strdup(query) : NULL; /* decoded in place */
+	struct form_param q[FORM_PARAMS_MAX];
+	const struct form_param *ip;
+	const char *why;
+	size_t n;
 	bool ok = false;
 
-	TAILQ_INIT(&q);
-	if (query && evhttp_parse_query_str(query, &q) == 0 && (ip = evhttp_find_header(&q, "ip")) != NULL &&
-	    netaddr_parse(ip, strlen(ip), &ar->client) == 0)
+	if (copy && form_query_parse(copy, strlen(copy), q, FORM_PARAMS_MAX, &n, &why) == 0 &&
+	    (ip = form_param_find(q, n, "ip")) != NULL && netaddr_parse(ip->value, ip->value_len, &ar->client) == 0)
 		ok = true;
-	evhttp_clear_headers(&q);
+	free(copy);
 	if (!ok)
 		adminreq_error(ar, 400, "invalid_parameter", "ip must be an IPv4 or IPv6 address");
 	ar->explain = ok;

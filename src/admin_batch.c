@@ -13,6 +13,7 @@
 #include "batch.h"
 #include "config.h"
 #include "csvdoc.h"
+#include "form.h"
 #include "log.h"
 #include "lua.h"
 #include "schema.h"
@@ -415,18 +416,20 @@ static void admin_batch_list(struct adminreq *ar)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ar->req);
 	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-	struct evkeyvalq q;
-	const char *limit_s, *cursor;
+	char *copy = query ? strdup(query) : NULL; /* decoded in place */
+	struct form_param q[FORM_PARAMS_MAX];
+	const struct form_param *p;
+	const char *limit_s, *cursor, *why;
 	char limit[16];
+	size_t nq = 0;
 	long n = 20;
 
-	TAILQ_INIT(&q);
-	if (query && evhttp_parse_query_str(query, &q) < 0) {
+	if (query && (copy == NULL || form_query_parse(copy, strlen(copy), q, FORM_PARAMS_MAX, &nq, &why) < 0)) {
 		adminreq_error(ar, 400, "invalid_parameter", "the query string cannot be read");
 		goto out;
 	}
-	limit_s = evhttp_find_header(&q, "limit");
-	cursor = evhttp_find_header(&q, "cursor");
+	limit_s = (p = form_param_find(q, nq, "limit")) != NULL ? p->value : NULL;
+	cursor = (p = form_param_find(q, nq, "cursor")) != NULL ? p->value : NULL;
 	if (limit_s) {
 		if (!admin_batch_digits(limit_s, 3) || (n = strtol(limit_s, NULL, 10)) < 1 || n > ADMIN_BATCH_LIST_MAX) {
 			adminreq_error(ar, 400, "invalid_parameter", "limit must be 1-100");
@@ -446,7 +449,7 @@ static void admin_batch_list(struct adminreq *ar)
 		adminreq_unavailable(ar);
 	}
 out:
-	evhttp_clear_headers(&q);
+	free(copy);
 }
 
 /* --- retry --- */

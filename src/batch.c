@@ -6,9 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/queue.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
@@ -43,8 +40,9 @@ struct batch_parser {
 	const struct catalog *cat;
 	size_t max_devices;
 	struct batch_error *err;
-	struct evkeyvalq query; /* decoded query string, owns its strings */
-	char *json;             /* NUL-terminated copy of a JSON body */
+	char *query;                /* copy of the query string, decoded in place */
+	struct form_param *qparams; /* its parameters, into QUERY */
+	char *json;                 /* NUL-terminated copy of a JSON body */
 	yajl_val tree;
 	yajl_val devices, products; /* borrowed from TREE, NULL when absent */
 	/* Non-empty parameter values, borrowed from QUERY or TREE; NULL when absent.
@@ -113,10 +111,10 @@ static const char *batch_type_name(yajl_val v)
 	}
 }
 
-static int batch_param_index(const char *name)
+static int batch_param_index(const char *name, size_t len)
 {
 	for (int i = 0; i < BATCH_P_COUNT; i++)
-		if (strcmp(batch_param_names[i], name) == 0)
+		if (strlen(batch_param_names[i]) == len && memcmp(batch_param_names[i], name, len) == 0)
 			return i;
 	return -1;
 }
@@ -150,8 +148,8 @@ static bool batch_is_hex(char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* evhttp keeps a '%' that starts no escape as is and decodes "%00" into a NUL
- * that cuts the value short: refuse both, naming the parameter. */
+/* A '%' that starts no escape and "%00" are refused (form_query_parse would
+ * too), here first so that the message names the parameter. */
 static int batch_query_raw_ok(struct batch_parser *p, const char *q)
 {
 	char qn[BATCH_QUOTE_BUF];
@@ -180,30 +178,40 @@ static int batch_query_raw_ok(struct batch_parser *p, const char *q)
 static int batch_read_query(struct batch_parser *p, const char *query)
 {
 	char qn[BATCH_QUOTE_BUF];
-	struct evkeyval *kv;
+	size_t len, max = 1, n;
+	const char *why;
 
 	if (query == NULL || query[0] == '\0')
 		return 0;
 	if (batch_query_raw_ok(p, query) < 0)
 		return -1;
-	if (evhttp_parse_query_str(query, &p->query) != 0)
+	len = strlen(query);
+	for (size_t k = 0; k < len; k++)
+		max += query[k] == '&'; /* room for every pair: no limit on their number */
+	p->query = malloc(len);
+	p->qparams = calloc(max, sizeof(*p->qparams));
+	if (p->query == NULL || p->qparams == NULL)
+		return batch_nomem(p->err);
+	memcpy(p->query, query, len);
+	if (form_query_parse(p->query, len, p->qparams, max, &n, &why) != 0)
 		return batch_fail(p->err, 400, "invalid_parameter",
 			"query string: cannot be decoded (every parameter needs name=value)");
-	TAILQ_FOREACH(kv, &p->query, next) {
-		int i = batch_param_index(kv->key);
+	for (size_t k = 0; k < n; k++) {
+		const struct form_param *kv = &p->qparams[k];
+		int i = batch_param_index(kv->name, kv->name_len);
 
 		if (i < 0)
 			return batch_fail(p->err, 400, "invalid_parameter",
 				"parameter %s: unknown (known: " BATCH_PARAMS_KNOWN ")",
-				batch_quote(qn, sizeof(qn), kv->key));
-		if (kv->value[0] == '\0')
+				batch_quote_len(qn, sizeof(qn), kv->name, kv->name_len));
+		if (kv->value_len == 0)
 			continue;
-		if (!csvdoc_valid_text(kv->value, strlen(kv->value)))
+		if (!csvdoc_valid_text(kv->value, kv->value_len))
 			return batch_fail(p->err, 400, "invalid_parameter",
-				"parameter %s: not UTF-8 text, or holds a control character", kv->key);
+				"parameter %s: not UTF-8 text, or holds a control character", batch_param_names[i]);
 		if (p->param[i] != NULL)
 			return batch_fail(p->err, 400, "invalid_parameter",
-				"parameter %s: given twice", kv->key);
+				"parameter %s: given twice", batch_param_names[i]);
 		p->param[i] = kv->value;
 	}
 	return 0;
@@ -284,7 +292,7 @@ static int batch_read_json(struct batch_parser *p, const char *body, size_t len)
 	for (size_t k = 0; k < tree->u.object.len; k++) {
 		const char *key = tree->u.object.keys[k];
 		yajl_val v = tree->u.object.values[k];
-		int i = batch_param_index(key);
+		int i = batch_param_index(key, strlen(key));
 		bool *once = i >= 0 ? &seen[i] : strcmp(key, "devices") == 0 ? &seen_devices :
 			strcmp(key, "products") == 0 ? &seen_products : NULL;
 
@@ -738,7 +746,6 @@ int batch_parse(const char *query, const char *content_type, const char *body, s
 	bool json;
 	int rc = -1;
 
-	TAILQ_INIT(&p.query);
 	if (batch_media_type(content_type, &json) < 0) {
 		if (content_type == NULL)
 			batch_fail(err, 415, "unsupported_media_type",
@@ -772,7 +779,8 @@ out:
 	batch_request_free(p.req);
 	yajl_tree_free(p.tree);
 	free(p.json);
-	evhttp_clear_headers(&p.query);
+	free(p.qparams);
+	free(p.query);
 	return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/queue.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
@@ -77,6 +78,10 @@ struct bootstrap_req {
 	char body[BOOTSTRAP_BODY_MAX]; /* the answer, held while the bootstrap is recorded */
 	int body_len;
 	uint64_t id;
+	/* The query and body, decoded in place by form_parse (FORM points into
+	 * them), then as much room again for the signed content. */
+	size_t input_len;
+	char input[];
 };
 
 /* What is left of redis.timeout_ms for this request's next Redis round. */
@@ -202,63 +207,28 @@ send:
 	bootstrap_send(br->req, br->route, &br->started, 200, br->body, br->body_len);
 }
 
-static int bootstrap_cmp_key(const void *a, const void *b)
-{
-	const struct evkeyval *x = *(const struct evkeyval *const *)a, *y = *(const struct evkeyval *const *)b;
-	int c = strcmp(x->key, y->key);
-
-	/* Equal names keep their order (the first one is the one used). */
-	return c ? c : (x < y ? -1 : x > y);
-}
-
 /* 0 when the signature is right, -1 when missing or wrong, -2 on an internal problem. */
 static int bootstrap_check_sign(struct bootstrap_req *br)
 {
 	static const char *const skip[] = { "sign", "signmethod", "version", "resources" };
-	const struct evkeyval *kv, **sorted = NULL;
 	char plain[SECRET_PLAIN_MAX + 1], expect[SECRET_HMAC_HEX_MAX + 1];
-	char *content = NULL;
-	size_t n = 0, cap = 1, off = 0;
+	char *content = br->input + br->input_len; /* the room form_sign_content may need */
+	size_t len;
 	int rc = -2;
 
 	if (br->form.sign == NULL)
 		return -1;
-	TAILQ_FOREACH(kv, &br->form.params, next) {
-		n++;
-		cap += strlen(kv->key) + strlen(kv->value);
-	}
-	sorted = calloc(n ? n : 1, sizeof(*sorted));
-	content = malloc(cap);
-	if (sorted == NULL || content == NULL)
+	if (form_sign_content(&br->form, skip, sizeof(skip) / sizeof(skip[0]), content, br->input_len, &len) < 0)
 		goto out;
-	n = 0;
-	TAILQ_FOREACH(kv, &br->form.params, next) {
-		size_t s;
-		for (s = 0; s < sizeof(skip) / sizeof(skip[0]) && strcmp(kv->key, skip[s]) != 0; s++)
-			;
-		if (s == sizeof(skip) / sizeof(skip[0]))
-			sorted[n++] = kv;
-	}
-	qsort(sorted, n, sizeof(*sorted), bootstrap_cmp_key);
-	for (size_t i = 0; i < n; i++) {
-		size_t kl = strlen(sorted[i]->key), vl = strlen(sorted[i]->value);
-		if (i > 0 && strcmp(sorted[i - 1]->key, sorted[i]->key) == 0)
-			continue;
-		memcpy(content + off, sorted[i]->key, kl);
-		memcpy(content + off + kl, sorted[i]->value, vl);
-		off += kl + vl;
-	}
 	if (secret_open(br->t->srv->secret_key, br->field, (const unsigned char *)br->sealed, br->sealed_len,
 		    plain, sizeof(plain)) < 0)
 		goto out;
-	if (secret_hmac_hex(br->form.signmethod ? br->form.signmethod : "hmacmd5", plain, content, off, expect,
+	if (secret_hmac_hex(br->form.signmethod ? br->form.signmethod : "hmacmd5", plain, content, len, expect,
 		    sizeof(expect)) < 0)
 		goto out;
 	rc = secret_hex_equal(expect, br->form.sign) ? 0 : -1;
 out:
 	OPENSSL_cleanse(plain, sizeof(plain));
-	free(sorted);
-	free(content);
 	return rc;
 }
 
@@ -499,7 +469,7 @@ static void bootstrap_device(struct server_thread *t, struct evhttp_request *req
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-	size_t blen = evbuffer_get_length(in);
+	size_t blen = evbuffer_get_length(in), qlen;
 	const char *body = blen ? (const char *)evbuffer_pullup(in, -1) : NULL;
 	char pkey[SCHEMA_KEY_MAX], dkey[SCHEMA_KEY_MAX];
 	struct bootstrap_req *br;
@@ -512,11 +482,20 @@ static void bootstrap_device(struct server_thread *t, struct evhttp_request *req
 		bootstrap_fail_req(req, METRICS_BOOTSTRAP, started, 460, "unsupported content type");
 		return;
 	}
-	br = calloc(1, sizeof(*br));
+	/* One byte over FORM_BODY_MAX is enough for form_parse to refuse the body. */
+	if (blen > FORM_BODY_MAX + 1)
+		blen = FORM_BODY_MAX + 1;
+	qlen = query != NULL ? strlen(query) : 0;
+	br = calloc(1, sizeof(*br) + 2 * (qlen + blen));
 	if (br == NULL) {
 		bootstrap_fail_req(req, METRICS_BOOTSTRAP, started, 500, "internal error");
 		return;
 	}
+	br->input_len = qlen + blen;
+	if (qlen)
+		memcpy(br->input, query, qlen);
+	if (blen)
+		memcpy(br->input + qlen, body, blen);
 	br->refs = 1;
 	br->t = t;
 	br->req = req;
@@ -527,8 +506,7 @@ static void bootstrap_device(struct server_thread *t, struct evhttp_request *req
 		br->client_known = true;
 	}
 	br->id = ++t->requests;
-	TAILQ_INIT(&br->form.params);
-	if (form_parse(&br->form, query, body, blen, &why) < 0) {
+	if (form_parse(&br->form, query ? br->input : NULL, qlen, body ? br->input + qlen : NULL, blen, &why) < 0) {
 		bootstrap_fail(br, 460, why ? why : "bad parameters");
 		goto out;
 	}

@@ -275,9 +275,11 @@ static int catalog_template_var(const char *s, size_t *skip)
 }
 
 /* Validates a host template and returns its length with the longest values
- * substituted, and whether it needs the device's identity. */
+ * substituted, and whether it needs the device's identity. Without DEVICE
+ * (regionHost), ${productKey} and ${deviceName} are refused. */
 static int catalog_check_host(struct catalog_parser *p, const char *field, const char *host,
-	const char *region_id, const char *instance_id, size_t *maxlen, bool *needs_device)
+	const char *region_id, const char *instance_id, bool device, size_t *maxlen,
+	bool *needs_device)
 {
 	char q[96], q2[96];
 	size_t len = 0, hostlen = strlen(host);
@@ -323,6 +325,10 @@ static int catalog_check_host(struct catalog_parser *p, const char *field, const
 				"variable (known: " CATALOG_VARS_KNOWN ")", (size_t)(s - host),
 				catalog_quote(q, sizeof(q), host));
 		}
+		if (!device && (var == CATALOG_VAR_PRODUCT_KEY || var == CATALOG_VAR_DEVICE_NAME))
+			return catalog_fail(p, field, "%s uses ${%s}, but the regionId form knows no "
+				"device (only ${regionId} and ${instanceId} may be used here)",
+				catalog_quote(q, sizeof(q), host), catalog_var_names[var]);
 		switch (var) {
 		case CATALOG_VAR_PRODUCT_KEY:
 			len += CATALOG_PRODUCT_KEY_MAX;
@@ -367,16 +373,17 @@ static int catalog_parse_endpoint(struct catalog_parser *p, yajl_val v, const ch
 	const struct catalog_region *r, const struct catalog_instance *inst,
 	struct catalog_endpoint *ep)
 {
-	static const char *const keys[] = { "host", "port", "ip", NULL };
+	static const char *const keys[] = { "host", "regionHost", "port", "ip", NULL };
 	char field[64], sub[80], q[96];
 	struct in_addr addr;
-	yajl_val host, ip;
-	size_t maxlen = 0;
+	yajl_val host, region_host, ip;
+	size_t maxlen = 0, region_maxlen = 0;
+	bool unused;
 
 	snprintf(field, sizeof(field), "endpoints.%s", protocol);
 	if (!YAJL_IS_OBJECT(v))
 		return catalog_fail(p, field, "must be an object, got %s", catalog_type_name(v));
-	if (catalog_check_keys(p, v, field, keys, "host, port, ip") < 0)
+	if (catalog_check_keys(p, v, field, keys, "host, regionHost, port, ip") < 0)
 		return -1;
 	if (catalog_dup(p, field, protocol, &ep->protocol) < 0)
 		return -1;
@@ -387,11 +394,24 @@ static int catalog_parse_endpoint(struct catalog_parser *p, yajl_val v, const ch
 		return catalog_fail(p, sub, "required");
 	if (!YAJL_IS_STRING(host))
 		return catalog_fail(p, sub, "must be a string, got %s", catalog_type_name(host));
-	if (catalog_check_host(p, sub, host->u.string, r->id, inst->id, &maxlen,
+	if (catalog_check_host(p, sub, host->u.string, r->id, inst->id, true, &maxlen,
 			&ep->needs_device) < 0)
 		return -1;
 	if (catalog_dup(p, sub, host->u.string, &ep->host) < 0)
 		return -1;
+
+	region_host = catalog_get(v, "regionHost");
+	if (region_host != NULL) {
+		snprintf(sub, sizeof(sub), "%s.regionHost", field);
+		if (!YAJL_IS_STRING(region_host))
+			return catalog_fail(p, sub, "must be a string, got %s",
+				catalog_type_name(region_host));
+		if (catalog_check_host(p, sub, region_host->u.string, r->id, inst->id, false,
+				&region_maxlen, &unused) < 0)
+			return -1;
+		if (catalog_dup(p, sub, region_host->u.string, &ep->region_host) < 0)
+			return -1;
+	}
 
 	snprintf(sub, sizeof(sub), "%s.port", field);
 	if (catalog_port(p, catalog_get(v, "port"), sub, &ep->port) < 0)
@@ -409,15 +429,18 @@ static int catalog_parse_endpoint(struct catalog_parser *p, yajl_val v, const ch
 			return -1;
 	}
 
+	/* The regionId form answers with regionHost: its answer has the same bound. */
 	if (strcmp(protocol, "mqtt") == 0) {
+		bool longer = region_maxlen > maxlen;
+		size_t hostlen = longer ? region_maxlen : maxlen;
 		size_t iplen = ep->ip != NULL ? CATALOG_ANSWER_IP_FIXED + strlen(ep->ip) : 0;
-		size_t body = CATALOG_ANSWER_FIXED + maxlen + catalog_digits(ep->port) + iplen;
+		size_t body = CATALOG_ANSWER_FIXED + hostlen + catalog_digits(ep->port) + iplen;
 
 		if (body > CATALOG_ANSWER_MAX)
 			return catalog_fail(p, field, "the default answer would be %zu bytes with the "
-				"longest values substituted, more than %d (%d + host %zu + port %zu + ip %zu)",
-				body, CATALOG_ANSWER_MAX, CATALOG_ANSWER_FIXED, maxlen,
-				catalog_digits(ep->port), iplen);
+				"longest values substituted, more than %d (%d + %s %zu + port %zu + ip %zu)",
+				body, CATALOG_ANSWER_MAX, CATALOG_ANSWER_FIXED,
+				longer ? "regionHost" : "host", hostlen, catalog_digits(ep->port), iplen);
 	}
 	return 0;
 }
@@ -663,13 +686,50 @@ static int catalog_parse_instance(struct catalog_parser *p, yajl_val v, size_t i
 	return 0;
 }
 
+/* "aliases": other names of the region in the regionId form. They keep the
+ * region id rules, being path segments of the same URL. Uniqueness against
+ * every id and alias is checked once all regions are read (catalog_index). */
+static int catalog_parse_aliases(struct catalog_parser *p, yajl_val v, struct catalog_region *r)
+{
+	char field[32], q[96];
+	size_t n;
+
+	if (!YAJL_IS_ARRAY(v))
+		return catalog_fail(p, "aliases", "must be an array of strings, got %s",
+			catalog_type_name(v));
+	n = v->u.array.len;
+	if (n > CATALOG_ALIASES_MAX)
+		return catalog_fail(p, "aliases", "%zu aliases, more than %d", n, CATALOG_ALIASES_MAX);
+	if (n == 0)
+		return 0;
+	r->aliases = calloc(n, sizeof(*r->aliases));
+	if (r->aliases == NULL)
+		return catalog_fail(p, "aliases", "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		yajl_val a = v->u.array.values[i];
+		size_t len;
+
+		snprintf(field, sizeof(field), "aliases[%zu]", i);
+		if (!YAJL_IS_STRING(a))
+			return catalog_fail(p, field, "must be a string, got %s", catalog_type_name(a));
+		len = strlen(a->u.string);
+		if (len == 0 || len > CATALOG_REGION_ID_MAX || !catalog_is_lower_id(a->u.string))
+			return catalog_fail(p, field, "must be 1..%d characters of [a-z0-9-], got %s",
+				CATALOG_REGION_ID_MAX, catalog_quote(q, sizeof(q), a->u.string));
+		if (catalog_dup(p, field, a->u.string, &r->aliases[i]) < 0)
+			return -1;
+		r->naliases = i + 1;
+	}
+	return 0;
+}
+
 static int catalog_parse_region(struct catalog_parser *p, yajl_val v, size_t index,
 	struct catalog_region *r)
 {
-	static const char *const keys[] = { "id", "name", "latitude", "longitude", "instances",
-		NULL };
+	static const char *const keys[] = { "id", "name", "aliases", "latitude", "longitude",
+		"instances", NULL };
 	char where[128];
-	yajl_val name, instances;
+	yajl_val name, aliases, instances;
 	size_t first_default = SIZE_MAX;
 
 	snprintf(p->where, sizeof(p->where), "regions[%zu]", index);
@@ -679,7 +739,7 @@ static int catalog_parse_region(struct catalog_parser *p, yajl_val v, size_t ind
 		return -1;
 	snprintf(where, sizeof(where), "regions[%zu] (\"%s\")", index, r->id);
 	snprintf(p->where, sizeof(p->where), "%s", where);
-	if (catalog_check_keys(p, v, "", keys, "id, name, latitude, longitude, instances") < 0)
+	if (catalog_check_keys(p, v, "", keys, "id, name, aliases, latitude, longitude, instances") < 0)
 		return -1;
 
 	name = catalog_get(v, "name");
@@ -689,6 +749,9 @@ static int catalog_parse_region(struct catalog_parser *p, yajl_val v, size_t ind
 	} else if (catalog_dup(p, "name", r->id, &r->name) < 0) {
 		return -1;
 	}
+	aliases = catalog_get(v, "aliases");
+	if (aliases != NULL && catalog_parse_aliases(p, aliases, r) < 0)
+		return -1;
 	if (catalog_coordinate(p, catalog_get(v, "latitude"), "latitude", 90, &r->latitude) < 0 ||
 			catalog_coordinate(p, catalog_get(v, "longitude"), "longitude", 180,
 				&r->longitude) < 0)
@@ -757,6 +820,81 @@ static size_t catalog_first_duplicate(struct catalog_seen *seen, size_t n)
 	return best;
 }
 
+/* Says what S is (a region id: .instance 0, alias k: .instance k + 1) as seen
+ * from regions[HERE]. */
+static const char *catalog_seen_what(const struct catalog *cat, const struct catalog_seen *s,
+	size_t here, char *buf, size_t size)
+{
+	if (s->instance == 0 && s->region == here)
+		snprintf(buf, size, "this region's id");
+	else if (s->instance == 0)
+		snprintf(buf, size, "the id of regions[%zu]", s->region);
+	else if (s->region == here)
+		snprintf(buf, size, "aliases[%zu] of this region", s->instance - 1);
+	else
+		snprintf(buf, size, "aliases[%zu] of regions[%zu] (\"%s\")", s->instance - 1,
+			s->region, cat->regions[s->region].id);
+	return buf;
+}
+
+/* Checks that region ids and aliases are unique together, and builds the
+ * sorted index the lookups search. */
+static int catalog_index(struct catalog_parser *p, struct catalog *cat)
+{
+	struct catalog_seen *seen = NULL;
+	size_t n = cat->nregions, k;
+	char what[160];
+	int rc = -1;
+
+	p->where[0] = '\0';
+	for (size_t r = 0; r < cat->nregions; r++)
+		n += cat->regions[r].naliases;
+	seen = calloc(n, sizeof(*seen));
+	cat->names = calloc(n, sizeof(*cat->names));
+	if (seen == NULL || cat->names == NULL) {
+		catalog_fail(p, "regions", "out of memory");
+		goto out;
+	}
+	n = 0;
+	for (size_t r = 0; r < cat->nregions; r++) {
+		const struct catalog_region *reg = &cat->regions[r];
+
+		seen[n++] = (struct catalog_seen){ reg->id, r, 0 };
+		for (size_t a = 0; a < reg->naliases; a++)
+			seen[n++] = (struct catalog_seen){ reg->aliases[a], r, a + 1 };
+	}
+	k = catalog_first_duplicate(seen, n);
+	if (k != SIZE_MAX) {
+		const struct catalog_seen *a = &seen[k - 1], *b = &seen[k];
+
+		snprintf(p->where, sizeof(p->where), "regions[%zu] (\"%s\")", b->region,
+			cat->regions[b->region].id);
+		catalog_seen_what(cat, a, b->region, what, sizeof(what));
+		if (b->instance == 0 && a->instance == 0)
+			catalog_fail(p, "id", "duplicate region id (regions[%zu] has it already)",
+				a->region);
+		else if (b->instance == 0)
+			catalog_fail(p, "id", "region id \"%s\" is %s already (region ids and "
+				"aliases are unique across the catalog)", b->id, what);
+		else {
+			char field[32];
+
+			snprintf(field, sizeof(field), "aliases[%zu]", b->instance - 1);
+			catalog_fail(p, field, "alias \"%s\" is %s already (region ids and aliases "
+				"are unique across the catalog)", b->id, what);
+		}
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		cat->names[i] = (struct catalog_name){ seen[i].id, &cat->regions[seen[i].region],
+			seen[i].instance != 0 };
+	cat->nnames = n;
+	rc = 0;
+out:
+	free(seen);
+	return rc;
+}
+
 static int catalog_check_unique(struct catalog_parser *p, const struct catalog *cat)
 {
 	struct catalog_seen *seen = NULL;
@@ -764,23 +902,6 @@ static int catalog_check_unique(struct catalog_parser *p, const struct catalog *
 	int rc = -1;
 
 	p->where[0] = '\0';
-	seen = calloc(cat->nregions, sizeof(*seen));
-	if (seen == NULL) {
-		catalog_fail(p, "regions", "out of memory");
-		goto out;
-	}
-	for (size_t r = 0; r < cat->nregions; r++)
-		seen[r] = (struct catalog_seen){ cat->regions[r].id, r, 0 };
-	k = catalog_first_duplicate(seen, cat->nregions);
-	if (k != SIZE_MAX) {
-		snprintf(p->where, sizeof(p->where), "regions[%zu] (\"%s\")", seen[k].region,
-			seen[k].id);
-		catalog_fail(p, "id", "duplicate region id (regions[%zu] has it already)",
-			seen[k - 1].region);
-		goto out;
-	}
-	free(seen);
-
 	for (size_t r = 0; r < cat->nregions; r++)
 		n += cat->regions[r].ninstances;
 	seen = calloc(n, sizeof(*seen));
@@ -836,6 +957,7 @@ static void catalog_free(struct catalog *cat)
 				free(inst->endpoints[e].protocol);
 				free(inst->endpoints[e].host);
 				free(inst->endpoints[e].ip);
+				free(inst->endpoints[e].region_host);
 			}
 			free(inst->endpoints);
 			free(inst->notify.broker);
@@ -848,10 +970,14 @@ static void catalog_free(struct catalog *cat)
 			free(inst->id);
 		}
 		free(reg->instances);
+		for (size_t a = 0; a < reg->naliases; a++)
+			free(reg->aliases[a]);
+		free(reg->aliases);
 		free(reg->id);
 		free(reg->name);
 	}
 	free(cat->regions);
+	free(cat->names);
 	free(cat);
 }
 
@@ -922,7 +1048,7 @@ int catalog_parse(const char *json, size_t len, const char *name, struct catalog
 	for (size_t r = 0; r < cat->nregions; r++)
 		if (catalog_parse_region(&p, regions->u.array.values[r], r, &cat->regions[r]) < 0)
 			goto out;
-	if (catalog_check_unique(&p, cat) < 0)
+	if (catalog_index(&p, cat) < 0 || catalog_check_unique(&p, cat) < 0)
 		goto out;
 	*out = cat;
 	cat = NULL;
@@ -1041,14 +1167,30 @@ void catalog_unref(struct catalog *cat)
 		catalog_free(cat);
 }
 
+static int catalog_name_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct catalog_name *)elem)->name);
+}
+
+static const struct catalog_name *catalog_name_find(const struct catalog *cat, const char *name)
+{
+	if (cat == NULL || name == NULL || cat->nnames == 0)
+		return NULL;
+	return bsearch(name, cat->names, cat->nnames, sizeof(*cat->names), catalog_name_cmp);
+}
+
 const struct catalog_region *catalog_region(const struct catalog *cat, const char *id)
 {
-	if (cat == NULL || id == NULL)
-		return NULL;
-	for (size_t r = 0; r < cat->nregions; r++)
-		if (strcmp(cat->regions[r].id, id) == 0)
-			return &cat->regions[r];
-	return NULL;
+	const struct catalog_name *n = catalog_name_find(cat, id);
+
+	return n != NULL && !n->alias ? n->region : NULL;
+}
+
+const struct catalog_region *catalog_region_named(const struct catalog *cat, const char *name)
+{
+	const struct catalog_name *n = catalog_name_find(cat, name);
+
+	return n != NULL ? n->region : NULL;
 }
 
 const struct catalog_instance *catalog_instance(const struct catalog_region *r, const char *id)
@@ -1095,14 +1237,14 @@ const struct catalog_endpoint *catalog_endpoint(const struct catalog_instance *i
 	return NULL;
 }
 
-int catalog_render_host(const struct catalog_endpoint *ep, const struct catalog_instance *inst,
+static int catalog_render(const char *host, const struct catalog_instance *inst,
 	const struct catalog_vars *vars, char *buf, size_t len)
 {
 	size_t o = 0;
 
-	if (ep == NULL || ep->host == NULL || buf == NULL || len == 0)
+	if (host == NULL || buf == NULL || len == 0)
 		return -1;
-	for (const char *s = ep->host; *s != '\0';) {
+	for (const char *s = host; *s != '\0';) {
 		const char *val = s;
 		size_t n = 1, skip, max = SIZE_MAX;
 
@@ -1143,6 +1285,22 @@ int catalog_render_host(const struct catalog_endpoint *ep, const struct catalog_
 	return (int)o;
 }
 
+int catalog_render_host(const struct catalog_endpoint *ep, const struct catalog_instance *inst,
+	const struct catalog_vars *vars, char *buf, size_t len)
+{
+	return catalog_render(ep != NULL ? ep->host : NULL, inst, vars, buf, len);
+}
+
+int catalog_render_region_host(const struct catalog_endpoint *ep,
+	const struct catalog_instance *inst, char *buf, size_t len)
+{
+	if (ep == NULL)
+		return -1;
+	/* No vars: a ${productKey} or ${deviceName} in the host fails to render. */
+	return catalog_render(ep->region_host != NULL ? ep->region_host : ep->host, inst, NULL,
+		buf, len);
+}
+
 static yajl_gen_status catalog_gen_str(yajl_gen g, const char *s)
 {
 	return yajl_gen_string(g, (const unsigned char *)s, strlen(s));
@@ -1172,6 +1330,20 @@ static int catalog_gen_kv(yajl_gen g, const char *key, const char *value)
 	return 0;
 }
 
+/* "aliases" only when the region has some, as in the file. */
+static int catalog_gen_aliases(yajl_gen g, const struct catalog_region *reg)
+{
+	if (reg->naliases == 0)
+		return 0;
+	if (catalog_gen_str(g, "aliases") != yajl_gen_status_ok ||
+			yajl_gen_array_open(g) != yajl_gen_status_ok)
+		return -1;
+	for (size_t a = 0; a < reg->naliases; a++)
+		if (catalog_gen_str(g, reg->aliases[a]) != yajl_gen_status_ok)
+			return -1;
+	return yajl_gen_array_close(g) == yajl_gen_status_ok ? 0 : -1;
+}
+
 static int catalog_gen_instance(yajl_gen g, const struct catalog_instance *inst)
 {
 	const struct catalog_notify *n = &inst->notify;
@@ -1188,6 +1360,7 @@ static int catalog_gen_instance(yajl_gen g, const struct catalog_instance *inst)
 		if (catalog_gen_str(g, ep->protocol) != yajl_gen_status_ok ||
 				yajl_gen_map_open(g) != yajl_gen_status_ok ||
 				catalog_gen_kv(g, "host", ep->host) < 0 ||
+				catalog_gen_kv(g, "regionHost", ep->region_host) < 0 ||
 				catalog_gen_str(g, "port") != yajl_gen_status_ok ||
 				yajl_gen_integer(g, ep->port) != yajl_gen_status_ok ||
 				catalog_gen_kv(g, "ip", ep->ip) < 0 ||
@@ -1235,6 +1408,7 @@ int catalog_to_json(const struct catalog *cat, char **out, size_t *len)
 		if (yajl_gen_map_open(g) != yajl_gen_status_ok ||
 				catalog_gen_kv(g, "id", reg->id) < 0 ||
 				catalog_gen_kv(g, "name", reg->name) < 0 ||
+				catalog_gen_aliases(g, reg) < 0 ||
 				catalog_gen_str(g, "latitude") != yajl_gen_status_ok ||
 				catalog_gen_double(g, reg->latitude) != yajl_gen_status_ok ||
 				catalog_gen_str(g, "longitude") != yajl_gen_status_ok ||

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <event2/http.h>
+#include <uriparser/Uri.h>
 
 static const char form_bad_encoding[] = "bad encoding";
 
@@ -17,8 +17,9 @@ static int form_is_alnum(unsigned char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/* evhttp keeps a '%' that does not start an escape as is, and decodes "%00"
- * into a NUL that silently cuts the value short: refuse both up front. */
+/* liburiparser keeps a '%' that does not start an escape as is, and decodes
+ * "%00" into a NUL that silently cuts the value short: refuse both up front,
+ * and raw NULs with them. */
 static int form_raw_ok(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -108,40 +109,76 @@ int form_valid_device_name(const char *s)
 	return 1;
 }
 
-/* Parses one raw string into a fresh list. Returns 0 or -1 (list left empty). */
-static int form_decode(const char *raw, size_t len, struct evkeyvalq *out)
+/* One pair in place: [P, END) holds name=value. The value moves one byte
+ * left, over the '=', so that its NUL fits inside [P, END) even for the last
+ * pair of a buffer; the name stays where it was. */
+static int form_pair(char *p, char *end, struct form_param *out)
 {
-	char *copy = NULL;
-	int rc = -1;
+	char *eq = memchr(p, '=', (size_t)(end - p));
+	size_t raw;
 
-	TAILQ_INIT(out);
-	if (raw == NULL)
+	if (eq == NULL || eq == p)
+		return -1;
+	raw = (size_t)(end - eq - 1);
+	memmove(eq, eq + 1, raw);
+	eq[raw] = '\0';
+	out->name = p;
+	out->name_len = (size_t)(eq - p);
+	out->value = eq;
+	out->value_len = (size_t)(uriUnescapeInPlaceExA(eq, URI_TRUE, URI_BR_DONT_TOUCH) - eq);
+	return 0;
+}
+
+int form_query_parse(char *buf, size_t len, struct form_param *out, size_t max, size_t *n,
+	const char **why)
+{
+	char *p = buf, *end;
+
+	*n = 0;
+	if (len == 0)
 		return 0;
-	if (!form_raw_ok(raw, len))
-		goto out;
-	copy = malloc(len + 1);
-	if (copy == NULL)
-		goto out;
-	memcpy(copy, raw, len);
-	copy[len] = '\0';
-	if (evhttp_parse_query_str(copy, out) != 0)
-		goto out;
-	rc = 0;
-out:
-	free(copy);
-	return rc;
+	end = buf + len;
+	if (!form_raw_ok(buf, len)) {
+		*why = form_bad_encoding;
+		return -1;
+	}
+	while (p < end) {
+		char *amp = memchr(p, '&', (size_t)(end - p));
+
+		if (*n == max) {
+			*why = "too many parameters";
+			return -1;
+		}
+		if (form_pair(p, amp != NULL ? amp : end, &out[*n]) != 0) {
+			*why = form_bad_encoding;
+			return -1;
+		}
+		(*n)++;
+		p = amp != NULL ? amp + 1 : end;
+	}
+	return 0;
+}
+
+static int form_name_is(const struct form_param *p, const char *name)
+{
+	return strlen(name) == p->name_len && memcmp(p->name, name, p->name_len) == 0;
+}
+
+const struct form_param *form_param_find(const struct form_param *params, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (form_name_is(&params[i], name))
+			return &params[i];
+	}
+	return NULL;
 }
 
 /* The first parameter named NAME (case matters), NULL if none. */
 static const char *form_get(const struct form_request *req, const char *name)
 {
-	const struct evkeyval *kv;
+	const struct form_param *p = form_param_find(req->params, req->nparams, name);
 
-	TAILQ_FOREACH(kv, &req->params, next) {
-		if (strcmp(kv->key, name) == 0)
-			return kv->value;
-	}
-	return NULL;
+	return p != NULL ? p->value : NULL;
 }
 
 /* An optional parameter: NULL when absent or empty. */
@@ -234,33 +271,28 @@ static int form_check_text(const char *v, size_t max, const char *too_long, cons
 	return 0;
 }
 
-int form_parse(struct form_request *req, const char *query, const char *body, size_t body_len,
+int form_parse(struct form_request *req, char *query, size_t query_len, char *body, size_t body_len,
 	const char **why)
 {
-	struct evkeyvalq tail;
-	struct evkeyval *kv;
+	size_t n;
 	const char *v;
 
 	memset(req, 0, sizeof(*req));
-	TAILQ_INIT(&req->params);
-	TAILQ_INIT(&tail);
-	*why = form_bad_encoding;
-
 	if (body != NULL && body_len > FORM_BODY_MAX) {
 		*why = "body too large";
 		return -1;
 	}
 	/* Body parameters first, so that the first occurrence of a name wins. */
-	if (form_decode(body, body_len, &req->params) != 0)
+	if (form_query_parse(body, body != NULL ? body_len : 0, req->params, FORM_PARAMS_MAX, &n, why) != 0)
 		return -1;
-	if (form_decode(query, query != NULL ? strlen(query) : 0, &tail) != 0)
+	req->nparams = n;
+	if (form_query_parse(query, query != NULL ? query_len : 0, req->params + req->nparams,
+		FORM_PARAMS_MAX - req->nparams, &n, why) != 0)
 		return -1;
-	while ((kv = TAILQ_FIRST(&tail)) != NULL) {
-		TAILQ_REMOVE(&tail, kv, next);
-		TAILQ_INSERT_TAIL(&req->params, kv, next);
-	}
-	TAILQ_FOREACH(kv, &req->params, next) {
-		if (!form_text_ok(kv->value))
+	req->nparams += n;
+	*why = form_bad_encoding;
+	for (size_t i = 0; i < req->nparams; i++) {
+		if (!form_text_ok(req->params[i].value))
 			return -1;
 	}
 
@@ -336,9 +368,56 @@ int form_parse(struct form_request *req, const char *query, const char *body, si
 
 void form_request_clear(struct form_request *req)
 {
-	if (req == NULL)
-		return;
-	evhttp_clear_headers(&req->params);
-	memset(req, 0, sizeof(*req));
-	TAILQ_INIT(&req->params);
+	if (req != NULL)
+		memset(req, 0, sizeof(*req));
+}
+
+/* By name, bytewise; equal names keep their request order (both point into
+ * the same params array), so the first occurrence comes first. */
+static int form_cmp_param(const void *a, const void *b)
+{
+	const struct form_param *x = *(const struct form_param *const *)a;
+	const struct form_param *y = *(const struct form_param *const *)b;
+	size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+	int c = memcmp(x->name, y->name, n);
+
+	if (c != 0)
+		return c;
+	if (x->name_len != y->name_len)
+		return x->name_len < y->name_len ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+int form_sign_content(const struct form_request *req, const char *const *skip, size_t nskip, char *out,
+	size_t cap, size_t *len)
+{
+	/* At most FORM_PARAMS_MAX pointers: glibc's qsort sorts so few on the stack. */
+	const struct form_param *sorted[FORM_PARAMS_MAX];
+	size_t n = 0, off = 0;
+
+	if (req->nparams > FORM_PARAMS_MAX)
+		return -1;
+	for (size_t i = 0; i < req->nparams; i++) {
+		size_t s = 0;
+
+		while (s < nskip && !form_name_is(&req->params[i], skip[s]))
+			s++;
+		if (s == nskip)
+			sorted[n++] = &req->params[i];
+	}
+	qsort(sorted, n, sizeof(sorted[0]), form_cmp_param);
+	for (size_t i = 0; i < n; i++) {
+		const struct form_param *p = sorted[i];
+
+		if (i > 0 && p->name_len == sorted[i - 1]->name_len &&
+			memcmp(p->name, sorted[i - 1]->name, p->name_len) == 0)
+			continue;
+		if (p->name_len + p->value_len > cap - off)
+			return -1;
+		memcpy(out + off, p->name, p->name_len);
+		memcpy(out + off + p->name_len, p->value, p->value_len);
+		off += p->name_len + p->value_len;
+	}
+	*len = off;
+	return 0;
 }

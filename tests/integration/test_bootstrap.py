@@ -1,6 +1,8 @@
 """The device endpoint (SPEC §4) on the public listener: wire format, errors,
 resolution order, TLS, limits, timeouts and signals."""
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import time
 import unittest
+from urllib.parse import quote_plus
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -178,11 +181,25 @@ class DeviceEndpoint(DeviceAsserts, HarnessCase):
     def test_no_parameters_at_all(self):
         self.assertDeviceError(self.h.public(build_request("GET", "/auth/bootstrap")), 400, 460)
 
-    def test_client_id_64_accepted(self):
-        self.assertSuccess(self.h.bootstrap("a1PK", "dev1", client_id="c" * 64), SDK_ANSWER)
+    def test_client_id_sdk4_product_key_dot_device_name(self):
+        # The vendor SDK 4.x sends {productKey}.{deviceName}: 65 characters
+        # with the longest names.
+        client_id = "a1PK" + "k" * 28 + "." + "d" * 32
+        self.assertEqual(len(client_id), 65)
+        self.assertSuccess(self.h.bootstrap("a1PK", "dev1", client_id=client_id), SDK_ANSWER)
 
-    def test_client_id_65_rejected(self):
-        self.assertDeviceError(self.h.bootstrap("a1PK", "dev1", client_id="c" * 65), 400, 460)
+    def test_client_id_128_accepted(self):
+        self.assertSuccess(self.h.bootstrap("a1PK", "dev1", client_id="c" * 128), SDK_ANSWER)
+
+    def test_client_id_129_rejected(self):
+        self.assertDeviceError(self.h.bootstrap("a1PK", "dev1", client_id="c" * 129), 400, 460)
+
+    def test_too_many_parameters(self):
+        extra = [("x%d" % i, "1") for i in range(30)]
+        self.assertSuccess(self.h.bootstrap("a1PK", "dev1", extra=extra), SDK_ANSWER)
+        r = self.h.bootstrap("a1PK", "dev1", extra=extra + [("x30", "1")])
+        self.assertDeviceError(r, 400, 460)
+        self.assertEqual(r.json()["message"], "too many parameters")
 
     def test_bad_percent_encoding(self):
         r = self.h.public(sdk_request(b"productKey=a1PK&deviceName=dev%G1"))
@@ -233,6 +250,134 @@ class DeviceEndpoint(DeviceAsserts, HarnessCase):
         self.assertGreaterEqual(r.status, 400, r)
         self.assertLess(r.status, 500, r)
         self.assertTrue(self.h.healthy())
+
+
+def aliased_regions():
+    """default_regions() with SPEC §3 aliases: eu-central-1 is "4" and has a
+    regionHost; cn-shanghai ("0") has none and a ${productKey} host; us-east-1
+    ("3") has none and a host without device variables."""
+    regions = harness.default_regions()
+    by_id = {r["id"]: r for r in regions["regions"]}
+    by_id["cn-shanghai"]["aliases"] = ["0"]
+    by_id["us-east-1"]["aliases"] = ["3"]
+    eu = by_id["eu-central-1"]
+    eu["aliases"] = ["4", "eu"]
+    eu["instances"][0]["endpoints"]["mqtt"]["regionHost"] = "${instanceId}.${regionId}.region.example.com"
+    return regions
+
+
+EU_REGION_ANSWER = success_body([("mqtt", "iot-eu-1.eu-central-1.region.example.com", 8883, "192.0.2.10")])
+
+
+class RegionAliases(DeviceAsserts, HarnessCase):
+    """GET /auth/bootstrap/regionId/{regionId} by id or alias, answered with
+    the endpoint's regionHost (SPEC §3, §4)."""
+
+    harness_args = {"regions": aliased_regions()}
+
+    @classmethod
+    def prepare(cls):
+        cls.h.put_product("a1EU", region="eu-central-1", instance=None)
+        cls.h.register("a1EU", ["dev1"])
+
+    def region(self, name):
+        return self.h.public(build_request("GET", "/auth/bootstrap/regionId/" + name))
+
+    def test_numeric_alias_answers_region_host(self):
+        r = self.region("4")
+        self.assertSuccess(r, EU_REGION_ANSWER)
+        self.assertLessEqual(len(r.body), 192)
+
+    def test_other_alias(self):
+        self.assertSuccess(self.region("eu"), EU_REGION_ANSWER)
+
+    def test_region_id_still_works(self):
+        self.assertSuccess(self.region("eu-central-1"), EU_REGION_ANSWER)
+
+    def test_post_alias(self):
+        r = self.h.public(build_request("POST", "/auth/bootstrap/regionId/4", b"",
+                                        {"Content-Type": harness.SDK_CONTENT_TYPE}))
+        self.assertSuccess(r, EU_REGION_ANSWER)
+
+    def test_device_form_keeps_host(self):
+        # regionHost is for the regionId form only.
+        self.assertSuccess(self.h.bootstrap("a1EU", "dev1"), EU_ANSWER)
+
+    def test_alias_without_region_host_uses_host(self):
+        # ${regionId} is the region's id, not the alias it was named by.
+        r = self.region("3")
+        self.assertSuccess(r, success_body([("mqtt", "mqtt.iot-us-1.us-east-1.example.com", 8883, None)]))
+
+    def test_unknown_alias(self):
+        for name in ("5", "04", "21", "EU", "4x"):
+            with self.subTest(name=name):
+                self.assertDeviceError(self.region(name), 400, 460)
+
+    def test_product_key_host_without_region_host(self):
+        for name in ("0", "cn-shanghai"):
+            with self.subTest(name=name):
+                r = self.region(name)
+                self.assertDeviceError(r, 400, 460)
+                self.assertIn("product key", r.json()["message"])
+
+    def test_admin_regions_shows_aliases_and_region_host(self):
+        r = self.h.admin("GET", "/v1/regions")
+        self.assertEqual(r.status, 200, r)
+        by_id = {x["id"]: x for x in r.json()["regions"]}
+        self.assertEqual(by_id["eu-central-1"]["aliases"], ["4", "eu"])
+        self.assertEqual(by_id["cn-shanghai"]["aliases"], ["0"])
+        self.assertEqual(by_id["eu-central-1"]["instances"][0]["endpoints"]["mqtt"]["regionHost"],
+                         "${instanceId}.${regionId}.region.example.com")
+        self.assertNotIn("regionHost", by_id["cn-shanghai"]["instances"][0]["endpoints"]["mqtt"])
+
+
+# SPEC §3: the vendor SDK 4.x region numbers.
+SDK_REGIONS = ["cn-shanghai", "ap-southeast-1", "ap-northeast-1", "us-east-1", "eu-central-1",
+               "us-west-1", "cn-hangzhou", "cn-shenzhen", "cn-beijing", "cn-qingdao",
+               "cn-zhangjiakou", "cn-huhehaote", "cn-heyuan", "cn-chengdu", "cn-hongkong",
+               "ap-southeast-2", "ap-southeast-3", "ap-southeast-5", "ap-south-1", "eu-west-1",
+               "me-east-1"]
+# Closed, left out of data/cloud-regions.csv (data/README.md).
+SDK_REGIONS_ABSENT = {"ap-southeast-2", "ap-south-1"}
+
+
+def shipped_regions():
+    """data/regions.json without its notify brokers (they point at
+    127.0.0.1:1883, which may be somebody else's broker)."""
+    with open(os.path.join(harness.source_root(), "data", "regions.json")) as f:
+        regions = json.load(f)
+    for r in regions["regions"]:
+        for i in r["instances"]:
+            i.pop("notify", None)
+    return regions
+
+
+class ShippedRegionIds(DeviceAsserts, HarnessCase):
+    """The shipped catalog answers the SDK's numeric regionId form."""
+
+    harness_args = {"regions": shipped_regions()}
+
+    def test_sdk_region_numbers(self):
+        for n, rid in enumerate(SDK_REGIONS):
+            with self.subTest(n=n, region=rid):
+                r = self.h.public(build_request("GET", "/auth/bootstrap/regionId/%d" % n))
+                if rid in SDK_REGIONS_ABSENT:
+                    self.assertDeviceError(r, 400, 460)
+                    continue
+                self.assertSuccess(r, success_body([("mqtt", "iot-as-mqtt.%s.example.com" % rid, 1883, None)]))
+                self.assertLessEqual(len(r.body), 192)
+
+    def test_numeric_region_id_4_is_eu_central_1(self):
+        r = self.h.public(build_request("GET", "/auth/bootstrap/regionId/4"))
+        self.assertSuccess(r, success_body([("mqtt", "iot-as-mqtt.eu-central-1.example.com", 1883, None)]))
+
+    def test_every_region_by_id(self):
+        for region in shipped_regions()["regions"]:
+            with self.subTest(region=region["id"]):
+                r = self.h.public(build_request("GET", "/auth/bootstrap/regionId/" + region["id"]))
+                self.assertSuccess(r, success_body(
+                    [("mqtt", "iot-as-mqtt.%s.example.com" % region["id"], 1883, None)]))
+                self.assertLessEqual(len(r.body), 192)
 
 
 class Resolution(DeviceAsserts, HarnessCase):
@@ -337,6 +482,72 @@ class Resolution(DeviceAsserts, HarnessCase):
         d = self.device("a1PL", "act-3")
         self.assertEqual(d["status"], "inactive")
         self.assertFalse(d.get("activatedAt"))
+
+
+class SignedBootstrap(DeviceAsserts, HarnessCase):
+    """SPEC §8, the signature computed here with Python's hmac."""
+
+    SECRET = "Zq7-signed.device+secret"
+    SKIP = ("sign", "signmethod", "version", "resources")
+
+    @classmethod
+    def prepare(cls):
+        cls.h.put_product("a1SG", bootstrapAuth="required")
+        cls.h.register("a1SG", ["sig-dev1"], {"sig-dev1": cls.SECRET})
+
+    def sign(self, params, method="hmacmd5"):
+        first = {}
+        for k, v in params:
+            first.setdefault(k, v)
+        content = "".join(k + v for k, v in sorted(first.items()) if k not in self.SKIP)
+        return hmac.new(self.SECRET.encode(), content.encode(), getattr(hashlib, method[4:])).hexdigest()
+
+    def send(self, body_params, query_params=()):
+        form = lambda ps: "&".join("%s=%s" % (k, quote_plus(v)) for k, v in ps)
+        if not query_params:
+            return self.h.public(sdk_request(form(body_params)))
+        return self.h.public(sdk_request(form(body_params), path="/auth/bootstrap?" + form(query_params)))
+
+    def base(self):
+        return [("productKey", "a1SG"), ("deviceName", "sig-dev1"), ("clientId", "a1SG.sig-dev1"),
+                ("timestamp", "1700000000000")]
+
+    def assertSigned(self, r):
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["code"], 200, r.body)
+
+    def test_each_method(self):
+        for method in ("hmacmd5", "hmacsha1", "hmacsha256"):
+            p = self.base() + [("signmethod", method), ("version", "default"), ("resources", "mqtt")]
+            self.assertSigned(self.send(p + [("sign", self.sign(p, method))]))
+
+    def test_default_method_and_upper_case_hex(self):
+        p = self.base()
+        self.assertSigned(self.send(p + [("sign", self.sign(p).upper())]))
+
+    def test_decoded_values_are_signed(self):
+        p = [("productKey", "a1SG"), ("deviceName", "sig-dev1"), ("clientId", "a b+c/d\u00e9"),
+             ("Extra", "x=y&z")]
+        self.assertSigned(self.send(p + [("signmethod", "hmacsha256"), ("sign", self.sign(p, "hmacsha256"))]))
+
+    def test_query_and_body_together_body_wins(self):
+        body = self.base()
+        query = [("clientId", "from-query"), ("random", "42")]
+        sign = self.sign(body + query)
+        self.assertSigned(self.send(body + [("sign", sign)], query))
+
+    def test_wrong_or_missing_signature(self):
+        p = self.base()
+        good = self.sign(p)
+        bad = ("0" if good[0] != "0" else "1") + good[1:]
+        r = self.send(p + [("sign", bad)])
+        self.assertDeviceError(r, 401, 401)
+        self.assertEqual(r.json()["message"], "signature mismatch")
+        # A parameter added after signing breaks it.
+        self.assertDeviceError(self.send(p + [("sign", good), ("extra", "1")]), 401, 401)
+        r = self.send(p)
+        self.assertDeviceError(r, 401, 401)
+        self.assertEqual(r.json()["message"], "signature required")
 
 
 class BodyLimit(DeviceAsserts, HarnessCase):

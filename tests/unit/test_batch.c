@@ -341,6 +341,27 @@ static void test_query(void **state)
 	q_ok("targetRegion=eu%2Dcentral%2D1");
 	q_err("", 400, "missing_parameter", "targetRegion");
 	q_err(NULL, 400, "missing_parameter", "targetRegion");
+
+	/* The pair rules of the form decoder: one trailing '&' is fine, an empty
+	 * pair or name is not; names are never decoded, values are ('+' too). */
+	q_ok(EU "&");
+	q_err("&" EU, 400, "invalid_parameter", "query string: cannot be decoded");
+	q_err(EU "&&targetInstance=iot-eu-1", 400, "invalid_parameter", "query string: cannot be decoded");
+	q_err(EU "&=x", 400, "invalid_parameter", "query string: cannot be decoded");
+	q_err("strategy=region&target%52egion=eu-central-1", 400, "invalid_parameter",
+		"parameter \"target%52egion\": unknown");
+	q_err("strat%C3%A9gy=region", 400, "invalid_parameter", "parameter \"strat%C3%A9gy\": unknown");
+	q_err(EU "&caf\xc3=1", 400, "invalid_parameter", "parameter (not UTF-8 text): unknown");
+	q_err("strategy=region+&targetRegion=eu-central-1", 400, "invalid_parameter",
+		"got \"region \"");
+	/* No limit on the number of (empty) parameters. */
+	{
+		char q[1024] = EU;
+
+		for (int i = 0; i < 40; i++)
+			strcat(q, "&targetAccount=");
+		q_ok(q);
+	}
 }
 
 static void test_strategy(void **state)

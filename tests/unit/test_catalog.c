@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "answer.h"
 #include "catalog.h"
 
 /* Test JSON is written with ' for " to stay readable; this swaps them back.
@@ -225,6 +226,216 @@ static void test_render_host(void **state)
 	catalog_unref(cat);
 }
 
+/* Two regions with aliases; r2's mqtt endpoint has a regionHost. */
+static const char aliased[] =
+	"{'regions':["
+	" {'id':'r1','aliases':['0','sh'],'latitude':1,'longitude':2,'instances':["
+	"   {'id':'i1','endpoints':{'mqtt':{'host':'${productKey}.r1.example.com','port':1883},"
+	"                           'http':{'host':'http.${regionId}.example.com','port':443}}}]},"
+	" {'id':'r2','aliases':['4'],'latitude':1,'longitude':2,'instances':["
+	"   {'id':'i2','endpoints':{'mqtt':{'host':'${deviceName}.r2.example.com',"
+	"     'regionHost':'mqtt.${instanceId}.${regionId}.example.com','port':8883,'ip':'10.0.0.2'}}},"
+	"   {'id':'i3','default':true,'endpoints':{'mqtt':{'host':'${productKey}.r2.example.com',"
+	"     'regionHost':'r2.example.com','port':1883}}}]},"
+	" {'id':'r3','latitude':1,'longitude':2,'instances':["
+	"   {'id':'i4','endpoints':{'mqtt':{'host':'${instanceId}.r3.example.com','port':1883}}}]}"
+	"]}";
+
+static void test_aliases(void **state)
+{
+	struct catalog *cat = parse_ok(aliased);
+	const struct catalog_region *r1 = &cat->regions[0], *r2 = &cat->regions[1];
+
+	(void)state;
+	assert_int_equal(r1->naliases, 2);
+	assert_string_equal(r1->aliases[0], "0");
+	assert_string_equal(r1->aliases[1], "sh");
+	assert_int_equal(r2->naliases, 1);
+	assert_int_equal(cat->regions[2].naliases, 0);
+	assert_null(cat->regions[2].aliases);
+	assert_int_equal(cat->nnames, 6);
+
+	assert_ptr_equal(catalog_region_named(cat, "r1"), r1);
+	assert_ptr_equal(catalog_region_named(cat, "0"), r1);
+	assert_ptr_equal(catalog_region_named(cat, "sh"), r1);
+	assert_ptr_equal(catalog_region_named(cat, "r2"), r2);
+	assert_ptr_equal(catalog_region_named(cat, "4"), r2);
+	assert_ptr_equal(catalog_region_named(cat, "r3"), &cat->regions[2]);
+	assert_null(catalog_region_named(cat, "5"));
+	assert_null(catalog_region_named(cat, "r"));
+	assert_null(catalog_region_named(cat, "r10"));
+	assert_null(catalog_region_named(cat, ""));
+	assert_null(catalog_region_named(cat, NULL));
+	assert_null(catalog_region_named(NULL, "r1"));
+	/* catalog_region is for ids (admin API, distributions): no aliases. */
+	assert_ptr_equal(catalog_region(cat, "r2"), r2);
+	assert_null(catalog_region(cat, "4"));
+	assert_null(catalog_region(cat, "sh"));
+	catalog_unref(cat);
+
+	/* An empty list is no alias. */
+	cat = parse_ok("{'regions':[{'id':'r1','aliases':[],'latitude':1,'longitude':2,"
+		"'instances':[{'id':'i','endpoints':{'mqtt':{'host':'h','port':1}}}]}]}");
+	assert_int_equal(cat->regions[0].naliases, 0);
+	assert_ptr_equal(catalog_region_named(cat, "r1"), &cat->regions[0]);
+	catalog_unref(cat);
+}
+
+/* Region r1 with aliases A (a JSON array body). */
+#define ALIASES1(a) "{'regions':[{'id':'r1','aliases':" a ",'latitude':1,'longitude':2," \
+	"'instances':[{'id':'i','endpoints':{'mqtt':{'host':'h','port':1}}}]}]}"
+
+static void test_bad_alias(void **state)
+{
+	char json[2048], list[1024];
+	size_t o = 0;
+
+	(void)state;
+	accepts(ALIASES1("['0','20','cn-sh-2']"));
+	rejects(ALIASES1("['A']"), "regions.json: regions[0] (\"r1\").aliases[0]: must be 1..32 "
+		"characters of [a-z0-9-], got \"A\"");
+	rejects(ALIASES1("['4','']"), "regions[0] (\"r1\").aliases[1]: must be 1..32 characters");
+	rejects(ALIASES1("['a_b']"), "aliases[0]: must be 1..32 characters of [a-z0-9-], got \"a_b\"");
+	rejects(ALIASES1("['4 ']"), "aliases[0]: must be 1..32");
+	rejects(ALIASES1("['a/b']"), "aliases[0]: must be 1..32");
+	rejects(ALIASES1("[4]"), "regions[0] (\"r1\").aliases[0]: must be a string, got a number");
+	rejects(ALIASES1("'4'"), "regions[0] (\"r1\").aliases: must be an array of strings, got a string");
+	rejects(ALIASES1("{}"), "aliases: must be an array of strings, got an object");
+	snprintf(list, sizeof(list), "['%s']", rep('a', CATALOG_REGION_ID_MAX));
+	snprintf(json, sizeof(json), ALIASES1("%s"), list);
+	accepts(json);
+	snprintf(list, sizeof(list), "['%s']", rep('a', CATALOG_REGION_ID_MAX + 1));
+	snprintf(json, sizeof(json), ALIASES1("%s"), list);
+	rejects(json, "aliases[0]: must be 1..32");
+	/* At most CATALOG_ALIASES_MAX. */
+	for (int i = 0; i < CATALOG_ALIASES_MAX; i++)
+		o += (size_t)snprintf(list + o, sizeof(list) - o, "%s'%d'", i ? "," : "[", i);
+	snprintf(list + o, sizeof(list) - o, "]");
+	snprintf(json, sizeof(json), ALIASES1("%s"), list);
+	accepts(json);
+	snprintf(list + o, sizeof(list) - o, ",'x']");
+	snprintf(json, sizeof(json), ALIASES1("%s"), list);
+	rejects(json, "regions[0] (\"r1\").aliases: 65 aliases, more than 64");
+}
+
+#define R(id, aliases, inst) "{'id':'" id "','aliases':" aliases ",'latitude':1,'longitude':2," \
+	"'instances':[{'id':'" inst "','endpoints':{'mqtt':{'host':'h','port':1}}}]}"
+
+static void test_duplicate_alias(void **state)
+{
+	(void)state;
+	/* An alias that is another region's id, before or after it. */
+	rejects("{'regions':[" R("r1", "[]", "a") "," R("r2", "['r1']", "b") "]}",
+		"regions.json: regions[1] (\"r2\").aliases[0]: alias \"r1\" is the id of regions[0] "
+		"already (region ids and aliases are unique across the catalog)");
+	rejects("{'regions':[" R("r1", "['r2']", "a") "," R("r2", "[]", "b") "]}",
+		"regions.json: regions[1] (\"r2\").id: region id \"r2\" is aliases[0] of regions[0] "
+		"(\"r1\") already (region ids and aliases are unique across the catalog)");
+	/* Its own id. */
+	rejects("{'regions':[" R("r1", "['4','r1']", "a") "]}",
+		"regions[0] (\"r1\").aliases[1]: alias \"r1\" is this region's id already");
+	/* An alias of another region, or twice in one. */
+	rejects("{'regions':[" R("r1", "['0','4']", "a") "," R("r2", "['3']", "b") ","
+			R("r3", "['5','4']", "c") "]}",
+		"regions.json: regions[2] (\"r3\").aliases[1]: alias \"4\" is aliases[1] of regions[0] "
+		"(\"r1\") already (region ids and aliases are unique across the catalog)");
+	rejects("{'regions':[" R("r1", "['4','5','4']", "a") "]}",
+		"regions[0] (\"r1\").aliases[2]: alias \"4\" is aliases[0] of this region already");
+	/* The first clash in file order is the one reported. */
+	rejects("{'regions':[" R("r1", "['9']", "a") "," R("r2", "['8']", "b") ","
+			R("r3", "['8','9']", "c") "]}",
+		"regions[2] (\"r3\").aliases[0]: alias \"8\" is aliases[0] of regions[1]");
+	/* Two region ids still read as before. */
+	rejects("{'regions':[" R("r1", "['1']", "a") "," R("r1", "['2']", "b") "]}",
+		"regions.json: regions[1] (\"r1\").id: duplicate region id (regions[0] has it already)");
+	/* Instance ids are another name space. */
+	accepts("{'regions':[" R("r1", "['a']", "a") "," R("r2", "['b']", "r1") "]}");
+}
+#undef R
+
+static void test_region_host(void **state)
+{
+	struct catalog *cat = parse_ok(aliased);
+	const struct catalog_region *r1 = &cat->regions[0], *r2 = &cat->regions[1];
+	const struct catalog_instance *i1 = &r1->instances[0], *i2 = &r2->instances[0];
+	const struct catalog_instance *i3 = &r2->instances[1], *i4 = &cat->regions[2].instances[0];
+	struct catalog_vars vars = { "pk", "dn" };
+	char buf[CATALOG_HOST_MAX + 1];
+
+	(void)state;
+	assert_null(i1->endpoints[0].region_host);
+	assert_string_equal(i2->endpoints[0].region_host, "mqtt.${instanceId}.${regionId}.example.com");
+	assert_true(i2->endpoints[0].needs_device); /* of host, not regionHost */
+
+	/* regionHost, substituted; the device form still uses host. */
+	assert_int_equal(catalog_render_region_host(&i2->endpoints[0], i2, buf, sizeof(buf)),
+		strlen("mqtt.i2.r2.example.com"));
+	assert_string_equal(buf, "mqtt.i2.r2.example.com");
+	assert_true(catalog_render_host(&i2->endpoints[0], i2, &vars, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "dn.r2.example.com");
+	assert_true(catalog_render_region_host(&i3->endpoints[0], i3, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "r2.example.com");
+	/* Without regionHost: host when it needs no device, else -1 (answered 460). */
+	assert_true(catalog_render_region_host(&i4->endpoints[0], i4, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "i4.r3.example.com");
+	assert_true(catalog_render_region_host(catalog_endpoint(i1, "http"), i1, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "http.r1.example.com");
+	assert_int_equal(catalog_render_region_host(&i1->endpoints[0], i1, buf, sizeof(buf)), -1);
+	/* Too small a buffer, no endpoint, no instance for ${regionId}. */
+	assert_int_equal(catalog_render_region_host(&i2->endpoints[0], i2, buf,
+		strlen("mqtt.i2.r2.example.com")), -1);
+	assert_int_equal(catalog_render_region_host(NULL, i2, buf, sizeof(buf)), -1);
+	assert_int_equal(catalog_render_region_host(&i2->endpoints[0], NULL, buf, sizeof(buf)), -1);
+	catalog_unref(cat);
+
+	/* Only ${regionId} and ${instanceId}: the regionId form knows no device. */
+	accepts(MQTT1("${productKey}.h", ",'regionHost':'${instanceId}.${regionId}.h'"));
+	rejects(MQTT1("h", ",'regionHost':'${productKey}.h'"),
+		"regions.json: regions[0] (\"r1\").instances[0] (\"i1\").endpoints.mqtt.regionHost: "
+		"\"${productKey}.h\" uses ${productKey}, but the regionId form knows no device "
+		"(only ${regionId} and ${instanceId} may be used here)");
+	rejects(MQTT1("h", ",'regionHost':'a.${regionId}.${deviceName}'"),
+		"endpoints.mqtt.regionHost: \"a.${regionId}.${deviceName}\" uses ${deviceName}");
+	rejects(REGION1("{'id':'i1','endpoints':{'http':{'host':'h','port':1,"
+			"'regionHost':'${productKey}'}}}"),
+		"endpoints.http.regionHost: \"${productKey}\" uses ${productKey}");
+	/* The host rules apply. */
+	rejects(MQTT1("h", ",'regionHost':'${foo}.h'"),
+		"endpoints.mqtt.regionHost: unknown variable \"${foo}\"");
+	rejects(MQTT1("h", ",'regionHost':'a_b'"), "endpoints.mqtt.regionHost: character \"_\"");
+	rejects(MQTT1("h", ",'regionHost':''"), "endpoints.mqtt.regionHost: must not be empty");
+	rejects(MQTT1("h", ",'regionHost':'a..b'"), "endpoints.mqtt.regionHost: \"a..b\" has an empty label");
+	rejects(MQTT1("h", ",'regionHost':7"), "endpoints.mqtt.regionHost: must be a string, got a number");
+	rejects(MQTT1("h", ",'regionhost':'h'"), "endpoints.mqtt: unknown key \"regionhost\" (known: "
+		"host, regionHost, port, ip)");
+}
+
+static void test_region_host_length(void **state)
+{
+	char json[2048], rest[1024];
+
+	(void)state;
+	/* 100 after substitution: ${instanceId}${regionId} are "i1" and "r1". */
+	snprintf(rest, sizeof(rest), ",'regionHost':'${instanceId}${regionId}%s'", rep('a', 96));
+	snprintf(json, sizeof(json), MQTT1("h", "%s"), rest);
+	accepts(json);
+	snprintf(rest, sizeof(rest), ",'regionHost':'${instanceId}${regionId}%s'", rep('a', 97));
+	snprintf(json, sizeof(json), MQTT1("h", "%s"), rest);
+	rejects(json, "endpoints.mqtt.regionHost: ");
+	rejects(json, " is 101 characters with the longest values substituted");
+	/* The 192-byte answer: 82 + 90 + 4 + 16 fits, 91 does not, whichever host is longer. */
+	snprintf(rest, sizeof(rest), ",'regionHost':'%s','ip':'10.0.0.1'", rep('a', 90));
+	snprintf(json, sizeof(json), MQTT1("h", "%s"), rest);
+	accepts(json);
+	snprintf(rest, sizeof(rest), ",'regionHost':'%s','ip':'10.0.0.1'", rep('a', 91));
+	snprintf(json, sizeof(json), MQTT1("h", "%s"), rest);
+	rejects(json, "endpoints.mqtt: the default answer would be 193 bytes with the longest "
+		"values substituted, more than 192 (82 + regionHost 91 + port 4 + ip 16)");
+	snprintf(rest, sizeof(rest), ",'regionHost':'h','ip':'10.0.0.1'");
+	snprintf(json, sizeof(json), MQTT1("%s", "%s"), rep('a', 91), rest);
+	rejects(json, "(82 + host 91 + port 4 + ip 16)");
+}
+
 static void test_to_json(void **state)
 {
 	struct catalog *cat = parse_ok(good), *again = NULL;
@@ -254,6 +465,24 @@ static void test_to_json(void **state)
 	free(json2);
 	assert_int_equal(catalog_to_json(NULL, &json, &len), -1);
 	assert_null(json);
+	catalog_unref(again);
+	catalog_unref(cat);
+
+	/* Aliases after name, regionHost after host, and back again. */
+	cat = parse_ok(aliased);
+	assert_int_equal(catalog_to_json(cat, &json, &len), 0);
+	assert_non_null(strstr(json, "{\"id\":\"r1\",\"name\":\"r1\",\"aliases\":[\"0\",\"sh\"],"
+		"\"latitude\":1,"));
+	assert_non_null(strstr(json, "\"mqtt\":{\"host\":\"${deviceName}.r2.example.com\","
+		"\"regionHost\":\"mqtt.${instanceId}.${regionId}.example.com\",\"port\":8883,"));
+	assert_non_null(strstr(json, "{\"id\":\"r3\",\"name\":\"r3\",\"latitude\""));
+	assert_non_null(strstr(json, "\"mqtt\":{\"host\":\"${productKey}.r1.example.com\",\"port\""));
+	assert_int_equal(catalog_parse(json, len, "out", &again, &cause), 0);
+	assert_ptr_equal(catalog_region_named(again, "4"), &again->regions[1]);
+	assert_int_equal(catalog_to_json(again, &json2, &len2), 0);
+	assert_string_equal(json, json2);
+	free(json);
+	free(json2);
 	catalog_unref(again);
 	catalog_unref(cat);
 }
@@ -777,11 +1006,88 @@ static void test_shipped_regions(void **state)
 	free(path);
 }
 
+/* The vendor SDK 4.x region numbers (SPEC §3) and the regionId form's answer. */
+static void test_shipped_aliases(void **state)
+{
+	static const char *const sdk[] = {
+		"cn-shanghai", "ap-southeast-1", "ap-northeast-1", "us-east-1", "eu-central-1",
+		"us-west-1", "cn-hangzhou", "cn-shenzhen", "cn-beijing", "cn-qingdao",
+		"cn-zhangjiakou", "cn-huhehaote", "cn-heyuan", "cn-chengdu", "cn-hongkong",
+		"ap-southeast-2", "ap-southeast-3", "ap-southeast-5", "ap-south-1", "eu-west-1",
+		"me-east-1",
+	};
+	const char *root = getenv("BOOTSTRAPD_SOURCE_ROOT");
+	struct catalog *cat = NULL;
+	char *path = NULL, *cause = NULL, host[CATALOG_HOST_MAX + 1], body[CATALOG_ANSWER_MAX + 1];
+	size_t found = 0;
+
+	(void)state;
+	if (root == NULL || root[0] == '\0')
+		skip();
+	assert_true(asprintf(&path, "%s/data/regions.json", root) > 0);
+	if (catalog_load(path, &cat, &cause) != 0) {
+		print_error("%s\n", cause);
+		free(cause);
+		free(path);
+		fail();
+	}
+	for (size_t n = 0; n < sizeof(sdk) / sizeof(sdk[0]); n++) {
+		const struct catalog_region *r;
+		char alias[4];
+
+		snprintf(alias, sizeof(alias), "%zu", n);
+		r = catalog_region_named(cat, alias);
+		/* Closed regions, left out of data/cloud-regions.csv (data/README.md). */
+		if (strcmp(sdk[n], "ap-southeast-2") == 0 || strcmp(sdk[n], "ap-south-1") == 0) {
+			assert_null(r);
+			assert_null(catalog_region(cat, sdk[n]));
+			continue;
+		}
+		if (r == NULL || strcmp(r->id, sdk[n]) != 0) {
+			print_error("alias %s: want %s, got %s\n", alias, sdk[n], r ? r->id : "nothing");
+			fail();
+		}
+		assert_ptr_equal(catalog_region(cat, sdk[n]), r);
+		found++;
+	}
+	assert_int_equal(found, 19);
+	assert_null(catalog_region_named(cat, "21"));
+	assert_null(catalog_region_named(cat, "04"));
+
+	/* Every region answers the regionId form, within the 192-byte body. */
+	for (size_t r = 0; r < cat->nregions; r++) {
+		const struct catalog_instance *inst = catalog_default_instance(&cat->regions[r]);
+		const struct catalog_endpoint *ep = catalog_endpoint(inst, "mqtt");
+		struct answer_resource res;
+		int n;
+
+		assert_non_null(ep);
+		assert_non_null(ep->region_host);
+		n = catalog_render_region_host(ep, inst, host, sizeof(host));
+		assert_true(n > 0);
+		assert_null(strchr(host, '$'));
+		assert_non_null(strstr(host, cat->regions[r].id));
+		res = (struct answer_resource){ ep->protocol, host, ep->port, ep->ip };
+		assert_in_range(answer_success(body, sizeof(body), &res, 1), 1, CATALOG_ANSWER_MAX);
+	}
+	assert_true(catalog_render_region_host(catalog_endpoint(catalog_default_instance(
+		catalog_region_named(cat, "4")), "mqtt"), catalog_default_instance(
+		catalog_region_named(cat, "4")), host, sizeof(host)) > 0);
+	assert_string_equal(host, "iot-as-mqtt.eu-central-1.example.com");
+	catalog_unref(cat);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_catalog),
 		cmocka_unit_test(test_render_host),
+		cmocka_unit_test(test_aliases),
+		cmocka_unit_test(test_bad_alias),
+		cmocka_unit_test(test_duplicate_alias),
+		cmocka_unit_test(test_region_host),
+		cmocka_unit_test(test_region_host_length),
 		cmocka_unit_test(test_to_json),
 		cmocka_unit_test(test_refcount),
 		cmocka_unit_test(test_message_format),
@@ -804,6 +1110,7 @@ int main(void)
 		cmocka_unit_test(test_notify),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_shipped_regions),
+		cmocka_unit_test(test_shipped_aliases),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

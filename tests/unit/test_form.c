@@ -8,13 +8,57 @@
 #include <cmocka.h>
 
 #include "form.h"
+#include "secret.h"
 
 #define SDK_BODY "productKey=a1PK&deviceName=dev1&clientId=a1PK.dev1&resources=mqtt"
 
-/* Parses QUERY and BODY (a C string here, passed without its NUL). */
+/* The buffers the last parse decoded in place: copies of exactly the given
+ * length from the test allocator, whose guard bytes catch a write past them. */
+static char *query_copy, *body_copy;
+
+static char *copy_of(const char *s, size_t len)
+{
+	char *c;
+
+	if (s == NULL)
+		return NULL;
+	c = test_malloc(len ? len : 1);
+	memcpy(c, s, len);
+	return c;
+}
+
+static void release(void)
+{
+	if (query_copy != NULL)
+		test_free(query_copy);
+	if (body_copy != NULL)
+		test_free(body_copy);
+	query_copy = body_copy = NULL;
+}
+
+/* Clears REQ and frees the buffers it points into. */
+static void done(struct form_request *req)
+{
+	form_request_clear(req);
+	release();
+}
+
+/* Parses copies of QUERY and BODY (C strings here, passed without their NUL)
+ * that stay alive until done() or release(). */
+static int parse_len(struct form_request *req, const char *query, const char *body, size_t body_len,
+	const char **why)
+{
+	size_t query_len = query != NULL ? strlen(query) : 0;
+
+	release();
+	query_copy = copy_of(query, query_len);
+	body_copy = copy_of(body, body_len);
+	return form_parse(req, query_copy, query_len, body_copy, body_len, why);
+}
+
 static int parse(struct form_request *req, const char *query, const char *body, const char **why)
 {
-	return form_parse(req, query, body, body != NULL ? strlen(body) : 0, why);
+	return parse_len(req, query, body, body != NULL ? strlen(body) : 0, why);
 }
 
 static void expect_ok(struct form_request *req, const char *query, const char *body)
@@ -38,7 +82,7 @@ static void expect_fail(const char *query, const char *body, const char *want)
 			body ? body : "NULL", want);
 	assert_non_null(why);
 	assert_string_equal(why, want);
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void expect_body_fail(const char *body, const char *want)
@@ -61,7 +105,7 @@ static void test_sdk_body(void **state)
 	assert_null(req.signmethod);
 	assert_int_equal(req.nresources, 1);
 	assert_string_equal(req.resources[0], "mqtt");
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_spec_example_body(void **state)
@@ -79,7 +123,7 @@ static void test_spec_example_body(void **state)
 	assert_string_equal(req.timestamp, "1700000000000");
 	assert_int_equal(req.nresources, 1);
 	assert_string_equal(req.resources[0], "mqtt");
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_old_sdk_body(void **state)
@@ -93,7 +137,7 @@ static void test_old_sdk_body(void **state)
 	assert_null(req.client_id);
 	assert_int_equal(req.nresources, 1);
 	assert_string_equal(req.resources[0], "mqtt");
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_body_not_nul_terminated(void **state)
@@ -101,11 +145,17 @@ static void test_body_not_nul_terminated(void **state)
 	struct form_request req;
 	const char *why;
 	/* The length stops before "XYZ": a reader past it would see a longer name. */
-	const char buf[] = "productKey=a1PK&deviceName=dev1XYZ";
+	char buf[] = "productKey=a1PK&deviceName=dev1XYZ";
+	char query[] = "clientId=abc123";
 
 	(void)state;
-	assert_int_equal(form_parse(&req, NULL, buf, sizeof(buf) - 1 - 3, &why), 0);
+	assert_int_equal(form_parse(&req, query, sizeof(query) - 1 - 3, buf, sizeof(buf) - 1 - 3, &why), 0);
 	assert_string_equal(req.device_name, "dev1");
+	assert_string_equal(req.client_id, "abc");
+	/* Nothing at or past the given lengths was written, not even a NUL for
+	 * the last values. */
+	assert_memory_equal(buf + sizeof(buf) - 1 - 3, "XYZ", 4);
+	assert_memory_equal(query + sizeof(query) - 1 - 3, "123", 4);
 	form_request_clear(&req);
 }
 
@@ -119,7 +169,7 @@ static void test_query_only(void **state)
 	assert_string_equal(req.device_name, "dev1");
 	assert_int_equal(req.nresources, 1);
 	assert_string_equal(req.resources[0], "http");
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_query_and_body_merge(void **state)
@@ -130,7 +180,7 @@ static void test_query_and_body_merge(void **state)
 	expect_ok(&req, "deviceName=dev1", "productKey=a1PK");
 	assert_string_equal(req.product_key, "a1PK");
 	assert_string_equal(req.device_name, "dev1");
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_body_wins_over_query(void **state)
@@ -143,7 +193,7 @@ static void test_body_wins_over_query(void **state)
 	assert_string_equal(req.product_key, "fromBody");
 	assert_string_equal(req.device_name, "bodyDev");
 	assert_string_equal(req.client_id, "q");
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_first_occurrence_wins(void **state)
@@ -153,7 +203,7 @@ static void test_first_occurrence_wins(void **state)
 	(void)state;
 	expect_ok(&req, NULL, "productKey=first&deviceName=dev1&productKey=second");
 	assert_string_equal(req.product_key, "first");
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_names_case_sensitive(void **state)
@@ -169,7 +219,7 @@ static void test_unknown_ignored(void **state)
 	(void)state;
 	expect_ok(&req, "foo=bar", "productKey=a1PK&extra=1&deviceName=dev1&zzz=");
 	assert_string_equal(req.product_key, "a1PK");
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_plus_and_percent_decoding(void **state)
@@ -179,15 +229,15 @@ static void test_plus_and_percent_decoding(void **state)
 	(void)state;
 	expect_ok(&req, NULL, "productKey=a1PK&deviceName=dev1&clientId=a+b%20c%2Bd");
 	assert_string_equal(req.client_id, "a b c+d");
-	form_request_clear(&req);
+	done(&req);
 	expect_ok(&req, NULL, "productKey=a1PK&deviceName=dev%3A1%40x&version=1%2e0");
 	assert_string_equal(req.device_name, "dev:1@x");
 	assert_string_equal(req.version, "1.0");
-	form_request_clear(&req);
+	done(&req);
 	/* Valid multi-byte UTF-8 is kept. */
 	expect_ok(&req, "clientId=caf%C3%A9", "productKey=a1PK&deviceName=dev1");
 	assert_string_equal(req.client_id, "caf\xc3\xa9");
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_bad_percent_escapes(void **state)
@@ -229,10 +279,10 @@ static void test_raw_nul_in_body(void **state)
 {
 	struct form_request req;
 	const char *why = NULL;
-	const char body[] = "productKey=a1PK&deviceName=dev1\0&x=y";
+	char body[] = "productKey=a1PK&deviceName=dev1\0&x=y";
 
 	(void)state;
-	assert_int_equal(form_parse(&req, NULL, body, sizeof(body) - 1, &why), -1);
+	assert_int_equal(form_parse(&req, NULL, 0, body, sizeof(body) - 1, &why), -1);
 	assert_string_equal(why, "bad encoding");
 	form_request_clear(&req);
 }
@@ -266,11 +316,11 @@ static void test_product_key_rules(void **state)
 	snprintf(body, sizeof(body), "productKey=%s&deviceName=dev1", k32);
 	expect_ok(&req, NULL, body);
 	assert_string_equal(req.product_key, k32);
-	form_request_clear(&req);
+	done(&req);
 	snprintf(body, sizeof(body), "productKey=%sX&deviceName=dev1", k32);
 	expect_body_fail(body, "productKey too long");
 	expect_ok(&req, NULL, "productKey=a&deviceName=dev1");
-	form_request_clear(&req);
+	done(&req);
 	expect_body_fail("productKey=a.b&deviceName=dev1", "productKey invalid");
 	expect_body_fail("productKey=a+b&deviceName=dev1", "productKey invalid");
 
@@ -294,13 +344,13 @@ static void test_device_name_rules(void **state)
 	snprintf(body, sizeof(body), "productKey=pk&deviceName=%s", n32);
 	expect_ok(&req, NULL, body);
 	assert_string_equal(req.device_name, n32);
-	form_request_clear(&req);
+	done(&req);
 	snprintf(body, sizeof(body), "productKey=pk&deviceName=%sZ", n32);
 	expect_body_fail(body, "deviceName too long");
 	expect_body_fail("productKey=pk&deviceName=abc", "deviceName too short");
 	expect_ok(&req, NULL, "productKey=pk&deviceName=abcd");
 	assert_string_equal(req.device_name, "abcd");
-	form_request_clear(&req);
+	done(&req);
 	expect_body_fail("productKey=pk&deviceName=ab%2Fcd", "deviceName invalid");
 	expect_body_fail("productKey=pk&deviceName=ab+cd", "deviceName invalid");
 
@@ -312,26 +362,69 @@ static void test_device_name_rules(void **state)
 	assert_false(form_valid_device_name("ab#cd"));
 }
 
+static void expect_client_id(size_t len)
+{
+	struct form_request req;
+	char id[256], body[512];
+
+	assert_true(len < sizeof(id));
+	memset(id, 'c', len);
+	id[len] = '\0';
+	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&clientId=%s", id);
+	expect_ok(&req, NULL, body);
+	assert_string_equal(req.client_id, id);
+	done(&req);
+}
+
 static void test_client_id_length(void **state)
 {
 	struct form_request req;
-	char id[FORM_CLIENT_ID_MAX + 2];
-	char body[256];
+	char id[256], body[512];
 
 	(void)state;
-	memset(id, 'c', FORM_CLIENT_ID_MAX);
-	id[FORM_CLIENT_ID_MAX] = '\0';
+	expect_client_id(64);
+	expect_client_id(65);
+	expect_client_id(128);
+	memset(id, 'c', 129);
+	id[129] = '\0';
 	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&clientId=%s", id);
+	expect_body_fail(body, "clientId too long");
+	/* Encoded bytes do not count: 128 decoded bytes from 384 encoded ones. */
+	body[0] = '\0';
+	strcat(body, "productKey=pk&deviceName=dev1&clientId=");
+	for (int i = 0; i < 128; i++)
+		strcat(body, "%41");
 	expect_ok(&req, NULL, body);
-	assert_int_equal(strlen(req.client_id), 64);
-	form_request_clear(&req);
-	strcat(id, "c");
-	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&clientId=%s", id);
+	assert_int_equal(strlen(req.client_id), 128);
+	done(&req);
+	strcat(body, "%41");
 	expect_body_fail(body, "clientId too long");
 	/* Empty counts as absent. */
 	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1&clientId=");
 	assert_null(req.client_id);
-	form_request_clear(&req);
+	done(&req);
+}
+
+/* The vendor SDK 4.x sends {productKey}.{deviceName}: 65 characters with the
+ * longest names allowed. */
+static void test_client_id_sdk4(void **state)
+{
+	struct form_request req;
+	const char *pk = "a1PKabcdefghijABCDEFGHIJ0123456_";
+	const char *dn = "dev-0001.abcdefghij@klmnopqrst:u";
+	char id[80], body[256];
+
+	(void)state;
+	assert_int_equal(strlen(pk), FORM_PRODUCT_KEY_MAX);
+	assert_int_equal(strlen(dn), FORM_DEVICE_NAME_MAX);
+	snprintf(id, sizeof(id), "%s.%s", pk, dn);
+	assert_int_equal(strlen(id), 65);
+	snprintf(body, sizeof(body), "productKey=%s&deviceName=%s&clientId=%s&resources=mqtt", pk, dn, id);
+	expect_ok(&req, NULL, body);
+	assert_string_equal(req.product_key, pk);
+	assert_string_equal(req.device_name, dn);
+	assert_string_equal(req.client_id, id);
+	done(&req);
 }
 
 static void test_version_timestamp_length(void **state)
@@ -347,7 +440,7 @@ static void test_version_timestamp_length(void **state)
 	expect_ok(&req, NULL, body);
 	assert_int_equal(strlen(req.version), 64);
 	assert_int_equal(strlen(req.timestamp), 64);
-	form_request_clear(&req);
+	done(&req);
 	strcat(v, "1");
 	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&version=%s", v);
 	expect_body_fail(body, "version too long");
@@ -364,13 +457,13 @@ static void test_sign(void **state)
 	(void)state;
 	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1&sign=0123456789abcdefABCDEF");
 	assert_string_equal(req.sign, "0123456789abcdefABCDEF");
-	form_request_clear(&req);
+	done(&req);
 	memset(s, 'a', 128);
 	s[128] = '\0';
 	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&sign=%s", s);
 	expect_ok(&req, NULL, body);
 	assert_int_equal(strlen(req.sign), 128);
-	form_request_clear(&req);
+	done(&req);
 	strcat(s, "a");
 	snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&sign=%s", s);
 	expect_body_fail(body, "sign too long");
@@ -397,11 +490,11 @@ static void test_signmethod(void **state)
 		snprintf(body, sizeof(body), "productKey=pk&deviceName=dev1&signmethod=%s", ok[i].in);
 		expect_ok(&req, NULL, body);
 		assert_string_equal(req.signmethod, ok[i].want);
-		form_request_clear(&req);
+		done(&req);
 	}
 	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1");
 	assert_null(req.signmethod);
-	form_request_clear(&req);
+	done(&req);
 	expect_body_fail("productKey=pk&deviceName=dev1&signmethod=hmacsha512",
 		"signmethod unsupported");
 	expect_body_fail("productKey=pk&deviceName=dev1&signmethod=sha256", "signmethod unsupported");
@@ -419,7 +512,7 @@ static void expect_resources(const char *value, size_t n, const char *const *wan
 	assert_int_equal(req.nresources, n);
 	for (size_t i = 0; i < n; i++)
 		assert_string_equal(req.resources[i], want[i]);
-	form_request_clear(&req);
+	done(&req);
 }
 
 static void test_resources(void **state)
@@ -440,7 +533,7 @@ static void test_resources(void **state)
 	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1");
 	assert_int_equal(req.nresources, 1);
 	assert_string_equal(req.resources[0], "mqtt");
-	form_request_clear(&req);
+	done(&req);
 
 	expect_body_fail("productKey=pk&deviceName=dev1&resources=mq+tt", "resources invalid");
 	expect_body_fail("productKey=pk&deviceName=dev1&resources=mq%20tt", "resources invalid");
@@ -459,7 +552,7 @@ static void test_resources_max(void **state)
 	assert_int_equal(req.nresources, 8);
 	assert_string_equal(req.resources[0], "a");
 	assert_string_equal(req.resources[7], "h");
-	form_request_clear(&req);
+	done(&req);
 	expect_body_fail("productKey=pk&deviceName=dev1&resources=a,b,c,d,e,f,g,h,i",
 		"too many resources");
 }
@@ -475,7 +568,7 @@ static void test_body_too_large(void **state)
 	assert_non_null(body);
 	memset(body, 'a', len);
 	memcpy(body, "x=", 2);
-	assert_int_equal(form_parse(&req, NULL, body, len, &why), -1);
+	assert_int_equal(form_parse(&req, NULL, 0, body, len, &why), -1);
 	assert_string_equal(why, "body too large");
 	form_request_clear(&req);
 	free(body);
@@ -494,6 +587,166 @@ static void test_clear_is_safe(void **state)
 	expect_body_fail("productKey=pk&deviceName=dev1&a=1&b=2&signmethod=x", "signmethod unsupported");
 	/* Failure in the query after a decoded body. */
 	expect_fail("a=%", "productKey=pk&deviceName=dev1", "bad encoding");
+}
+
+/* Builds "productKey=pk&deviceName=dev1" and then p2=2&p3=3... up to N
+ * parameters in all into BUF. */
+static void many_params(char *buf, size_t cap, size_t first, size_t n)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = first; i < first + n; i++) {
+		int w = i == 0 ? snprintf(buf + off, cap - off, "productKey=pk") :
+			i == 1 ? snprintf(buf + off, cap - off, "&deviceName=dev1") :
+			snprintf(buf + off, cap - off, "%sp%zu=%zu", off ? "&" : "", i, i);
+		assert_true(w > 0 && (size_t)w < cap - off);
+		off += (size_t)w;
+	}
+}
+
+static void test_params_max(void **state)
+{
+	struct form_request req;
+	char body[1024], query[1024];
+
+	(void)state;
+	assert_int_equal(FORM_PARAMS_MAX, 32);
+	many_params(body, sizeof(body), 0, 32);
+	expect_ok(&req, NULL, body);
+	assert_int_equal(req.nparams, 32);
+	assert_string_equal(req.params[31].value, "31");
+	done(&req);
+	many_params(body, sizeof(body), 0, 33);
+	expect_body_fail(body, "too many parameters");
+	/* The limit is on the body and the query together. */
+	many_params(body, sizeof(body), 0, 16);
+	many_params(query, sizeof(query), 16, 16);
+	expect_ok(&req, query, body);
+	assert_int_equal(req.nparams, 32);
+	done(&req);
+	many_params(query, sizeof(query), 16, 17);
+	expect_fail(query, body, "too many parameters");
+}
+
+static void test_pair_structure(void **state)
+{
+	struct form_request req;
+
+	(void)state;
+	/* One trailing '&' is allowed, as before. */
+	expect_ok(&req, "a=1&", "productKey=pk&deviceName=dev1&");
+	assert_int_equal(req.nparams, 3);
+	done(&req);
+	expect_body_fail("&productKey=pk&deviceName=dev1", "bad encoding");
+	expect_body_fail("productKey=pk&deviceName=dev1&&", "bad encoding");
+	expect_body_fail("productKey=pk&deviceName=dev1&=x", "bad encoding");
+	/* The first '=' splits; later ones are part of the value. */
+	expect_ok(&req, NULL, "productKey=pk&deviceName=dev1&clientId=a=b%3Dc=");
+	assert_string_equal(req.client_id, "a=b=c=");
+	done(&req);
+	/* Names are taken as sent, never decoded. */
+	expect_body_fail("product%4Bey=pk&deviceName=dev1", "productKey missing");
+	expect_body_fail("productKey=pk&device+Name=dev1", "deviceName missing");
+}
+
+static void test_query_parse(void **state)
+{
+	char buf[] = "a=1&bb=x+y%21&c=&d=%C3%A9!";
+	struct form_param out[4];
+	const char *why = NULL;
+	size_t n = 99;
+
+	(void)state;
+	assert_int_equal(form_query_parse(buf, sizeof(buf) - 2, out, 4, &n, &why), 0);
+	assert_int_equal(n, 4);
+	assert_int_equal(out[0].name_len, 1);
+	assert_memory_equal(out[0].name, "a", 1);
+	assert_string_equal(out[0].value, "1");
+	assert_int_equal(out[0].value_len, 1);
+	assert_int_equal(out[1].name_len, 2);
+	assert_memory_equal(out[1].name, "bb", 2);
+	assert_string_equal(out[1].value, "x y!");
+	assert_int_equal(out[1].value_len, 4);
+	assert_memory_equal(out[2].name, "c", 1);
+	assert_string_equal(out[2].value, "");
+	assert_int_equal(out[2].value_len, 0);
+	assert_memory_equal(out[3].name, "d", 1);
+	assert_string_equal(out[3].value, "\xc3\xa9");
+	assert_int_equal(out[3].value_len, 2);
+	/* Everything points into BUF, and the byte past LEN is untouched. */
+	for (size_t i = 0; i < n; i++) {
+		assert_true(out[i].name >= buf && out[i].name + out[i].name_len <= buf + sizeof(buf) - 2);
+		assert_true(out[i].value >= buf && out[i].value + out[i].value_len < buf + sizeof(buf) - 2);
+	}
+	assert_int_equal(buf[sizeof(buf) - 2], '!');
+
+	assert_ptr_equal(form_param_find(out, n, "bb"), &out[1]);
+	assert_null(form_param_find(out, n, "b"));
+	assert_null(form_param_find(out, n, "BB"));
+	assert_null(form_param_find(out, n, "bbb"));
+
+	char two[] = "x=1&y=2&z=3";
+	assert_int_equal(form_query_parse(two, strlen(two), out, 2, &n, &why), -1);
+	assert_string_equal(why, "too many parameters");
+	char three[] = "x=1&y=2&z=3";
+	assert_int_equal(form_query_parse(three, strlen(three), out, 3, &n, &why), 0);
+	assert_int_equal(n, 3);
+	assert_ptr_equal(form_param_find(out, n, "z"), &out[2]);
+	char bad[] = "x=1&y";
+	assert_int_equal(form_query_parse(bad, strlen(bad), out, 4, &n, &why), -1);
+	assert_string_equal(why, "bad encoding");
+	char esc[] = "x=%2";
+	assert_int_equal(form_query_parse(esc, strlen(esc), out, 4, &n, &why), -1);
+	assert_string_equal(why, "bad encoding");
+	assert_int_equal(form_query_parse(NULL, 0, out, 4, &n, &why), 0);
+	assert_int_equal(n, 0);
+}
+
+/* A worked example: the content and its HMAC were computed apart, with
+ * Python's hmac over the concatenation. */
+#define SIGN_CONTENT "ZetazclientIda1PK.dev1devicexdeviceNamedev1extraa b!productKeya1PKtimestamp1700000000000"
+#define SIGN_SECRET "99bfd3ffa7bc53fc884777ddf881a788"
+#define SIGN_SHA256 "c44c0e4efa26286279c7e7f3d880e070a7c6eca4b95b9d9d94c942128b4b681a"
+#define SIGN_MD5 "072d5ca0dbc0ec3ec915c063012f603b"
+
+static void test_sign_content(void **state)
+{
+	static const char *const skip[] = { "sign", "signmethod", "version", "resources" };
+	struct form_request req;
+	char out[256], hex[129];
+	size_t len = 0;
+
+	(void)state;
+	/* Bytewise order ('Z' before 'c', "device" before "deviceName"), the body's
+	 * deviceName and Zeta over the query's, values decoded, skipped names out. */
+	expect_ok(&req, "deviceName=other&version=default&resources=mqtt&device=x&Zeta=second",
+		"productKey=a1PK&deviceName=dev1&clientId=a1PK.dev1&timestamp=1700000000000"
+		"&signmethod=hmacsha256&sign=00&extra=a+b%21&Zeta=z");
+	assert_int_equal(form_sign_content(&req, skip, 4, out, sizeof(out), &len), 0);
+	assert_int_equal(len, strlen(SIGN_CONTENT));
+	assert_memory_equal(out, SIGN_CONTENT, len);
+	assert_int_equal(secret_hmac_hex("hmacsha256", SIGN_SECRET, out, len, hex, sizeof(hex)), 64);
+	assert_string_equal(hex, SIGN_SHA256);
+	assert_int_equal(secret_hmac_hex(NULL, SIGN_SECRET, out, len, hex, sizeof(hex)), 32);
+	assert_string_equal(hex, SIGN_MD5);
+	/* Exactly enough room, then one byte short. */
+	assert_int_equal(form_sign_content(&req, skip, 4, out, strlen(SIGN_CONTENT), &len), 0);
+	assert_int_equal(form_sign_content(&req, skip, 4, out, strlen(SIGN_CONTENT) - 1, &len), -1);
+	/* Nothing skipped: sign, signmethod, version and resources come in too. */
+	assert_int_equal(form_sign_content(&req, NULL, 0, out, sizeof(out), &len), 0);
+	assert_int_equal(len, strlen(SIGN_CONTENT) + strlen("resourcesmqttsign00signmethodhmacsha256versiondefault"));
+	assert_memory_equal(out + strlen("ZetazclientIda1PK.dev1devicexdeviceNamedev1extraa b!productKeya1PK"),
+		"resourcesmqttsign00signmethodhmacsha256timestamp1700000000000versiondefault",
+		strlen("resourcesmqttsign00signmethodhmacsha256timestamp1700000000000versiondefault"));
+	done(&req);
+
+	/* The SDK form of SPEC §8. */
+	expect_ok(&req, NULL, "productKey=a1PK&deviceName=dev1&clientId=a1PK.dev1&timestamp=1&sign=ab");
+	assert_int_equal(form_sign_content(&req, skip, 4, out, sizeof(out), &len), 0);
+	assert_int_equal(len, strlen("clientIda1PK.dev1deviceNamedev1productKeya1PKtimestamp1"));
+	assert_memory_equal(out, "clientIda1PK.dev1deviceNamedev1productKeya1PKtimestamp1", len);
+	done(&req);
 }
 
 int main(void)
@@ -519,6 +772,7 @@ int main(void)
 		cmocka_unit_test(test_product_key_rules),
 		cmocka_unit_test(test_device_name_rules),
 		cmocka_unit_test(test_client_id_length),
+		cmocka_unit_test(test_client_id_sdk4),
 		cmocka_unit_test(test_version_timestamp_length),
 		cmocka_unit_test(test_sign),
 		cmocka_unit_test(test_signmethod),
@@ -526,6 +780,10 @@ int main(void)
 		cmocka_unit_test(test_resources_max),
 		cmocka_unit_test(test_body_too_large),
 		cmocka_unit_test(test_clear_is_safe),
+		cmocka_unit_test(test_params_max),
+		cmocka_unit_test(test_pair_structure),
+		cmocka_unit_test(test_query_parse),
+		cmocka_unit_test(test_sign_content),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,7 +28,7 @@ const struct catalog *fuzz_catalog(void)
 		return cat;
 	off = (size_t)snprintf(json, sizeof(json), "%s",
 		"{\"regions\":["
-		"{\"id\":\"cn-shanghai\",\"latitude\":31,\"longitude\":121,\"instances\":["
+		"{\"id\":\"cn-shanghai\",\"latitude\":31,\"longitude\":121,\"aliases\":[\"0\"],\"instances\":["
 		" {\"id\":\"iot-cn-sh-public\",\"endpoints\":{\"mqtt\":{\"host\":\"${productKey}.sh.example.com\",\"port\":1883}}},"
 		" {\"id\":\"iot-cn-sh-2\",\"default\":true,\"endpoints\":{\"mqtt\":{\"host\":\"sh2.example.com\",\"port\":1883}}}]},"
 		"{\"id\":\"eu-central-1\",\"latitude\":50,\"longitude\":8,\"instances\":["

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 char *fuzz_strndup(const uint8_t *data, size_t size);
 
 /* The catalog the batch and product targets look targets up in (built once,
- * never freed): cn-shanghai (two instances, the second default),
+ * never freed): cn-shanghai (alias "0"; two instances, the second default),
  * eu-central-1 (two, none marked), us-east-1 (one), r01..r17. */
 const struct catalog *fuzz_catalog(void);
 

@@ -1,6 +1,6 @@
 /* catalog_load on the input as regions.json (an in-memory file). A catalog it
- * accepts must render every host within bounds and survive its own JSON
- * (GET /v1/regions) read back. */
+ * accepts must find every region by its id and aliases, render every host
+ * within bounds and survive its own JSON (GET /v1/regions) read back. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +18,9 @@ static void check(const struct catalog *cat)
 		const struct catalog_region *reg = &cat->regions[r];
 
 		fuzz_assert(catalog_region(cat, reg->id) == reg && reg->ninstances >= 1);
+		fuzz_assert(catalog_region_named(cat, reg->id) == reg);
+		for (size_t a = 0; a < reg->naliases; a++)
+			fuzz_assert(catalog_region_named(cat, reg->aliases[a]) == reg);
 		fuzz_assert(catalog_default_instance(reg) != NULL);
 		for (size_t i = 0; i < reg->ninstances; i++) {
 			const struct catalog_instance *inst = &reg->instances[i];
@@ -27,6 +30,12 @@ static void check(const struct catalog *cat)
 				int n = catalog_render_host(&inst->endpoints[e], inst, &vars, host, sizeof(host));
 
 				fuzz_assert(n >= 0 && (size_t)n == strlen(host) && n <= CATALOG_HOST_MAX);
+				/* The regionId form: only a device template without regionHost is refused. */
+				n = catalog_render_region_host(&inst->endpoints[e], inst, host, sizeof(host));
+				if (inst->endpoints[e].region_host || !inst->endpoints[e].needs_device)
+					fuzz_assert(n >= 0 && (size_t)n == strlen(host));
+				else
+					fuzz_assert(n == -1);
 				fuzz_assert(inst->endpoints[e].port >= 1 && inst->endpoints[e].port <= 65535);
 			}
 		}

@@ -8,7 +8,7 @@ BOOTSTRAPD_PACKAGES="build-essential pkg-config meson ninja-build
  libevent-dev libssl-dev libyajl-dev libmaxminddb-dev libhiredis-dev libmosquitto-dev
  libcsv-dev libcmocka-dev liburiparser-dev libhttp-parser-dev
  redis-server mosquitto mosquitto-clients openssl curl ca-certificates python3
- valgrind wrk nginx-light libmaxmind-db-writer-perl"
+ valgrind wrk nginx-light libmaxmind-db-writer-perl clang libclang-rt-14-dev"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -54,6 +54,19 @@ build() {
 		meson setup "$dir" "$BOOTSTRAPD_TOP" "$@" >/dev/null || die "meson setup $dir failed"
 	fi
 	ninja -C "$dir" >/dev/null || { ninja -C "$dir"; die "build failed in $dir"; }
+}
+
+# fuzz_available: clang is there and links libFuzzer with the sanitizers.
+fuzz_available() {
+	command -v clang >/dev/null 2>&1 || return 1
+	printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' |
+		clang -x c -fsanitize=fuzzer,address,undefined -o /dev/null - >/dev/null 2>&1
+}
+
+# build_fuzz DIR: configures (clang, -Dfuzz=true, sanitizers) once, then
+# builds the fuzz targets (docs/fuzzing.md).
+build_fuzz() {
+	CC=clang build "$1" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false --werror
 }
 
 # wait_for SECONDS COMMAND...: polls until COMMAND succeeds or time runs out.

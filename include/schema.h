@@ -94,6 +94,9 @@ int schema_product_set(struct schema_product *p, enum schema_product_field f, co
 int schema_targets_parse(const char *s, size_t len, struct schema_batch *out) __attribute__((warn_unused_result));
 int schema_targets_format(const struct schema_batch *b, char *buf, size_t len) __attribute__((warn_unused_result));
 
+/* An account name: 1 to SCHEMA_ACCOUNT_MAX of A-Z a-z 0-9 - _ . */
+bool schema_valid_account(const char *s);
+
 /* Strict decimal parsers for stored numbers. */
 int schema_parse_u64(const char *s, size_t len, uint64_t *out) __attribute__((warn_unused_result));
 int schema_parse_i64(const char *s, size_t len, int64_t *out) __attribute__((warn_unused_result));

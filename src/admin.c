@@ -10,7 +10,6 @@
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 #include <yajl/yajl_gen.h>
-#include <yajl/yajl_tree.h>
 
 #include "admin_batch.h"
 #include "adminreq.h"
@@ -24,13 +23,12 @@
 #include "nearest.h"
 #include "notify.h"
 #include "metrics.h"
+#include "registry.h"
 #include "schema.h"
 #include "secret.h"
 #include "server.h"
 #include "store.h"
 #include "token.h"
-
-#define ADMIN_REGISTER_MAX 10000
 
 /* --- operations --- */
 
@@ -193,29 +191,11 @@ out:
 	adminreq_unref(ar);
 }
 
-static const char *admin_json_string(yajl_val obj, const char *name, bool *bad)
-{
-	const char *path[] = { name, NULL };
-	yajl_val v = yajl_tree_get(obj, path, yajl_t_any);
-
-	if (v == NULL)
-		return NULL;
-	if (!YAJL_IS_STRING(v)) {
-		*bad = true;
-		return NULL;
-	}
-	return YAJL_GET_STRING(v);
-}
-
 static void admin_product_put(struct adminreq *ar)
 {
-	static const char *const known[] = { "homeRegion", "homeInstance", "account", "locked", "bootstrapAuth" };
-	char errbuf[256], msg[512], key[SCHEMA_KEY_MAX], now[24];
-	const struct catalog_region *region;
-	const struct catalog_instance *inst;
-	const char *hr, *hi, *acct, *auth;
-	bool bad = false, locked = false;
-	yajl_val root = NULL, v;
+	char key[SCHEMA_KEY_MAX], now[24];
+	struct registry_product p;
+	struct registry_error err;
 	size_t len;
 	char *body = adminreq_body(ar->req, &len);
 
@@ -223,67 +203,8 @@ static void admin_product_put(struct adminreq *ar)
 		adminreq_error(ar, 500, "internal", "out of memory");
 		return;
 	}
-	root = yajl_tree_parse(body, errbuf, sizeof(errbuf));
-	if (root == NULL || !YAJL_IS_OBJECT(root)) {
-		snprintf(msg, sizeof(msg), "body must be a JSON object%s%s", root ? "" : ": ", root ? "" : errbuf);
-		for (char *p = msg; *p; p++)
-			if (*p == '\n')
-				*p = ' ';
-		adminreq_error(ar, 400, "invalid_json", msg);
-		goto out;
-	}
-	for (size_t i = 0; i < root->u.object.len; i++) {
-		size_t k;
-		for (k = 0; k < sizeof(known) / sizeof(known[0]) && strcmp(known[k], root->u.object.keys[i]); k++)
-			;
-		if (k == sizeof(known) / sizeof(known[0])) {
-			snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", root->u.object.keys[i]);
-			adminreq_error(ar, 400, "invalid_field", msg);
-			goto out;
-		}
-	}
-	hr = admin_json_string(root, "homeRegion", &bad);
-	hi = admin_json_string(root, "homeInstance", &bad);
-	acct = admin_json_string(root, "account", &bad);
-	auth = admin_json_string(root, "bootstrapAuth", &bad);
-	{
-		const char *path[] = { "locked", NULL };
-		v = yajl_tree_get(root, path, yajl_t_any);
-		if (v && !YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v))
-			bad = true;
-		locked = v && YAJL_IS_TRUE(v);
-	}
-	if (bad) {
-		adminreq_error(ar, 400, "invalid_field",
-			"homeRegion, homeInstance, account and bootstrapAuth are strings; locked is a boolean");
-		goto out;
-	}
-	if (hr == NULL) {
-		adminreq_error(ar, 400, "invalid_field", "homeRegion is required");
-		goto out;
-	}
-	region = catalog_region(ar->t->catalog, hr);
-	if (region == NULL) {
-		snprintf(msg, sizeof(msg), "homeRegion \"%.64s\" is not in the catalog", hr);
-		adminreq_error(ar, 400, "unknown_region", msg);
-		goto out;
-	}
-	inst = hi ? catalog_instance(region, hi) : catalog_default_instance(region);
-	if (inst == NULL) {
-		snprintf(msg, sizeof(msg), "homeInstance \"%.64s\" is not in region %s", hi, hr);
-		adminreq_error(ar, 400, "unknown_instance", msg);
-		goto out;
-	}
-	if (acct == NULL)
-		acct = "default";
-	if (!adminreq_valid_account(acct)) {
-		adminreq_error(ar, 400, "invalid_field", "account: 1-64 characters of A-Z a-z 0-9 - _ .");
-		goto out;
-	}
-	if (auth == NULL)
-		auth = "none";
-	if (strcmp(auth, "none") != 0 && strcmp(auth, "required") != 0) {
-		adminreq_error(ar, 400, "invalid_field", "bootstrapAuth: \"none\" or \"required\"");
+	if (registry_product_parse(body, ar->t->catalog, &p, &err) < 0) {
+		adminreq_error(ar, err.status, err.code, err.message);
 		goto out;
 	}
 	if (schema_product_key(key, sizeof(key), ar->pk) < 0) {
@@ -292,8 +213,8 @@ static void admin_product_put(struct adminreq *ar)
 	}
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	{
-		const char *argv[] = { "EVAL", lua_put_product, "1", key, region->id, inst->id, acct,
-			locked ? "1" : "0", auth, now, ar->pk };
+		const char *argv[] = { "EVAL", lua_put_product, "1", key, p.region->id, p.instance->id, p.account,
+			p.locked ? "1" : "0", p.auth, now, ar->pk };
 		ar->refs++;
 		if (store_command(adminreq_store(ar->t), admin_product_put_reply, ar, 11, argv, NULL) < 0) {
 			ar->refs--;
@@ -301,17 +222,10 @@ static void admin_product_put(struct adminreq *ar)
 		}
 	}
 out:
-	yajl_tree_free(root);
 	free(body);
 }
 
 /* --- devices --- */
-
-struct admin_newdev {
-	char name[CATALOG_DEVICE_NAME_MAX + 1];
-	char secret[SECRET_PLAIN_MAX + 1];
-	size_t row;
-};
 
 static void admin_register_reply(redisReply *reply, void *arg)
 {
@@ -337,34 +251,15 @@ static void admin_register_reply(redisReply *reply, void *arg)
 	adminreq_unref(ar);
 }
 
-static bool admin_valid_secret(const char *s)
+/* Reads the upload into DEVS, generating what it leaves out. Returns the
+ * count, or -1 after answering. */
+static long admin_register_read(struct adminreq *ar, struct registry_device **devs)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > SECRET_PLAIN_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < 0x21 || s[i] > 0x7e)
-			return false;
-	return true;
-}
-
-static int admin_newdev_cmp(const void *a, const void *b)
-{
-	const struct admin_newdev *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
-
-	return c ? c : (x->row > y->row) - (x->row < y->row);
-}
-
-/* Reads the upload into DEVS. Returns the count, or -1 after answering. */
-static long admin_register_read(struct adminreq *ar, struct admin_newdev **devs)
-{
-	char msg[256], *body = NULL, *cause = NULL;
-	struct csvdoc *doc = NULL;
-	struct admin_newdev *d = NULL;
-	size_t len, n = 0;
-	long rc = -1;
+	struct registry_device *d = NULL;
+	struct registry_error err;
+	char *body = NULL;
+	size_t len;
+	long n = -1;
 
 	body = adminreq_body(ar->req, &len);
 	if (body == NULL) {
@@ -372,142 +267,55 @@ static long admin_register_read(struct adminreq *ar, struct admin_newdev **devs)
 		goto out;
 	}
 	if (adminreq_content_type_is(ar->req, "application/json")) {
-		char errbuf[128];
-		const char *path[] = { "count", NULL };
-		yajl_val root = yajl_tree_parse(body, errbuf, sizeof(errbuf)), v;
-		long long count;
-
-		v = root ? yajl_tree_get(root, path, yajl_t_number) : NULL;
-		if (root == NULL || !YAJL_IS_OBJECT(root) || root->u.object.len != 1 || v == NULL ||
-		    !YAJL_IS_INTEGER(v)) {
-			yajl_tree_free(root);
-			adminreq_error(ar, 400, "invalid_json", "expected {\"count\":N}");
-			goto out;
-		}
-		count = YAJL_GET_INTEGER(v);
-		yajl_tree_free(root);
-		if (count < 1 || count > ADMIN_REGISTER_MAX) {
-			adminreq_error(ar, count < 1 ? 400 : 413, "invalid_count", "count must be 1..10000");
-			goto out;
-		}
-		n = (size_t)count;
-		d = calloc(n, sizeof(*d));
+		n = registry_devices_count(body, &err);
+		if (n < 0)
+			goto fail;
+		d = calloc((size_t)n, sizeof(*d));
 		if (d == NULL) {
+			n = -1;
 			adminreq_error(ar, 500, "internal", "out of memory");
 			goto out;
 		}
-		for (size_t i = 0; i < n; i++) {
+		for (long i = 0; i < n; i++) {
 			char hex[SECRET_HEX_LEN + 1];
 			if (secret_generate(hex) < 0) {
+				n = -1;
 				adminreq_error(ar, 500, "internal", "no randomness");
 				goto out;
 			}
 			snprintf(d[i].name, sizeof(d[i].name), "dev-%.16s", hex);
-			d[i].row = i + 1;
+			d[i].row = (size_t)i + 1;
+		}
+		if (registry_devices_unique(d, (size_t)n, &err) < 0) {
+			n = -1;
+			goto fail;
 		}
 	} else if (adminreq_content_type_is(ar->req, "text/csv")) {
-		int prc = csvdoc_parse(body, len, ADMIN_REGISTER_MAX, &doc, &cause);
-		bool with_secret;
-
-		if (prc == CSVDOC_ETOO_MANY) {
-			adminreq_error(ar, 413, "too_many_devices", "at most 10000 devices per upload");
-			goto out;
-		}
-		if (prc < 0) {
-			snprintf(msg, sizeof(msg), "unreadable CSV: %s", cause ? cause : "error");
-			adminreq_error(ar, 400, "invalid_csv", msg);
-			goto out;
-		}
-		if (doc->nrows == 0 || doc->rows[0].nfields < 1 || doc->rows[0].nfields > 2 ||
-		    !doc->rows[0].fields[0] || strcmp(doc->rows[0].fields[0], "deviceName") != 0 ||
-		    (doc->rows[0].nfields == 2 &&
-			    (!doc->rows[0].fields[1] || strcmp(doc->rows[0].fields[1], "deviceSecret") != 0))) {
-			adminreq_error(ar, 400, "invalid_csv",
-				"row 1: header must be \"deviceName\" or \"deviceName,deviceSecret\"");
-			goto out;
-		}
-		with_secret = doc->rows[0].nfields == 2;
-		n = doc->nrows - 1;
-		if (n == 0) {
-			adminreq_error(ar, 400, "invalid_csv", "no devices after the header");
-			goto out;
-		}
-		d = calloc(n, sizeof(*d));
-		if (d == NULL) {
-			adminreq_error(ar, 500, "internal", "out of memory");
-			goto out;
-		}
-		for (size_t i = 0; i < n; i++) {
-			const struct csvdoc_row *row = &doc->rows[i + 1];
-			const char *name = row->nfields > 0 ? row->fields[0] : NULL;
-			const char *secret = with_secret && row->nfields > 1 ? row->fields[1] : NULL;
-
-			if (secret && secret[0] == '\0')
-				secret = NULL; /* an empty cell: generate one */
-
-			if (row->nfields != doc->rows[0].nfields) {
-				snprintf(msg, sizeof(msg), "row %zu: expected %zu columns, found %zu", row->number,
-					doc->rows[0].nfields, row->nfields);
-				adminreq_error(ar, 400, "invalid_csv", msg);
-				goto out;
-			}
-			if (name == NULL || !form_valid_device_name(name)) {
-				snprintf(msg, sizeof(msg),
-					"row %zu, column deviceName: 4-32 characters of A-Z a-z 0-9 _ - . @ :",
-					row->number);
-				adminreq_error(ar, 400, "invalid_device_name", msg);
-				goto out;
-			}
-			if (with_secret && secret && !admin_valid_secret(secret)) {
-				snprintf(msg, sizeof(msg),
-					"row %zu, column deviceSecret: 1-64 printable ASCII characters", row->number);
-				adminreq_error(ar, 400, "invalid_secret", msg);
-				goto out;
-			}
-			snprintf(d[i].name, sizeof(d[i].name), "%s", name);
-			if (secret)
-				snprintf(d[i].secret, sizeof(d[i].secret), "%s", secret);
-			d[i].row = row->number;
-		}
+		n = registry_devices_csv(body, len, &d, &err);
+		if (n < 0)
+			goto fail;
 	} else {
 		adminreq_error(ar, 415, "unsupported_media_type", "send text/csv or application/json");
 		goto out;
 	}
-	if (n > 1) {
-		/* Sorted by name (then row), a repeat sits next to its first row. */
-		struct admin_newdev *sorted = malloc(n * sizeof(*sorted));
-		if (sorted == NULL) {
-			adminreq_error(ar, 500, "internal", "out of memory");
-			goto out;
-		}
-		memcpy(sorted, d, n * sizeof(*sorted));
-		qsort(sorted, n, sizeof(*sorted), admin_newdev_cmp);
-		for (size_t i = 1; i < n; i++) {
-			if (strcmp(sorted[i - 1].name, sorted[i].name) == 0) {
-				snprintf(msg, sizeof(msg), "row %zu, column deviceName: \"%s\" repeats row %zu",
-					sorted[i].row, sorted[i].name, sorted[i - 1].row);
-				free(sorted);
-				adminreq_error(ar, 400, "duplicate_row", msg);
-				goto out;
-			}
-		}
-		free(sorted);
-	}
-	for (size_t i = 0; i < n; i++) {
+	for (long i = 0; i < n; i++) {
 		if (d[i].secret[0] == '\0' && secret_generate(d[i].secret) < 0) {
+			n = -1;
 			adminreq_error(ar, 500, "internal", "no randomness");
 			goto out;
 		}
 	}
 	*devs = d;
 	d = NULL;
-	rc = (long)n;
+	goto out;
+fail:
+	adminreq_error(ar, err.status, err.code, err.message);
 out:
+	if (d && n > 0)
+		OPENSSL_cleanse(d, (size_t)n * sizeof(*d));
 	free(d);
-	free(cause);
-	csvdoc_free(doc);
 	free(body);
-	return rc;
+	return n;
 }
 
 struct admin_regargs {
@@ -520,7 +328,7 @@ struct admin_regargs {
 
 static void admin_devices_post(struct adminreq *ar)
 {
-	struct admin_newdev *devs = NULL;
+	struct registry_device *devs = NULL;
 	struct admin_regargs *ra = NULL;
 	const char **argv = NULL;
 	size_t *argvlen = NULL;

@@ -122,15 +122,7 @@ void adminreq_unavailable(struct adminreq *ar)
 
 bool adminreq_valid_account(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > SCHEMA_ACCOUNT_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-			(s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_' || s[i] == '.'))
-			return false;
-	return true;
+	return schema_valid_account(s);
 }
 
 /* The request body as a NUL-terminated copy (caller frees), or NULL. */

@@ -21,6 +21,19 @@ uint32_t schema_bucket(const char *product_key, const char *device_name)
 	return h & ((1u << SCHEMA_BUCKET_BITS) - 1);
 }
 
+bool schema_valid_account(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SCHEMA_ACCOUNT_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+			(s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_' || s[i] == '.'))
+			return false;
+	return true;
+}
+
 static int schema_fit(int n, size_t len)
 {
 	return n < 0 || (size_t)n >= len ? -1 : n;

@@ -6,7 +6,7 @@ BOOTSTRAPD_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Debian packages the build, the service and the tests need.
 BOOTSTRAPD_PACKAGES="build-essential pkg-config meson ninja-build
  libevent-dev libssl-dev libyajl-dev libmaxminddb-dev libhiredis-dev libmosquitto-dev
- libcsv-dev libcmocka-dev liburiparser-dev
+ libcsv-dev libcmocka-dev liburiparser-dev libhttp-parser-dev
  redis-server mosquitto mosquitto-clients openssl curl ca-certificates python3
  valgrind wrk nginx-light libmaxmind-db-writer-perl clang libclang-rt-14-dev"
 

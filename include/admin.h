@@ -3,11 +3,15 @@
 #ifndef BOOTSTRAPD_ADMIN_H
 #define BOOTSTRAPD_ADMIN_H
 
-#include <event2/http.h>
+#include <stddef.h>
 
-/* The admin listener's request callback; ARG is the struct server_thread. */
-void admin_handle(struct evhttp_request *req, void *arg);
-/* The worker's own listener: operations endpoints only. */
-void admin_handle_ops(struct evhttp_request *req, void *arg);
+#include "http.h"
+
+/* The admin listener's routes; handlers take the struct server_thread. */
+extern const struct http_route admin_routes[];
+extern const size_t admin_nroutes;
+/* The worker's own listener: the operations endpoints only. */
+extern const struct http_route *const admin_ops_routes;
+extern const size_t admin_nops_routes;
 
 #endif

@@ -5,13 +5,12 @@
 
 #include <stdbool.h>
 #include <time.h>
-#include <event2/http.h>
+#include "http.h"
 
 struct server_thread;
 
 /* Handles PATH if it is one of this module's (/v1/batches..., /v1/accounts/...,
  * /v1/stats) and returns true; the caller checked the token. */
-bool admin_batch_handle(struct server_thread *t, struct evhttp_request *req, const char *path,
-	const struct timespec *started);
+bool admin_batch_handle(struct server_thread *t, struct http_request *req, const char *path);
 
 #endif

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
-#include <event2/http.h>
+#include "http.h"
 #include <yajl/yajl_gen.h>
 
 #include "catalog.h"
@@ -25,9 +25,7 @@ struct adminreq {
 	int refs;
 	bool answered;
 	struct server_thread *t;
-	struct evhttp_request *req;
-	struct timespec started;
-	enum metrics_route route;
+	struct http_request *req;
 	char pk[CATALOG_PRODUCT_KEY_MAX + 1];
 	char dn[CATALOG_DEVICE_NAME_MAX + 1];
 	struct schema_product product;
@@ -48,19 +46,18 @@ struct adminreq {
 };
 
 /* NULL when out of memory (the caller answers 500). */
-struct adminreq *adminreq_new(struct server_thread *t, struct evhttp_request *req,
-	const struct timespec *started, enum metrics_route route);
+struct adminreq *adminreq_new(struct server_thread *t, struct http_request *req);
 void adminreq_unref(struct adminreq *ar);
 
 /* Answers unless already answered (then does nothing). */
 void adminreq_error(struct adminreq *ar, int status, const char *code, const char *message);
 void adminreq_unavailable(struct adminreq *ar); /* 503: Redis unreachable */
-void adminreq_error_req(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, const char *code, const char *message);
-void adminreq_send(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, const char *ctype, const char *body, size_t len);
-void adminreq_send_gen(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, yajl_gen g);
+void adminreq_error_req(struct http_request *req, int status, const char *code, const char *message);
+void adminreq_send(struct http_request *req, int status, const char *ctype, const char *body, size_t len);
+void adminreq_send_gen(struct http_request *req, int status, yajl_gen g);
+/* The admin listener's error shape for refusals the HTTP layer finds and
+ * paths no route has (struct http_service's error). */
+void adminreq_http_error(struct http_request *req, int status, const char *message);
 
 /* Answers AR with G's JSON (unless already answered) and frees G. */
 void adminreq_answer_gen(struct adminreq *ar, int status, yajl_gen g);
@@ -78,8 +75,8 @@ struct store *adminreq_store(const struct server_thread *t);
 
 bool adminreq_valid_account(const char *s);
 /* The body as a NUL-terminated copy (caller frees), or NULL when out of memory. */
-char *adminreq_body(struct evhttp_request *req, size_t *len);
+char *adminreq_body(struct http_request *req, size_t *len);
 /* True when Content-Type is TYPE, parameters aside. */
-bool adminreq_content_type_is(struct evhttp_request *req, const char *type);
+bool adminreq_content_type_is(struct http_request *req, const char *type);
 
 #endif

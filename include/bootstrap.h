@@ -3,7 +3,9 @@
 #ifndef BOOTSTRAPD_BOOTSTRAP_H
 #define BOOTSTRAPD_BOOTSTRAP_H
 
-#include <event2/http.h>
+#include <stddef.h>
+
+#include "http.h"
 
 struct bootstrap_cache;
 
@@ -11,7 +13,10 @@ struct bootstrap_cache;
 struct bootstrap_cache *bootstrap_cache_new(void);
 void bootstrap_cache_free(struct bootstrap_cache *cache);
 
-/* The public listener's request callback; ARG is the struct server_thread. */
-void bootstrap_handle(struct evhttp_request *req, void *arg);
+/* The public listener's routes (handlers take the struct server_thread)
+ * and its error shape, {"code":N,"message":"..."}. */
+extern const struct http_route bootstrap_routes[];
+extern const size_t bootstrap_nroutes;
+void bootstrap_error(struct http_request *req, int status, const char *message);
 
 #endif

@@ -2,6 +2,8 @@
 #ifndef BOOTSTRAPD_LOG_H
 #define BOOTSTRAPD_LOG_H
 
+#include <stdbool.h>
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 extern enum log_level log_min_level;
@@ -24,3 +26,12 @@ void log_write(enum log_level level, const char *module, const char *fmt, ...)
 #define log_error(module, ...) log_at(LOG_ERROR, module, __VA_ARGS__)
 
 #endif
+
+/* At most one line a second for one recurring event (accept failures, 503s
+ * during an outage): log_limit_pass says whether to write it now, and how
+ * many were held back since the last one. Thread-safe; zero-initialised. */
+struct log_limit {
+	_Atomic long long next_ms;
+	_Atomic unsigned long held;
+};
+bool log_limit_pass(struct log_limit *l, unsigned long *held);

@@ -36,12 +36,23 @@ enum metrics_counter {
 	METRICS_NOTIFY_SENT,
 	METRICS_NOTIFY_ACKED,
 	METRICS_NOTIFY_RETRIED,
+	METRICS_HTTP_ACCEPTED,
+	METRICS_HTTP_RECLAIMED,
+	METRICS_HTTP_ACCEPT_ERRORS,
+	METRICS_HTTP_TIMEOUTS,
+	METRICS_HTTP_REFUSED,
 	METRICS_NCOUNTERS
 };
 
 /* Records one answered request. STATUS is the HTTP status. */
 void metrics_request(enum metrics_route route, int status, double seconds);
 void metrics_count(enum metrics_counter c);
+
+/* One failed TLS handshake; REASON is an enum tls_failure (tls.h). */
+#define METRICS_TLS_REASONS 9
+void metrics_tls_failure(int reason);
+/* Open connections, up or down by DELTA. */
+void metrics_connections(long delta);
 
 /* Renders everything. Returns a malloc'd NUL-terminated string (caller
  * frees) or NULL when out of memory. */

@@ -1,14 +1,12 @@
 /* proxyproto: the PROXY protocol (v1 text, v2 binary) that load balancers
  * put in front of a connection to say who the client is, on listeners with
- * "proxy_protocol": true. The parser is pure; proxyproto_bufferevent_new puts
- * a filter under evhttp (and under TLS) that reads and strips the header, and
- * closes the connection when it is malformed or does not come in time. */
+ * "proxy_protocol": true. The parser is pure; a proxyproto_conn reads a
+ * connection's bytes, takes the header off and remembers its client. */
 #ifndef BOOTSTRAPD_PROXYPROTO_H
 #define BOOTSTRAPD_PROXYPROTO_H
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <event2/bufferevent.h>
 
 #include "netaddr.h"
 
@@ -22,20 +20,11 @@
 int proxyproto_parse(const unsigned char *buf, size_t len, struct netaddr *src, bool *has_addr)
 	__attribute__((warn_unused_result));
 
-/* A bufferevent for an accepted plain connection on BASE (fd set later by
- * evhttp's bufferevent_setfd, which reaches the socket under it) that
- * consumes the PROXY header before passing bytes up; a malformed header is
- * reported as an error event. Its write callback runs once output is in the
- * kernel, as evhttp needs. The caller owns it; freeing it closes the
- * socket. NULL when out of memory. */
-struct bufferevent *proxyproto_bufferevent_new(struct event_base *base);
-
-/* The PROXY state of one connection whose header some other layer reads
- * (on TLS listeners, a BIO under OpenSSL: see http.c), registered under BEV
- * (not owned) for proxyproto_client. NULL when out of memory. Free it, with
- * proxyproto_conn_free (NULL is fine), before BEV's memory goes. */
+/* The PROXY state of one connection: the HTTP layer reads the connection's
+ * bytes through it (plain listeners directly, TLS ones from a BIO under
+ * OpenSSL). NULL when out of memory; proxyproto_conn_free accepts NULL. */
 struct proxyproto_conn;
-struct proxyproto_conn *proxyproto_conn_new(struct bufferevent *bev);
+struct proxyproto_conn *proxyproto_conn_new(void);
 void proxyproto_conn_free(struct proxyproto_conn *c);
 
 #define PROXYPROTO_BAD (-2)
@@ -52,9 +41,8 @@ size_t proxyproto_conn_pending(const struct proxyproto_conn *c);
 /* True once the header was read and was good. */
 bool proxyproto_conn_passing(const struct proxyproto_conn *c);
 
-/* The client that BEV's connection speaks for, when BEV is (or sits on) a
- * proxyproto bufferevent whose header named one; false otherwise (LOCAL,
- * UNKNOWN, or no PROXY layer). Call on BEV's event loop thread. */
-bool proxyproto_client(struct bufferevent *bev, struct netaddr *out);
+/* The client that C's header named; false before a good header, and for
+ * LOCAL (v2) and UNKNOWN (v1) headers. */
+bool proxyproto_conn_client(const struct proxyproto_conn *c, struct netaddr *out);
 
 #endif

@@ -8,9 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <openssl/ssl.h>
 
+#include "http.h"
 #include "netaddr.h"
 
 struct config;
@@ -36,10 +36,9 @@ struct server_thread {
 	struct catalog *catalog; /* this loop's reference; swapped on reload */
 	struct geo_db *geo;      /* likewise; NULL without GeoIP */
 	struct bootstrap_cache *cache;
-	struct evhttp *public_http;
-	struct evhttp_bound_socket *public_sock;
-	struct evhttp *admin_http; /* thread 0: admin, or the worker's ops listener */
-	struct evhttp_bound_socket *admin_sock;
+	struct http_server *public_http;
+	struct http_server *admin_http; /* thread 0: admin, or the worker's ops listener */
+	struct http_service public_svc, admin_svc;
 	struct event *reload_ev, *stop_ev, *drain_timer;
 	uint64_t requests; /* for request ids */
 	int quiet_ticks;   /* drain: ticks in a row with nothing in flight */

@@ -6,7 +6,6 @@
 #include <strings.h>
 #include <time.h>
 #include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
 #include <sys/queue.h>
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
@@ -63,53 +62,44 @@ static void admin_ops_ready_reply(redisReply *reply, void *arg)
 	adminreq_unref(ar);
 }
 
-static bool admin_ops(struct server_thread *t, struct evhttp_request *req, const char *path,
-	const struct timespec *started)
+static void admin_healthz(struct http_request *req, void *arg)
 {
 	static const char ok[] = "{\"status\":\"ok\"}";
 
-	if (strcmp(path, "/healthz") == 0) {
-		adminreq_send(req, METRICS_OPS, started, 200, adminreq_json, ok, sizeof(ok) - 1);
-	} else if (strcmp(path, "/readyz") == 0) {
-		struct adminreq *ar = adminreq_new(t, req, started, METRICS_OPS);
-		const char *argv[] = { "PING" };
-		if (ar == NULL) {
-			adminreq_error_req(req, METRICS_OPS, started, 500, "internal", "out of memory");
-			return true;
-		}
-		if (store_command(adminreq_store(t), admin_ops_ready_reply, ar, 1, argv, NULL) < 0)
-			admin_ops_ready_reply(NULL, ar);
-	} else if (strcmp(path, "/metrics") == 0) {
-		char *text = metrics_render(), *brokers = t->srv->notify ? notify_metrics(t->srv->notify) : NULL;
-		char *all = NULL;
-		if (text == NULL || asprintf(&all, "%s%s", text, brokers ? brokers : "") < 0) {
-			free(text);
-			free(brokers);
-			adminreq_error_req(req, METRICS_OPS, started, 500, "internal", "out of memory");
-			return true;
-		}
-		adminreq_send(req, METRICS_OPS, started, 200, "text/plain; version=0.0.4; charset=utf-8", all,
-			strlen(all));
-		free(all);
-		free(text);
-		free(brokers);
-	} else {
-		return false;
-	}
-	return true;
+	(void)arg;
+	adminreq_send(req, 200, adminreq_json, ok, sizeof(ok) - 1);
 }
 
-void admin_handle_ops(struct evhttp_request *req, void *arg)
+static void admin_readyz(struct http_request *req, void *arg)
 {
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	struct timespec started;
+	struct server_thread *t = arg;
+	struct adminreq *ar = adminreq_new(t, req);
+	const char *argv[] = { "PING" };
 
-	clock_gettime(CLOCK_MONOTONIC, &started);
-	http_begin();
-	if (path == NULL || evhttp_request_get_command(req) != EVHTTP_REQ_GET ||
-	    !admin_ops(arg, req, path, &started))
-		adminreq_error_req(req, METRICS_OPS, &started, 404, "not_found", "no such path");
+	if (ar == NULL) {
+		adminreq_error_req(req, 500, "internal", "out of memory");
+		return;
+	}
+	if (store_command(adminreq_store(t), admin_ops_ready_reply, ar, 1, argv, NULL) < 0)
+		admin_ops_ready_reply(NULL, ar);
+}
+
+static void admin_metrics(struct http_request *req, void *arg)
+{
+	struct server_thread *t = arg;
+	char *text = metrics_render(), *brokers = t->srv->notify ? notify_metrics(t->srv->notify) : NULL;
+	char *all = NULL;
+
+	if (text == NULL || asprintf(&all, "%s%s", text, brokers ? brokers : "") < 0) {
+		free(text);
+		free(brokers);
+		adminreq_error_req(req, 500, "internal", "out of memory");
+		return;
+	}
+	adminreq_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", all, strlen(all));
+	free(all);
+	free(text);
+	free(brokers);
 }
 
 /* --- products --- */
@@ -256,7 +246,7 @@ static void admin_register_reply(redisReply *reply, void *arg)
 		adminreq_error(ar, 409, "device_exists", msg);
 	} else if (!ar->answered) {
 		ar->answered = true;
-		adminreq_send(ar->req, ar->route, &ar->started, 200, adminreq_csv, ar->out, ar->outlen);
+		adminreq_send(ar->req, 200, adminreq_csv, ar->out, ar->outlen);
 	}
 	adminreq_unref(ar);
 }
@@ -515,8 +505,7 @@ static void admin_gen_fixed(yajl_gen g, const char *key, double v, int digits)
 /* ?ip=ADDR of the explain call into ar->client; false after answering 400. */
 static bool admin_explain_address(struct adminreq *ar)
 {
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ar->req);
-	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	const char *query = ar->req->r.query;
 	char *copy = query ? strdup(query) : NULL; /* decoded in place */
 	struct form_param q[FORM_PARAMS_MAX];
 	const struct form_param *ip;
@@ -761,16 +750,16 @@ static void admin_device_get(struct adminreq *ar)
 
 /* --- routing --- */
 
-static void admin_regions(struct server_thread *t, struct evhttp_request *req, const struct timespec *started)
+static void admin_regions(struct server_thread *t, struct http_request *req)
 {
 	char *json = NULL;
 	size_t len = 0;
 
 	if (catalog_to_json(t->catalog, &json, &len) < 0) {
-		adminreq_error_req(req, METRICS_ADMIN, started, 500, "internal", "cannot render the catalog");
+		adminreq_error_req(req, 500, "internal", "cannot render the catalog");
 		return;
 	}
-	adminreq_send(req, METRICS_ADMIN, started, 200, adminreq_json, json, len);
+	adminreq_send(req, 200, adminreq_json, json, len);
 	free(json);
 }
 
@@ -800,39 +789,40 @@ static int admin_segments(const char *path, const char *prefix, char seg[][80], 
 	return *path ? -1 : k;
 }
 
-static void admin_method_not_allowed(struct evhttp_request *req, const struct timespec *started,
+static void admin_method_not_allowed(struct http_request *req,
 	const char *allow)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-	adminreq_error_req(req, METRICS_ADMIN, started, 405, "method_not_allowed", "method not allowed here");
+	http_add_header(req, "Allow", allow);
+	adminreq_error_req(req, 405, "method_not_allowed", "method not allowed here");
 }
 
-static void admin_v1(struct server_thread *t, struct evhttp_request *req, const char *path,
-	const struct timespec *started)
+static void admin_v1(struct http_request *req, void *arg)
 {
-	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	struct server_thread *t = arg;
+	const char *path = req->r.path;
+	enum http_method m = req->r.method;
 	char seg[3][80];
 	struct adminreq *ar;
 	int n;
 
 	if (!token_set_check(t->srv->tokens,
-		    evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"))) {
-		adminreq_error_req(req, METRICS_ADMIN, started, 401, "unauthorized",
+		    http_header(req, "Authorization"))) {
+		adminreq_error_req(req, 401, "unauthorized",
 			"a valid Authorization: Bearer token is required");
 		return;
 	}
-	if (admin_batch_handle(t, req, path, started))
+	if (admin_batch_handle(t, req, path))
 		return;
 	if (strcmp(path, "/v1/regions") == 0) {
-		if (m != EVHTTP_REQ_GET)
-			admin_method_not_allowed(req, started, "GET");
+		if (m != HTTP_GET)
+			admin_method_not_allowed(req, "GET");
 		else
-			admin_regions(t, req, started);
+			admin_regions(t, req);
 		return;
 	}
-	ar = adminreq_new(t, req, started, METRICS_ADMIN);
+	ar = adminreq_new(t, req);
 	if (ar == NULL) {
-		adminreq_error_req(req, METRICS_ADMIN, started, 500, "internal", "out of memory");
+		adminreq_error_req(req, 500, "internal", "out of memory");
 		return;
 	}
 	if ((n = admin_segments(path, "/v1/products", seg, 3)) >= 1 && n <= 2 &&
@@ -842,25 +832,25 @@ static void admin_v1(struct server_thread *t, struct evhttp_request *req, const 
 			goto out;
 		}
 		memcpy(ar->pk, seg[0], strlen(seg[0]) + 1);
-		if (n == 1 && m == EVHTTP_REQ_PUT)
+		if (n == 1 && m == HTTP_PUT)
 			admin_product_put(ar);
-		else if (n == 1 && m == EVHTTP_REQ_GET) {
+		else if (n == 1 && m == HTTP_GET) {
 			if (admin_product_hmget(ar, admin_product_get_reply) < 0)
 				adminreq_unavailable(ar);
-		} else if (n == 2 && m == EVHTTP_REQ_POST)
+		} else if (n == 2 && m == HTTP_POST)
 			admin_devices_post(ar);
 		else {
 			ar->answered = true;
-			admin_method_not_allowed(req, started, n == 1 ? "GET, PUT" : "POST");
+			admin_method_not_allowed(req, n == 1 ? "GET, PUT" : "POST");
 		}
 	} else if ((n = admin_segments(path, "/v1/devices", seg, 3)) == 2 ||
 		   (n == 3 && strcmp(seg[2], "resolve") == 0)) {
 		if (n == 3 && !admin_explain_address(ar)) {
 			goto out;
 		}
-		if (m != EVHTTP_REQ_GET) {
+		if (m != HTTP_GET) {
 			ar->answered = true;
-			admin_method_not_allowed(req, started, "GET");
+			admin_method_not_allowed(req, "GET");
 			goto out;
 		}
 		if (!form_valid_product_key(seg[0]) || !form_valid_device_name(seg[1])) {
@@ -878,24 +868,13 @@ out:
 	adminreq_unref(ar);
 }
 
-void admin_handle(struct evhttp_request *req, void *arg)
-{
-	struct server_thread *t = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	struct timespec started;
-
-	clock_gettime(CLOCK_MONOTONIC, &started);
-	http_begin();
-	if (path == NULL) {
-		adminreq_error_req(req, METRICS_ADMIN, &started, 404, "not_found", "no such path");
-		return;
-	}
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && admin_ops(t, req, path, &started))
-		return;
-	if (strncmp(path, "/v1/", 4) == 0) {
-		admin_v1(t, req, path, &started);
-		return;
-	}
-	adminreq_error_req(req, METRICS_ADMIN, &started, 404, "not_found", "no such path");
-}
+const struct http_route admin_routes[] = {
+	{ "/healthz", false, HTTP_M_GET, "GET", METRICS_OPS, admin_healthz },
+	{ "/readyz", false, HTTP_M_GET, "GET", METRICS_OPS, admin_readyz },
+	{ "/metrics", false, HTTP_M_GET, "GET", METRICS_OPS, admin_metrics },
+	{ "/v1/", true, 0, NULL, METRICS_ADMIN, admin_v1 },
+};
+const size_t admin_nroutes = sizeof(admin_routes) / sizeof(admin_routes[0]);
+/* The worker role's listener: operations only. */
+const size_t admin_nops_routes = 3;
+const struct http_route *const admin_ops_routes = admin_routes;

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 
@@ -89,8 +88,7 @@ static char *admin_batch_item(const struct batch_request *b, const struct batch_
 static void admin_batch_create(struct adminreq *ar)
 {
 	const struct config *cfg = ar->t->srv->cfg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ar->req);
-	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(ar->req), "Content-Type");
+	const char *ctype = http_header(ar->req, "Content-Type");
 	struct batch_request *b = NULL;
 	struct admin_batch_upload *u = NULL;
 	struct batch_error err = { 0 };
@@ -104,7 +102,7 @@ static void admin_batch_create(struct adminreq *ar)
 		adminreq_error(ar, 500, "internal", "out of memory");
 		return;
 	}
-	if (batch_parse(uri ? evhttp_uri_get_query(uri) : NULL, ctype, body, len, ar->t->catalog,
+	if (batch_parse(ar->req->r.query, ctype, body, len, ar->t->catalog,
 		    (size_t)cfg->batch_max_devices, &b, &err) < 0) {
 		adminreq_error(ar, err.status, err.code, err.message);
 		goto out;
@@ -334,7 +332,7 @@ static void admin_batch_results_reply(redisReply *reply, void *arg)
 			goto toolong;
 	}
 	ar->answered = true;
-	adminreq_send(ar->req, ar->route, &ar->started, 200, adminreq_csv, csv, off);
+	adminreq_send(ar->req, 200, adminreq_csv, csv, off);
 	goto out;
 toolong:
 	adminreq_error(ar, 500, "internal", "results too large");
@@ -414,8 +412,7 @@ static bool admin_batch_digits(const char *s, size_t max)
 
 static void admin_batch_list(struct adminreq *ar)
 {
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ar->req);
-	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	const char *query = ar->req->r.query;
 	char *copy = query ? strdup(query) : NULL; /* decoded in place */
 	struct form_param q[FORM_PARAMS_MAX];
 	const struct form_param *p;
@@ -604,14 +601,13 @@ static void admin_batch_simple(struct adminreq *ar, store_reply_fn fn, int argc,
 
 static void admin_batch_not_allowed(struct adminreq *ar, const char *allow)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(ar->req), "Allow", allow);
+	http_add_header(ar->req, "Allow", allow);
 	adminreq_error(ar, 405, "method_not_allowed", "method not allowed here");
 }
 
-bool admin_batch_handle(struct server_thread *t, struct evhttp_request *req, const char *path,
-	const struct timespec *started)
+bool admin_batch_handle(struct server_thread *t, struct http_request *req, const char *path)
 {
-	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	enum http_method m = req->r.method;
 	char id[32] = "", rest[32] = "", acct[80] = "";
 	struct adminreq *ar;
 	int n;
@@ -619,19 +615,19 @@ bool admin_batch_handle(struct server_thread *t, struct evhttp_request *req, con
 	if (strncmp(path, "/v1/batches", 11) != 0 && strncmp(path, "/v1/accounts/", 13) != 0 &&
 	    strcmp(path, "/v1/stats") != 0)
 		return false;
-	ar = adminreq_new(t, req, started, METRICS_ADMIN);
+	ar = adminreq_new(t, req);
 	if (ar == NULL) {
-		adminreq_error_req(req, METRICS_ADMIN, started, 500, "internal", "out of memory");
+		adminreq_error_req(req, 500, "internal", "out of memory");
 		return true;
 	}
 	if (strcmp(path, "/v1/stats") == 0) {
 		const char *argv[] = { "EVAL", lua_stats, "0" };
-		if (m != EVHTTP_REQ_GET)
+		if (m != HTTP_GET)
 			admin_batch_not_allowed(ar, "GET");
 		else
 			admin_batch_simple(ar, admin_batch_stats_reply, 3, argv);
 	} else if (sscanf(path, "/v1/accounts/%79[^/]/auth-codes%n", acct, &n) == 1 && path[n] == '\0') {
-		if (m != EVHTTP_REQ_POST) {
+		if (m != HTTP_POST) {
 			admin_batch_not_allowed(ar, "POST");
 		} else if (!adminreq_valid_account(acct)) {
 			adminreq_error(ar, 400, "invalid_parameter", "account: 1-64 characters of A-Z a-z 0-9 - _ .");
@@ -640,18 +636,18 @@ bool admin_batch_handle(struct server_thread *t, struct evhttp_request *req, con
 			admin_batch_code(ar);
 		}
 	} else if (strcmp(path, "/v1/batches") == 0) {
-		if (m == EVHTTP_REQ_POST)
+		if (m == HTTP_POST)
 			admin_batch_create(ar);
-		else if (m == EVHTTP_REQ_GET)
+		else if (m == HTTP_GET)
 			admin_batch_list(ar);
 		else
 			admin_batch_not_allowed(ar, "GET, POST");
 	} else if (strcmp(path, "/v1/batches/template.csv") == 0) {
-		if (m != EVHTTP_REQ_GET) {
+		if (m != HTTP_GET) {
 			admin_batch_not_allowed(ar, "GET");
 		} else {
 			ar->answered = true;
-			adminreq_send(req, METRICS_ADMIN, started, 200, adminreq_csv, batch_template_csv,
+			adminreq_send(req, 200, adminreq_csv, batch_template_csv,
 				strlen(batch_template_csv));
 		}
 	} else if ((n = sscanf(path, "/v1/batches/%31[0-9]/%31s", id, rest)) >= 1 &&
@@ -662,12 +658,12 @@ bool admin_batch_handle(struct server_thread *t, struct evhttp_request *req, con
 		snprintf(key, sizeof(key), "bd:b:%s", id);
 		if (n == 1) {
 			const char *argv[] = { "HGETALL", key };
-			if (m != EVHTTP_REQ_GET)
+			if (m != HTTP_GET)
 				admin_batch_not_allowed(ar, "GET");
 			else
 				admin_batch_simple(ar, admin_batch_get_reply, 2, argv);
 		} else if (strcmp(rest, "results") == 0) {
-			if (m != EVHTTP_REQ_GET)
+			if (m != HTTP_GET)
 				admin_batch_not_allowed(ar, "GET");
 			else
 				admin_batch_results(ar);
@@ -675,7 +671,7 @@ bool admin_batch_handle(struct server_thread *t, struct evhttp_request *req, con
 			snprintf(step, sizeof(step), "%d", t->srv->cfg->worker_chunk_size);
 			snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 			const char *argv[] = { "EVAL", lua_retry, "0", id, step, now };
-			if (m != EVHTTP_REQ_POST)
+			if (m != HTTP_POST)
 				admin_batch_not_allowed(ar, "POST");
 			else
 				admin_batch_simple(ar, admin_batch_retry_reply, 6, argv);

@@ -3,8 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
 
 #include "http.h"
@@ -17,8 +15,7 @@ const char adminreq_csv[] = "text/csv; charset=utf-8";
 
 
 
-struct adminreq *adminreq_new(struct server_thread *t, struct evhttp_request *req,
-	const struct timespec *started, enum metrics_route route)
+struct adminreq *adminreq_new(struct server_thread *t, struct http_request *req)
 {
 	struct adminreq *ar = calloc(1, sizeof(*ar));
 
@@ -27,8 +24,6 @@ struct adminreq *adminreq_new(struct server_thread *t, struct evhttp_request *re
 	ar->refs = 1;
 	ar->t = t;
 	ar->req = req;
-	ar->started = *started;
-	ar->route = route;
 	return ar;
 }
 
@@ -44,14 +39,12 @@ void adminreq_unref(struct adminreq *ar)
 	free(ar);
 }
 
-void adminreq_send(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, const char *ctype, const char *body, size_t len)
+void adminreq_send(struct http_request *req, int status, const char *ctype, const char *body, size_t len)
 {
-	http_send(req, route, started, status, ctype, body, len);
+	http_send(req, status, ctype, body, len);
 }
 
-void adminreq_send_gen(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, yajl_gen g)
+void adminreq_send_gen(struct http_request *req, int status, yajl_gen g)
 {
 	const unsigned char *buf;
 	size_t len;
@@ -60,7 +53,7 @@ void adminreq_send_gen(struct evhttp_request *req, enum metrics_route route,
 		buf = (const unsigned char *)"{}";
 		len = 2;
 	}
-	adminreq_send(req, route, started, status, adminreq_json, (const char *)buf, len);
+	adminreq_send(req, status, adminreq_json, (const char *)buf, len);
 }
 
 void adminreq_gen_string(yajl_gen g, const char *s)
@@ -92,13 +85,12 @@ void adminreq_gen_time(yajl_gen g, const char *key, int64_t t)
 	adminreq_gen_string(g, buf);
 }
 
-void adminreq_error_req(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, const char *code, const char *message)
+void adminreq_error_req(struct http_request *req, int status, const char *code, const char *message)
 {
 	yajl_gen g = yajl_gen_alloc(NULL);
 
 	if (status == 401)
-		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+		http_add_header(req, "WWW-Authenticate", "Bearer");
 	yajl_gen_map_open(g);
 	adminreq_gen_string(g, "error");
 	yajl_gen_map_open(g);
@@ -109,7 +101,7 @@ void adminreq_error_req(struct evhttp_request *req, enum metrics_route route,
 	yajl_gen_array_close(g);
 	yajl_gen_map_close(g);
 	yajl_gen_map_close(g);
-	adminreq_send_gen(req, route, started, status, g);
+	adminreq_send_gen(req, status, g);
 	yajl_gen_free(g);
 }
 
@@ -119,8 +111,8 @@ void adminreq_error(struct adminreq *ar, int status, const char *code, const cha
 		return;
 	ar->answered = true;
 	if (status >= 500)
-		log_warn("admin", "%s %s: %d %s", evhttp_request_get_uri(ar->req), code, status, message);
-	adminreq_error_req(ar->req, ar->route, &ar->started, status, code, message);
+		log_warn("admin", "req %s %s %s: %d %s", ar->req->id, ar->req->r.path, code, status, message);
+	adminreq_error_req(ar->req, status, code, message);
 }
 
 void adminreq_unavailable(struct adminreq *ar)
@@ -134,27 +126,41 @@ bool adminreq_valid_account(const char *s)
 }
 
 /* The request body as a NUL-terminated copy (caller frees), or NULL. */
-char *adminreq_body(struct evhttp_request *req, size_t *len)
+char *adminreq_body(struct http_request *req, size_t *len)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t n = evbuffer_get_length(in);
+	size_t n = req->r.body_len;
 	char *s = malloc(n + 1);
 
 	if (s == NULL)
 		return NULL;
 	if (n)
-		evbuffer_copyout(in, s, n);
+		memcpy(s, req->r.body, n);
 	s[n] = '\0';
 	*len = n;
 	return s;
 }
 
-bool adminreq_content_type_is(struct evhttp_request *req, const char *type)
+bool adminreq_content_type_is(struct http_request *req, const char *type)
 {
-	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	const char *ct = http_header(req, "Content-Type");
 	size_t n = strlen(type);
 
 	return ct && strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+void adminreq_http_error(struct http_request *req, int status, const char *message)
+{
+	const char *code;
+
+	switch (status) {
+	case 404: code = "not_found"; message = "no such path"; break;
+	case 405: code = "method_not_allowed"; break;
+	case 408: code = "request_timeout"; break;
+	case 413: code = "payload_too_large"; break;
+	case 431: code = "header_too_large"; break;
+	default: code = "bad_request"; break;
+	}
+	adminreq_error_req(req, status, code, message);
 }
 
 struct store *adminreq_store(const struct server_thread *t)
@@ -173,7 +179,7 @@ void adminreq_answer_gen(struct adminreq *ar, int status, yajl_gen g)
 {
 	if (!ar->answered) {
 		ar->answered = true;
-		adminreq_send_gen(ar->req, ar->route, &ar->started, status, g);
+		adminreq_send_gen(ar->req, status, g);
 	}
 	yajl_gen_free(g);
 }

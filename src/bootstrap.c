@@ -6,8 +6,6 @@
 #include <strings.h>
 #include <time.h>
 #include <sys/queue.h>
-#include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 
@@ -61,9 +59,7 @@ struct bootstrap_req {
 	bool answered;
 	bool failed; /* a Redis call failed: answer 503 */
 	struct server_thread *t;
-	struct evhttp_request *req;
-	struct timespec started;
-	enum metrics_route route;
+	struct http_request *req;
 	struct catalog *cat;
 	struct form_request form;
 	struct netaddr client; /* the address the request speaks for (SPEC §6) */
@@ -80,14 +76,12 @@ struct bootstrap_req {
 	uint64_t id;
 	/* The query and body, decoded in place by form_parse (FORM points into
 	 * them), then as much room again for the signed content. */
-	size_t input_len;
-	char input[];
 };
 
 /* What is left of redis.timeout_ms for this request's next Redis round. */
 static int bootstrap_time_left_ms(const struct bootstrap_req *br)
 {
-	return br->t->srv->cfg->redis_timeout_ms - (int)(http_elapsed(&br->started) * 1000.0);
+	return br->t->srv->cfg->redis_timeout_ms - (int)(http_elapsed(&br->req->started) * 1000.0);
 }
 
 static void bootstrap_req_unref(struct bootstrap_req *br)
@@ -99,10 +93,9 @@ static void bootstrap_req_unref(struct bootstrap_req *br)
 	free(br);
 }
 
-static void bootstrap_send(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int status, const char *body, int len)
+static void bootstrap_send(struct http_request *req, int status, const char *body, int len)
 {
-	http_send(req, route, started, status, bootstrap_json, body, len > 0 ? (size_t)len : 0);
+	http_send(req, status, bootstrap_json, body, len > 0 ? (size_t)len : 0);
 }
 
 static int bootstrap_http_status(int code)
@@ -114,31 +107,38 @@ static int bootstrap_http_status(int code)
 	}
 }
 
-static void bootstrap_fail_req(struct evhttp_request *req, enum metrics_route route,
-	const struct timespec *started, int code, const char *message)
+static void bootstrap_fail_req(struct http_request *req, int code, const char *message)
 {
 	char body[256];
 	int len = answer_error(body, sizeof(body), code, message);
 
-	if (code == 405)
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, POST");
-	bootstrap_send(req, route, started, bootstrap_http_status(code), body, len);
+	bootstrap_send(req, bootstrap_http_status(code), body, len);
 }
+
+void bootstrap_error(struct http_request *req, int status, const char *message)
+{
+	bootstrap_fail_req(req, status, message);
+}
+
+static struct log_limit bootstrap_fail_log;
 
 static void bootstrap_fail(struct bootstrap_req *br, int code, const char *message)
 {
 	if (br->answered)
 		return;
 	br->answered = true;
-	if (bootstrap_http_status(code) >= 500)
-		log_warn("bootstrap", "req %d-%" PRIu64 " %s/%s: %d %s", br->t->index, br->id,
+	unsigned long held;
+	/* During an outage every request fails alike: one line a second. */
+	if (bootstrap_http_status(code) >= 500 && log_limit_pass(&bootstrap_fail_log, &held))
+		log_warn("bootstrap", "req %s %s/%s: %d %s (%lu more failures not logged)", br->req->id,
 			br->form.product_key ? br->form.product_key : "-",
-			br->form.device_name ? br->form.device_name : "-", code, message);
-	bootstrap_fail_req(br->req, br->route, &br->started, code, message);
+			br->form.device_name ? br->form.device_name : "-", code, message, held);
+	bootstrap_fail_req(br->req, code, message);
 }
 
 /* Writes the answer with the endpoints of INST that the request asked for
- * into BODY. Returns its length, 0 when none is offered, -1 on error. */
+ * into BODY (VARS NULL: the regionId form, no device known). Returns its
+ * length, 0 when none is offered, -1 on error. */
 static int bootstrap_render(const struct catalog_instance *inst,
 	const char resources[][FORM_RESOURCE_NAME_MAX + 1], size_t nresources,
 	const struct catalog_vars *vars, char body[BOOTSTRAP_BODY_MAX])
@@ -155,7 +155,8 @@ static int bootstrap_render(const struct catalog_instance *inst,
 			;
 		if (r == nresources)
 			continue;
-		if (catalog_render_host(ep, inst, vars, hosts[n], sizeof(hosts[n])) < 0)
+		if ((vars != NULL ? catalog_render_host(ep, inst, vars, hosts[n], sizeof(hosts[n])) :
+			     catalog_render_region_host(ep, inst, hosts[n], sizeof(hosts[n]))) < 0)
 			return -1;
 		res[n].protocol = ep->protocol;
 		res[n].host = hosts[n];
@@ -177,7 +178,7 @@ static void bootstrap_on_recorded(redisReply *reply, void *arg)
 	else if (reply->integer == 1 && br->device.status != SCHEMA_ACTIVE)
 		metrics_count(METRICS_ACTIVATIONS);
 	/* The answer is right either way; it goes once the record is written or given up. */
-	bootstrap_send(br->req, br->route, &br->started, 200, br->body, br->body_len);
+	bootstrap_send(br->req, 200, br->body, br->body_len);
 	bootstrap_req_unref(br);
 }
 
@@ -204,7 +205,7 @@ static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *re
 	br->refs--;
 	log_warn("bootstrap", "%s: no time left to record the bootstrap", br->field);
 send:
-	bootstrap_send(br->req, br->route, &br->started, 200, br->body, br->body_len);
+	bootstrap_send(br->req, 200, br->body, br->body_len);
 }
 
 /* 0 when the signature is right, -1 when missing or wrong, -2 on an internal problem. */
@@ -212,13 +213,16 @@ static int bootstrap_check_sign(struct bootstrap_req *br)
 {
 	static const char *const skip[] = { "sign", "signmethod", "version", "resources" };
 	char plain[SECRET_PLAIN_MAX + 1], expect[SECRET_HMAC_HEX_MAX + 1];
-	char *content = br->input + br->input_len; /* the room form_sign_content may need */
-	size_t len;
+	/* The content is never longer than the request's parameters. */
+	size_t cap = br->req->r.query_len + br->req->r.body_len + 1, len;
+	char *content = NULL;
 	int rc = -2;
 
 	if (br->form.sign == NULL)
 		return -1;
-	if (form_sign_content(&br->form, skip, sizeof(skip) / sizeof(skip[0]), content, br->input_len, &len) < 0)
+	content = malloc(cap);
+	if (content == NULL ||
+	    form_sign_content(&br->form, skip, sizeof(skip) / sizeof(skip[0]), content, cap, &len) < 0)
 		goto out;
 	if (secret_open(br->t->srv->secret_key, br->field, (const unsigned char *)br->sealed, br->sealed_len,
 		    plain, sizeof(plain)) < 0)
@@ -229,10 +233,11 @@ static int bootstrap_check_sign(struct bootstrap_req *br)
 	rc = secret_hex_equal(expect, br->form.sign) ? 0 : -1;
 out:
 	OPENSSL_cleanse(plain, sizeof(plain));
+	free(content);
 	return rc;
 }
 
-static void bootstrap_client(struct server_thread *t, struct evhttp_request *req, struct netaddr *out);
+static void bootstrap_client(struct server_thread *t, struct http_request *req, struct netaddr *out);
 
 static void bootstrap_resolve(struct bootstrap_req *br)
 {
@@ -464,13 +469,11 @@ static void bootstrap_on_secret(redisReply *reply, void *arg)
 	bootstrap_arrived(br);
 }
 
-static void bootstrap_device(struct server_thread *t, struct evhttp_request *req,
-	const struct timespec *started, const char *query, const struct netaddr *client)
+static void bootstrap_device(struct server_thread *t, struct http_request *req, const struct netaddr *client)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-	size_t blen = evbuffer_get_length(in), qlen;
-	const char *body = blen ? (const char *)evbuffer_pullup(in, -1) : NULL;
+	const char *ctype = http_header(req, "Content-Type");
+	size_t blen = req->r.body_len;
+	char *body = req->r.body;
 	char pkey[SCHEMA_KEY_MAX], dkey[SCHEMA_KEY_MAX];
 	struct bootstrap_req *br;
 	const char *why = NULL;
@@ -479,34 +482,24 @@ static void bootstrap_device(struct server_thread *t, struct evhttp_request *req
 	while (blen && (body[blen - 1] == '\n' || body[blen - 1] == '\r'))
 		blen--;
 	if (blen && ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) != 0) {
-		bootstrap_fail_req(req, METRICS_BOOTSTRAP, started, 460, "unsupported content type");
+		bootstrap_fail_req(req, 460, "unsupported content type");
 		return;
 	}
-	/* One byte over FORM_BODY_MAX is enough for form_parse to refuse the body. */
-	if (blen > FORM_BODY_MAX + 1)
-		blen = FORM_BODY_MAX + 1;
-	qlen = query != NULL ? strlen(query) : 0;
-	br = calloc(1, sizeof(*br) + 2 * (qlen + blen));
+	br = calloc(1, sizeof(*br));
 	if (br == NULL) {
-		bootstrap_fail_req(req, METRICS_BOOTSTRAP, started, 500, "internal error");
+		bootstrap_fail_req(req, 500, "internal error");
 		return;
 	}
-	br->input_len = qlen + blen;
-	if (qlen)
-		memcpy(br->input, query, qlen);
-	if (blen)
-		memcpy(br->input + qlen, body, blen);
 	br->refs = 1;
 	br->t = t;
 	br->req = req;
-	br->started = *started;
-	br->route = METRICS_BOOTSTRAP;
 	if (client) {
 		br->client = *client;
 		br->client_known = true;
 	}
 	br->id = ++t->requests;
-	if (form_parse(&br->form, query ? br->input : NULL, qlen, body ? br->input + qlen : NULL, blen, &why) < 0) {
+	/* Decoded in place: the connection keeps the bytes until the answer. */
+	if (form_parse(&br->form, req->r.query, req->r.query_len, body, blen, &why) < 0) {
 		bootstrap_fail(br, 460, why ? why : "bad parameters");
 		goto out;
 	}
@@ -536,61 +529,46 @@ out:
 	bootstrap_req_unref(br);
 }
 
-static void bootstrap_region(struct server_thread *t, struct evhttp_request *req,
-	const struct timespec *started, const char *id)
+static void bootstrap_region(struct server_thread *t, struct http_request *req, const char *id)
 {
 	static const char mqtt_only[1][FORM_RESOURCE_NAME_MAX + 1] = { "mqtt" };
-	struct catalog_vars vars = { NULL, NULL };
 	char body[BOOTSTRAP_BODY_MAX];
-	const struct catalog_region *region = catalog_region(t->catalog, id);
+	const struct catalog_region *region = catalog_region_named(t->catalog, id);
 	const struct catalog_instance *inst = region ? catalog_default_instance(region) : NULL;
 	int rc;
 
 	if (inst == NULL) {
-		bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, started, 460, "unknown region");
+		bootstrap_fail_req(req, 460, "unknown region");
 		return;
 	}
-	rc = bootstrap_render(inst, mqtt_only, 1, &vars, body);
+	rc = bootstrap_render(inst, mqtt_only, 1, NULL, body);
 	if (rc > 0)
-		bootstrap_send(req, METRICS_BOOTSTRAP_REGION, started, 200, body, rc);
+		bootstrap_send(req, 200, body, rc);
 	else if (rc < 0)
-		bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, started, 460,
-			"region endpoint needs a product key");
-	else if (rc == 0)
-		bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, started, 460,
-			"no requested resource is offered");
+		bootstrap_fail_req(req, 460, "region endpoint needs a product key");
+	else
+		bootstrap_fail_req(req, 460, "no requested resource is offered");
 }
 
 /* The address the request speaks for (SPEC §6). */
-static void bootstrap_client(struct server_thread *t, struct evhttp_request *req, struct netaddr *out)
+static void bootstrap_client(struct server_thread *t, struct http_request *req, struct netaddr *out)
 {
-	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	char peer_text[NETADDR_TEXT_MAX + 8];
 	struct netaddr peer;
-
-	/* A PROXY header comes from the load balancer itself: its client is the
-	 * peer, and trusted_proxies then apply to that address as usual. */
-	if (evcon == NULL || !proxyproto_client(evhttp_connection_get_bufferevent(evcon), &peer)) {
-		http_peer(req, peer_text, sizeof(peer_text));
-		if (netaddr_parse(peer_text, strlen(peer_text), &peer) < 0) {
-			memset(out, 0, sizeof(*out));
-			out->family = AF_INET;
-			return;
-		}
-	}
-	/* Every X-Forwarded-For line, in order: a proxy that adds its own line
-	 * must not be outranked by one the device sent first. */
 	char xff[1024];
 	size_t off = 0;
 	bool any = false, cut = false;
-	const struct evkeyval *kv;
 
-	TAILQ_FOREACH(kv, h, next) {
+	/* A PROXY header comes from the load balancer itself: its client is the
+	 * peer, and trusted_proxies then apply to that address as usual. */
+	http_peer(req, &peer);
+	/* Every X-Forwarded-For line, in order: a proxy that adds its own line
+	 * must not be outranked by one the device sent first. */
+	for (size_t i = 0; i < req->r.nheaders; i++) {
+		const struct httpreq_header *h = &req->r.headers[i];
 		int n;
-		if (strcasecmp(kv->key, "X-Forwarded-For") != 0)
+		if (strcasecmp(h->name, "X-Forwarded-For") != 0)
 			continue;
-		n = snprintf(xff + off, sizeof(xff) - off, "%s%s", any ? ", " : "", kv->value);
+		n = snprintf(xff + off, sizeof(xff) - off, "%s%s", any ? ", " : "", h->value);
 		any = true;
 		if (n < 0 || (size_t)n >= sizeof(xff) - off) {
 			cut = true;
@@ -599,68 +577,62 @@ static void bootstrap_client(struct server_thread *t, struct evhttp_request *req
 		off += (size_t)n;
 	}
 	/* An overlong list cannot be walked from its right end: use the peer. */
-	netaddr_client(&peer, any && !cut ? xff : NULL, any ? NULL : evhttp_find_header(h, "Forwarded"),
+	netaddr_client(&peer, any && !cut ? xff : NULL, any ? NULL : http_header(req, "Forwarded"),
 		&t->srv->trusted_proxies, out);
 }
 
-/* True when CLIENT is over its rate; the request is then answered 429. */
-static bool bootstrap_limited(struct server_thread *t, struct evhttp_request *req, const struct timespec *started,
-	const struct netaddr *client)
+/* True when the request's client is over its rate; it is then answered 429.
+ * Sets *CLIENT when the limit needed it (else *KNOWN stays false). */
+static bool bootstrap_limited(struct server_thread *t, struct http_request *req, struct netaddr *client, bool *known)
 {
 	char retry[16];
 	unsigned wait;
 
+	*known = false;
 	if (t->srv->ratelimit == NULL)
 		return false;
+	bootstrap_client(t, req, client);
+	*known = true;
 	wait = ratelimit_take(t->srv->ratelimit, client,
-		(uint64_t)started->tv_sec * 1000 + (uint64_t)started->tv_nsec / 1000000);
+		(uint64_t)req->started.tv_sec * 1000 + (uint64_t)req->started.tv_nsec / 1000000);
 	if (wait == 0)
 		return false;
 	snprintf(retry, sizeof(retry), "%u", wait);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", retry);
-	bootstrap_fail_req(req, METRICS_BOOTSTRAP, started, 429, "too many requests");
+	http_add_header(req, "Retry-After", retry);
+	bootstrap_fail_req(req, 429, "too many requests");
 	return true;
 }
 
-void bootstrap_handle(struct evhttp_request *req, void *arg)
+static void bootstrap_on_device_route(struct http_request *req, void *arg)
 {
-	static const char region_prefix[] = "/auth/bootstrap/regionId/";
 	struct server_thread *t = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	enum evhttp_cmd_type method = evhttp_request_get_command(req);
-	bool get_or_post = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_POST;
-	struct timespec started;
-
 	struct netaddr client;
-	bool device_route = path && (strcmp(path, "/auth/bootstrap") == 0 ||
-		strncmp(path, region_prefix, sizeof(region_prefix) - 1) == 0);
+	bool known;
 
-	/* The client address costs a header walk: only the rate limit needs it
-	 * for every request (a nearest device works it out later). */
-	bool known = device_route && t->srv->ratelimit != NULL;
-
-	clock_gettime(CLOCK_MONOTONIC, &started);
-	http_begin();
-	if (known)
-		bootstrap_client(t, req, &client);
-	if (path == NULL) {
-		bootstrap_fail_req(req, METRICS_PUBLIC_OTHER, &started, 404, "not found");
-	} else if (known && bootstrap_limited(t, req, &started, &client)) {
-		/* answered 429 */
-	} else if (strcmp(path, "/auth/bootstrap") == 0) {
-		if (get_or_post)
-			bootstrap_device(t, req, &started, evhttp_uri_get_query(uri), known ? &client : NULL);
-		else
-			bootstrap_fail_req(req, METRICS_BOOTSTRAP, &started, 405, "method not allowed");
-	} else if (strncmp(path, region_prefix, sizeof(region_prefix) - 1) == 0 &&
-		   path[sizeof(region_prefix) - 1] != '\0' &&
-		   strchr(path + sizeof(region_prefix) - 1, '/') == NULL) {
-		if (get_or_post)
-			bootstrap_region(t, req, &started, path + sizeof(region_prefix) - 1);
-		else
-			bootstrap_fail_req(req, METRICS_BOOTSTRAP_REGION, &started, 405, "method not allowed");
-	} else {
-		bootstrap_fail_req(req, METRICS_PUBLIC_OTHER, &started, 404, "not found");
-	}
+	if (!bootstrap_limited(t, req, &client, &known))
+		bootstrap_device(t, req, known ? &client : NULL);
 }
+
+static void bootstrap_on_region_route(struct http_request *req, void *arg)
+{
+	static const char prefix[] = "/auth/bootstrap/regionId/";
+	struct server_thread *t = arg;
+	const char *id = req->r.path + sizeof(prefix) - 1;
+	struct netaddr client;
+	bool known;
+
+	if (id[0] == '\0' || strchr(id, '/') != NULL) {
+		req->route = METRICS_PUBLIC_OTHER;
+		bootstrap_fail_req(req, 404, "not found");
+		return;
+	}
+	if (!bootstrap_limited(t, req, &client, &known))
+		bootstrap_region(t, req, id);
+}
+
+const struct http_route bootstrap_routes[] = {
+	{ "/auth/bootstrap", false, HTTP_M_GET | HTTP_M_POST, "GET, POST", METRICS_BOOTSTRAP, bootstrap_on_device_route },
+	{ "/auth/bootstrap/regionId/", true, HTTP_M_GET | HTTP_M_POST, "GET, POST", METRICS_BOOTSTRAP_REGION,
+		bootstrap_on_region_route },
+};
+const size_t bootstrap_nroutes = sizeof(bootstrap_routes) / sizeof(bootstrap_routes[0]);

@@ -1,6 +1,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -64,4 +65,20 @@ static void log_libevent(int severity, const char *msg)
 void log_capture_libevent(void)
 {
 	event_set_log_callback(log_libevent);
+}
+
+bool log_limit_pass(struct log_limit *l, unsigned long *held)
+{
+	struct timespec now;
+	long long ms, next;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	next = atomic_load(&l->next_ms);
+	if (ms < next || !atomic_compare_exchange_strong(&l->next_ms, &next, ms + 1000)) {
+		atomic_fetch_add(&l->held, 1);
+		return false;
+	}
+	*held = atomic_exchange(&l->held, 0);
+	return true;
 }

@@ -8,7 +8,7 @@
 #include "catalog.h"
 #include "config.h"
 #include "geo.h"
-#include "http.h"
+#include "tls.h"
 #include "log.h"
 #include "server.h"
 
@@ -31,7 +31,7 @@ static int check_tls(const struct config_tls *tls, const char *what)
 
 	if (!tls->enabled)
 		return 0;
-	if (http_tls_new(tls, &ctx, &cause) < 0) {
+	if (tls_ctx_new(tls, &ctx, &cause) < 0) {
 		fprintf(stderr, "bootstrapd: %s.tls: %s\n", what, cause ? cause : "unusable");
 		free(cause);
 		return -1;

@@ -9,7 +9,7 @@ static const char *const metrics_route_names[METRICS_NROUTES] = {
 	"bootstrap", "bootstrap_region", "public_other", "admin", "ops",
 };
 
-static const int metrics_statuses[] = { 200, 201, 202, 400, 401, 404, 405, 409, 413, 429, 500, 503 };
+static const int metrics_statuses[] = { 200, 201, 202, 400, 401, 404, 405, 408, 409, 413, 429, 431, 500, 503 };
 #define METRICS_NSTATUS (sizeof(metrics_statuses) / sizeof(metrics_statuses[0]))
 
 static const double metrics_buckets[] = {
@@ -41,7 +41,31 @@ static const struct {
 	{ "bootstrapd_notify_sent_total", "Bootstrap notify messages acknowledged by their broker." },
 	{ "bootstrapd_notify_acked_total", "Bootstrap notify messages answered by their device." },
 	{ "bootstrapd_notify_retried_total", "Bootstrap notify messages published again after a loss." },
+	{ "bootstrapd_http_connections_accepted_total", "Client connections accepted, both listeners." },
+	{ "bootstrapd_http_connections_reclaimed_total", "Idle keep-alive connections closed to make room for new ones." },
+	{ "bootstrapd_http_accept_errors_total", "accept() refusals for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)." },
+	{ "bootstrapd_http_request_timeouts_total", "Requests that did not arrive whole within limits.request_timeout_s (408)." },
+	{ "bootstrapd_http_refused_total", "Requests refused before a route was known (malformed, too large, smuggling shapes)." },
 };
+
+static const char *const metrics_tls_reasons[METRICS_TLS_REASONS] = {
+	"protocol_version", "no_shared_cipher", "no_shared_signature_algorithm", "not_tls", "client_alert",
+	"proxy_header", "eof", "timeout", "other",
+};
+static atomic_uint_fast64_t metrics_tls[METRICS_TLS_REASONS];
+static atomic_long metrics_open_conns;
+
+void metrics_tls_failure(int reason)
+{
+	if (reason < 0 || reason >= METRICS_TLS_REASONS)
+		reason = METRICS_TLS_REASONS - 1;
+	atomic_fetch_add_explicit(&metrics_tls[reason], 1, memory_order_relaxed);
+}
+
+void metrics_connections(long delta)
+{
+	atomic_fetch_add_explicit(&metrics_open_conns, delta, memory_order_relaxed);
+}
 
 /* The last status slot counts everything not listed. */
 static atomic_uint_fast64_t metrics_requests[METRICS_NROUTES][METRICS_NSTATUS + 1];
@@ -153,6 +177,14 @@ char *metrics_render(void)
 		metrics_printf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metrics_counter_info[c].name,
 			metrics_counter_info[c].help, metrics_counter_info[c].name, metrics_counter_info[c].name,
 			(unsigned long long)metrics_load(&metrics_counters[c]));
+	metrics_printf(&b, "# HELP bootstrapd_tls_handshake_failures_total TLS handshakes that failed, by reason.\n"
+		"# TYPE bootstrapd_tls_handshake_failures_total counter\n");
+	for (size_t r = 0; r < METRICS_TLS_REASONS; r++)
+		metrics_printf(&b, "bootstrapd_tls_handshake_failures_total{reason=\"%s\"} %llu\n", metrics_tls_reasons[r],
+			(unsigned long long)metrics_load(&metrics_tls[r]));
+	metrics_printf(&b, "# HELP bootstrapd_http_connections Client connections open, both listeners.\n"
+		"# TYPE bootstrapd_http_connections gauge\nbootstrapd_http_connections %ld\n",
+		atomic_load_explicit(&metrics_open_conns, memory_order_relaxed));
 	if (b.failed) {
 		free(b.s);
 		return NULL;

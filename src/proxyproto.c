@@ -218,165 +218,32 @@ int proxyproto_parse(const unsigned char *buf, size_t len, struct netaddr *src, 
 enum proxyproto_state { PP_WAITING, PP_PASSING, PP_FAILED };
 
 struct proxyproto_conn {
-	struct bufferevent *bev; /* the one evhttp has: the map's key */
-	struct proxyproto_conn *next; /* in its map bucket */
 	enum proxyproto_state state;
 	bool has_addr;
 	struct netaddr src;
-	/* Plain listeners: the socket under the filter BEV, and the output
-	 * hooks that keep evhttp's write callback honest. */
-	struct bufferevent *sock;
-	struct evbuffer_cb_entry *added_cb, *drained_cb;
-	/* proxyproto_conn_read: bytes read past the header, not yet given. */
-	struct evbuffer *hold;
+	struct evbuffer *hold; /* bytes read past the header, not yet given */
 };
 
-/* Bufferevent -> proxyproto_conn, for proxyproto_client: libevent has no
- * public way to reach a filter's context (or to hang data on an OpenSSL
- * bufferevent). Sharded so that threads rarely meet on a lock. */
-#define PP_SHARDS 64
-#define PP_MIN_BUCKETS 16
-
-struct proxyproto_shard {
-	pthread_mutex_t lock;
-	struct proxyproto_conn **buckets;
-	size_t nbuckets; /* a power of two, or 0 when the shard is empty */
-	size_t n;
-};
-
-static struct proxyproto_shard proxyproto_map[PP_SHARDS];
-static pthread_once_t proxyproto_map_once = PTHREAD_ONCE_INIT;
-static atomic_size_t proxyproto_live;
-
-static void proxyproto_map_init(void)
+struct proxyproto_conn *proxyproto_conn_new(void)
 {
-	for (size_t i = 0; i < PP_SHARDS; i++)
-		pthread_mutex_init(&proxyproto_map[i].lock, NULL);
-}
-
-static uint64_t proxyproto_hash(const void *p)
-{
-	uint64_t h = (uint64_t)(uintptr_t)p;
-
-	h ^= h >> 33;
-	h *= UINT64_C(0xff51afd7ed558ccd);
-	h ^= h >> 33;
-	return h;
-}
-
-static size_t proxyproto_bucket(uint64_t h, size_t nbuckets)
-{
-	return (size_t)(h / PP_SHARDS) & (nbuckets - 1);
-}
-
-static int proxyproto_map_add(struct proxyproto_conn *c)
-{
-	uint64_t h = proxyproto_hash(c->bev);
-	struct proxyproto_shard *s = &proxyproto_map[h % PP_SHARDS];
-	size_t i;
-	int rc = 0;
-
-	pthread_once(&proxyproto_map_once, proxyproto_map_init);
-	pthread_mutex_lock(&s->lock);
-	if (s->n >= s->nbuckets) {
-		size_t nb = s->nbuckets ? s->nbuckets * 2 : PP_MIN_BUCKETS;
-		struct proxyproto_conn **b = calloc(nb, sizeof(*b));
-
-		if (b == NULL) {
-			rc = -1;
-			goto out;
-		}
-		for (i = 0; i < s->nbuckets; i++) {
-			while (s->buckets[i]) {
-				struct proxyproto_conn *e = s->buckets[i];
-				size_t j = proxyproto_bucket(proxyproto_hash(e->bev), nb);
-
-				s->buckets[i] = e->next;
-				e->next = b[j];
-				b[j] = e;
-			}
-		}
-		free(s->buckets);
-		s->buckets = b;
-		s->nbuckets = nb;
-	}
-	i = proxyproto_bucket(h, s->nbuckets);
-	c->next = s->buckets[i];
-	s->buckets[i] = c;
-	s->n++;
-	atomic_fetch_add(&proxyproto_live, 1);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return rc;
-}
-
-static void proxyproto_map_del(struct proxyproto_conn *c)
-{
-	uint64_t h = proxyproto_hash(c->bev);
-	struct proxyproto_shard *s = &proxyproto_map[h % PP_SHARDS];
-
-	pthread_once(&proxyproto_map_once, proxyproto_map_init);
-	pthread_mutex_lock(&s->lock);
-	for (struct proxyproto_conn **p = s->nbuckets ? &s->buckets[proxyproto_bucket(h, s->nbuckets)] : NULL;
-	     p && *p; p = &(*p)->next) {
-		if (*p == c) {
-			*p = c->next;
-			s->n--;
-			atomic_fetch_sub(&proxyproto_live, 1);
-			break;
-		}
-	}
-	if (s->n == 0 && s->nbuckets) {
-		free(s->buckets);
-		s->buckets = NULL;
-		s->nbuckets = 0;
-	}
-	pthread_mutex_unlock(&s->lock);
-}
-
-/* Copies what BEV's header said, when BEV is in the map. */
-static bool proxyproto_map_get(const struct bufferevent *bev, bool *has_addr, struct netaddr *src)
-{
-	uint64_t h = proxyproto_hash(bev);
-	struct proxyproto_shard *s = &proxyproto_map[h % PP_SHARDS];
-	bool found = false;
-
-	pthread_mutex_lock(&s->lock);
-	for (struct proxyproto_conn *c = s->nbuckets ? s->buckets[proxyproto_bucket(h, s->nbuckets)] : NULL; c;
-	     c = c->next) {
-		if (c->bev == bev) {
-			found = true;
-			*has_addr = c->state == PP_PASSING && c->has_addr;
-			*src = c->src;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&s->lock);
-	return found;
-}
-
-struct proxyproto_conn *proxyproto_conn_new(struct bufferevent *bev)
-{
-	struct proxyproto_conn *c = calloc(1, sizeof(*c));
-
-	if (c == NULL)
-		return NULL;
-	c->bev = bev;
-	if (proxyproto_map_add(c) < 0) {
-		free(c);
-		return NULL;
-	}
-	return c;
+	return calloc(1, sizeof(struct proxyproto_conn));
 }
 
 void proxyproto_conn_free(struct proxyproto_conn *c)
 {
 	if (c == NULL)
 		return;
-	proxyproto_map_del(c);
 	if (c->hold)
 		evbuffer_free(c->hold);
 	free(c);
+}
+
+bool proxyproto_conn_client(const struct proxyproto_conn *c, struct netaddr *out)
+{
+	if (c->state != PP_PASSING || !c->has_addr)
+		return false;
+	*out = c->src;
+	return true;
 }
 
 /* Looks for a complete header at the start of IN: 1 when found (it is then
@@ -402,8 +269,6 @@ static int proxyproto_take(struct proxyproto_conn *c, struct evbuffer *in)
 		return -1;
 	}
 	evbuffer_drain(in, (size_t)n);
-	/* No lock: the only reader, proxyproto_client, runs for a request on
-	 * this connection, so on this connection's event loop thread. */
 	c->has_addr = has_addr;
 	if (has_addr)
 		c->src = addr;
@@ -451,134 +316,4 @@ size_t proxyproto_conn_pending(const struct proxyproto_conn *c)
 bool proxyproto_conn_passing(const struct proxyproto_conn *c)
 {
 	return c->state == PP_PASSING;
-}
-
-static enum bufferevent_filter_result proxyproto_pass(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit)
-{
-	int rc = limit < 0 ? evbuffer_add_buffer(dst, src) : evbuffer_remove_buffer(src, dst, (size_t)limit) < 0 ? -1 : 0;
-
-	return rc < 0 ? BEV_ERROR : BEV_OK;
-}
-
-/* The input filter: holds bytes back until the header is complete, then
- * drops it and passes everything after it through. A malformed header is
- * turned into an error event, which makes evhttp drop the connection
- * without an answer (libevent 2.1 ignores a filter's BEV_ERROR). */
-static enum bufferevent_filter_result proxyproto_filter_in(struct evbuffer *src, struct evbuffer *dst,
-	ev_ssize_t limit, enum bufferevent_flush_mode mode, void *arg)
-{
-	struct proxyproto_conn *c = arg;
-
-	(void)mode;
-	switch (c->state) {
-	case PP_PASSING:
-		return proxyproto_pass(src, dst, limit);
-	case PP_FAILED:
-		evbuffer_drain(src, evbuffer_get_length(src));
-		return BEV_ERROR;
-	case PP_WAITING:
-		break;
-	}
-	switch (proxyproto_take(c, src)) {
-	case 0:
-		return BEV_NEED_MORE;
-	case 1:
-		return proxyproto_pass(src, dst, limit);
-	default:
-		bufferevent_trigger_event(c->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, 0);
-		return BEV_ERROR;
-	}
-}
-
-/* Output goes straight to the socket, and the filter's write callback runs
- * only once the socket has handed it all to the kernel (proxyproto_drained):
- * evhttp frees the connection and shuts the socket down from that callback,
- * so running it earlier, as libevent 2.1's filters do, loses the answer.
- * NEED_MORE keeps libevent from running it. */
-static enum bufferevent_filter_result proxyproto_filter_out(struct evbuffer *src, struct evbuffer *dst,
-	ev_ssize_t limit, enum bufferevent_flush_mode mode, void *arg)
-{
-	(void)limit;
-	(void)mode;
-	(void)arg;
-	return evbuffer_add_buffer(dst, src) < 0 ? BEV_ERROR : BEV_NEED_MORE;
-}
-
-/* evhttp adds its answer before it enables writing, which a libevent 2.1
- * filter never notices: move output down as soon as it is added. */
-static void proxyproto_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-	struct proxyproto_conn *c = arg;
-
-	if (info->n_added && evbuffer_get_length(buf))
-		evbuffer_add_buffer(bufferevent_get_output(c->sock), buf);
-}
-
-/* The socket wrote: progress restarts evhttp's write timeout, and an empty
- * socket buffer completes the write. */
-static void proxyproto_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-	struct proxyproto_conn *c = arg;
-
-	if (info->n_deleted == 0 || !(bufferevent_get_enabled(c->bev) & EV_WRITE))
-		return;
-	bufferevent_enable(c->bev, EV_WRITE);
-	if (evbuffer_get_length(buf) == 0 && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-		bufferevent_trigger(c->bev, EV_WRITE, 0);
-}
-
-static void proxyproto_filter_free(void *arg)
-{
-	struct proxyproto_conn *c = arg;
-
-	/* The socket outlives this call (the filter holds a reference). */
-	if (c->drained_cb)
-		evbuffer_remove_cb_entry(bufferevent_get_output(c->sock), c->drained_cb);
-	proxyproto_conn_free(c);
-}
-
-struct bufferevent *proxyproto_bufferevent_new(struct event_base *base)
-{
-	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
-	struct proxyproto_conn *c = calloc(1, sizeof(*c));
-	struct bufferevent *sock = NULL, *bev;
-
-	if (c == NULL)
-		return NULL;
-	sock = bufferevent_socket_new(base, -1, opts);
-	if (sock == NULL)
-		goto fail;
-	bev = bufferevent_filter_new(sock, proxyproto_filter_in, proxyproto_filter_out, opts,
-		proxyproto_filter_free, c);
-	if (bev == NULL)
-		goto fail;
-	/* From here on BEV owns SOCK and C. */
-	c->bev = bev;
-	c->sock = sock;
-	c->added_cb = evbuffer_add_cb(bufferevent_get_output(bev), proxyproto_added, c);
-	c->drained_cb = evbuffer_add_cb(bufferevent_get_output(sock), proxyproto_drained, c);
-	if (c->added_cb == NULL || c->drained_cb == NULL || proxyproto_map_add(c) < 0) {
-		bufferevent_free(bev);
-		return NULL;
-	}
-	return bev;
-fail:
-	bufferevent_free(sock);
-	free(c);
-	return NULL;
-}
-
-bool proxyproto_client(struct bufferevent *bev, struct netaddr *out)
-{
-	bool has_addr = false;
-
-	if (atomic_load_explicit(&proxyproto_live, memory_order_relaxed) == 0)
-		return false;
-	/* evhttp's bufferevent is the connection's own, or sits on it. */
-	for (int depth = 0; bev && depth < 4; depth++) {
-		if (proxyproto_map_get(bev, &has_addr, out))
-			return has_addr;
-		bev = bufferevent_get_underlying(bev);
-	}
-	return false;
 }

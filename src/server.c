@@ -8,6 +8,7 @@
 #include <event2/thread.h>
 
 #include "admin.h"
+#include "adminreq.h"
 #include "bootstrap.h"
 #include "catalog.h"
 #include "config.h"
@@ -19,6 +20,7 @@
 #include "ratelimit.h"
 #include "secret.h"
 #include "store.h"
+#include "tls.h"
 #include "token.h"
 #include "worker.h"
 
@@ -74,14 +76,10 @@ static void server_thread_stop(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (t->public_sock) {
-		evhttp_del_accept_socket(t->public_http, t->public_sock);
-		t->public_sock = NULL;
-	}
-	if (t->admin_sock) {
-		evhttp_del_accept_socket(t->admin_http, t->admin_sock);
-		t->admin_sock = NULL;
-	}
+	if (t->public_http)
+		http_server_drain(t->public_http);
+	if (t->admin_http)
+		http_server_drain(t->admin_http);
 	if (t->index == 0) {
 		worker_stop(t->srv->worker);
 		notify_stop(t->srv->notify);
@@ -189,8 +187,10 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 	if (srv->role != SERVER_ROLE_WORKER) {
 		if (http_listen(cfg->public_.listen, true, &fd, cause) < 0)
 			return -1;
+		t->public_svc = (struct http_service){ bootstrap_routes, bootstrap_nroutes, METRICS_PUBLIC_OTHER,
+			bootstrap_error, t };
 		t->public_http = http_server_new(t->base, fd, srv->public_tls, cfg->public_.proxy_protocol, cfg,
-			bootstrap_handle, t, &t->public_sock);
+			&t->public_svc);
 		if (t->public_http == NULL) {
 			close(fd);
 			goto nomem;
@@ -205,8 +205,14 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 				close(fd);
 				goto nomem;
 			}
+			if (srv->role == SERVER_ROLE_WORKER)
+				t->admin_svc = (struct http_service){ admin_ops_routes, admin_nops_routes, METRICS_OPS,
+					adminreq_http_error, t };
+			else
+				t->admin_svc = (struct http_service){ admin_routes, admin_nroutes, METRICS_ADMIN,
+					adminreq_http_error, t };
 			t->admin_http = http_server_new(t->base, fd, srv->admin_tls, l->proxy_protocol, cfg,
-				srv->role == SERVER_ROLE_WORKER ? admin_handle_ops : admin_handle, t, &t->admin_sock);
+				&t->admin_svc);
 			if (t->admin_http == NULL) {
 				close(fd);
 				goto nomem;
@@ -224,10 +230,8 @@ static void server_thread_deinit(struct server_thread *t)
 	/* Pending Redis callbacks answer their requests before the servers go. */
 	store_free(t->store);
 	store_free(t->admin_store);
-	if (t->public_http)
-		evhttp_free(t->public_http);
-	if (t->admin_http)
-		evhttp_free(t->admin_http);
+	http_server_free(t->public_http);
+	http_server_free(t->admin_http);
 	if (t->reload_ev)
 		event_free(t->reload_ev);
 	if (t->stop_ev)
@@ -270,13 +274,14 @@ int server_new(const struct config *cfg, enum server_role role, struct catalog *
 		goto fail;
 	}
 	if (role != SERVER_ROLE_WORKER && cfg->public_.tls.enabled &&
-	    http_tls_new(&cfg->public_.tls, &srv->public_tls, cause) < 0)
+	    tls_ctx_new(&cfg->public_.tls, &srv->public_tls, cause) < 0)
 		goto fail;
 	{
 		const struct config_listener *l = role == SERVER_ROLE_WORKER ? &cfg->worker : &cfg->admin;
-		if (l->tls.enabled && http_tls_new(&l->tls, &srv->admin_tls, cause) < 0)
+		if (l->tls.enabled && tls_ctx_new(&l->tls, &srv->admin_tls, cause) < 0)
 			goto fail;
 	}
+	http_set_max_connections(cfg);
 	srv->nthreads = role == SERVER_ROLE_WORKER ? 1 : cfg->threads;
 	srv->threads = calloc((size_t)srv->nthreads, sizeof(*srv->threads));
 	if (srv->threads == NULL) {

@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > 0) {
 		struct source s = { .data = buf, .len = size };
-		struct proxyproto_conn *c = proxyproto_conn_new((struct bufferevent *)&s); /* any unique key */
+		struct proxyproto_conn *c = proxyproto_conn_new();
 		size_t got = 0;
 		int rc = 0;
 
@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fuzz_assert(rc == 0 && !proxyproto_conn_passing(c));
 		} else {
 			fuzz_assert(rc == 0 && proxyproto_conn_passing(c) && (size_t)n + got == size);
-			fuzz_assert(proxyproto_client((struct bufferevent *)&s, &again) == has);
+			fuzz_assert(proxyproto_conn_client(c, &again) == has);
 			if (has)
 				fuzz_assert(memcmp(&again, &src, sizeof(src)) == 0);
 		}

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -254,11 +255,15 @@ def _recv_until(sock, buf, pred, deadline):
     return True
 
 
-def read_response(sock, timeout=SOCKET_TIMEOUT_S, head=False):
+def read_response(sock, timeout=SOCKET_TIMEOUT_S, head=False, buf=None):
     """Reads one full HTTP response from SOCK (Content-Length, chunked or up to
-    EOF). Raises ConnectionClosed if the peer closes before a status line."""
+    EOF). Raises ConnectionClosed if the peer closes before a status line.
+    BUF (a bytearray kept by the caller across calls): bytes already read off
+    SOCK, where what follows this response is left for the next call
+    (pipelined answers); without it such bytes are dropped."""
     deadline = time.monotonic() + timeout
-    buf = bytearray()
+    if buf is None:
+        buf = bytearray()
     if not _recv_until(sock, buf, lambda b: b"\r\n\r\n" in b, deadline):
         if not buf:
             raise ConnectionClosed("connection closed without a response")
@@ -289,6 +294,7 @@ def read_response(sock, timeout=SOCKET_TIMEOUT_S, head=False):
             del rest[:i + 2]
             if size == 0:
                 _recv_until(sock, rest, lambda b: b"\r\n" in b, deadline)
+                del rest[:rest.index(b"\r\n") + 2]
                 break
             _recv_until(sock, rest, lambda b, n=size: len(b) >= n + 2, deadline)
             body.extend(rest[:size])
@@ -301,6 +307,8 @@ def read_response(sock, timeout=SOCKET_TIMEOUT_S, head=False):
     else:
         _recv_until(sock, rest, lambda b: False, deadline)
         body = bytes(rest)
+        rest = bytearray()
+    buf[:] = rest
     raw = head_bytes + b"\r\n\r\n" + body
     return Response(raw, status_line, header_lines, body, chunked)
 
@@ -398,13 +406,15 @@ class Harness:
     regions: the catalog (default_regions()). persistence: keep dump.rdb in the
     directory across redis restarts (tests call SAVE themselves). env: extra
     environment of the daemon and of its workers (e.g. a notify password_env).
-    Brokers started with start_broker() (before start(), so that their ports
+    nofile: the daemon's file-descriptor limit (RLIMIT_NOFILE, soft and hard),
+    None for ours. Brokers started with start_broker() (before start(), so that their ports
     can go into the catalog) live in the same directory and are killed and
     their logs printed with the rest."""
 
     def __init__(self, tls=None, config=None, regions=None, persistence=False, name="bootstrapd", args=(),
-                 env=None):
+                 env=None, nofile=None):
         self.name = name
+        self.nofile = nofile
         self.daemon_args = tuple(args)  # e.g. ("--role", "api")
         self.env = dict(env or {})
         self.workers = []  # Worker processes started with start_worker()
@@ -634,7 +644,8 @@ class Harness:
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen([daemon_path(), "--config", self.config_path, *args],
                                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             env=daemon_env(env), start_new_session=True)
+                                             env=daemon_env(env), start_new_session=True,
+                                             preexec_fn=self._limits if self.nofile else None)
             _processes.append(self.proc)
             try:
                 wait_until(lambda: self.proc.poll() is not None or self.healthy(), START_DEADLINE_S,
@@ -649,6 +660,17 @@ class Harness:
             if "in use" not in last_log.lower():
                 break
         raise RuntimeError("bootstrapd exited with %s at start-up:\n%s" % (self.proc.returncode, last_log[-3000:]))
+
+    def _limits(self):
+        """Runs in the child between fork and exec."""
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+    def cpu_seconds(self):
+        """The daemon's user + system CPU time so far (/proc/PID/stat)."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # utime and stime are fields 14 and 15; the split starts at field 3.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def healthy(self):
         try:
@@ -1551,7 +1573,8 @@ def main(need_redis=True, need=()):
     runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=_Result)
     result = runner.run(suite)
     bad = result.failures + result.errors + [(t, "") for t in result.unexpectedSuccesses]
-    failed_tests = {id(t) for t, _ in bad if isinstance(t, unittest.TestCase)}
+    # A failed subTest counts once, as the test it belongs to.
+    failed_tests = {id(getattr(t, "test_case", t)) for t, _ in bad if isinstance(t, unittest.TestCase)}
     class_level = [t for t, _ in bad if not isinstance(t, unittest.TestCase)]
     failed = len(failed_tests) + len(class_level)
     passed = result.testsRun - len(failed_tests) - len(result.skipped)

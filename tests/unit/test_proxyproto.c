@@ -5,17 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
-#include <poll.h>
-#include <time.h>
-#include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
-#include <event2/http.h>
 
 #include <cmocka.h>
 
@@ -439,164 +429,6 @@ static void test_v2_bad(void **state)
 	}
 }
 
-/* The filter, without evhttp: a socketpair under a proxyproto bufferevent. */
-struct glue {
-	struct event_base *base;
-	struct evbuffer *got;
-	short events;
-	bool done;
-};
-
-static void glue_read(struct bufferevent *bev, void *arg)
-{
-	struct glue *g = arg;
-
-	evbuffer_add_buffer(g->got, bufferevent_get_input(bev));
-	if (evbuffer_get_length(g->got) > 0)
-		g->done = true;
-}
-
-static void glue_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct glue *g = arg;
-
-	(void)bev;
-	g->events |= what;
-	g->done = true;
-}
-
-static void glue_run(struct glue *g)
-{
-	for (int i = 0; i < 1000 && !g->done; i++)
-		event_base_loop(g->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-}
-
-static void glue_send(int fd, const void *buf, size_t len)
-{
-	assert_int_equal(write(fd, buf, len), (ssize_t)len);
-}
-
-static void test_filter(void **state)
-{
-	static const char hdr[] = "PROXY TCP6 2001:db8::7 ::1 1000 443\r\n";
-	struct glue g = { .base = event_base_new(), .got = evbuffer_new() };
-	struct bufferevent *bev, *top;
-	struct netaddr a;
-	int sv[2];
-
-	(void)state;
-	assert_non_null(g.base);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	bev = proxyproto_bufferevent_new(g.base);
-	assert_non_null(bev);
-	/* evhttp's bufferevent_setfd() reaches the socket under the filter. */
-	assert_int_equal(bufferevent_setfd(bev, sv[0]), 0);
-	assert_int_equal(bufferevent_getfd(bev), sv[0]);
-	assert_int_equal(bufferevent_getfd(bufferevent_get_underlying(bev)), sv[0]);
-	bufferevent_setcb(bev, glue_read, NULL, glue_event, &g);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	assert_false(proxyproto_client(bev, &a));
-
-	/* The header in pieces, then the payload. */
-	glue_send(sv[1], hdr, 10);
-	glue_run(&g);
-	glue_send(sv[1], hdr + 10, sizeof(hdr) - 1 - 10);
-	glue_run(&g);
-	assert_int_equal(evbuffer_get_length(g.got), 0);
-	assert_int_equal(g.events, 0);
-	glue_send(sv[1], "hello", 5);
-	glue_run(&g);
-	assert_int_equal(g.events, 0);
-	assert_int_equal(evbuffer_get_length(g.got), 5);
-	assert_memory_equal(evbuffer_pullup(g.got, -1), "hello", 5);
-	assert_true(proxyproto_client(bev, &a));
-	assert_string_equal(text_of(&a), "2001:db8::7");
-
-	/* Found through a filter stacked on it, as TLS is. */
-	top = bufferevent_filter_new(bev, NULL, NULL, 0, NULL, NULL);
-	assert_non_null(top);
-	assert_true(proxyproto_client(top, &a));
-	assert_string_equal(text_of(&a), "2001:db8::7");
-	/* Later bytes, even ones that look like a header, pass unchanged. */
-	bufferevent_setcb(top, glue_read, NULL, glue_event, &g);
-	bufferevent_enable(top, EV_READ);
-	evbuffer_drain(g.got, evbuffer_get_length(g.got));
-	g.done = false;
-	glue_send(sv[1], "PROXY junk", 10);
-	glue_run(&g);
-	assert_int_equal(evbuffer_get_length(g.got), 10);
-	bufferevent_free(top);
-
-	/* The output side is untouched. */
-	bufferevent_write(bev, "out", 3);
-	bufferevent_flush(bev, EV_WRITE, BEV_FLUSH);
-	for (int i = 0; i < 10; i++)
-		event_base_loop(g.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-	{
-		char out[8];
-		assert_int_equal(read(sv[1], out, sizeof(out)), 3);
-		assert_memory_equal(out, "out", 3);
-	}
-	bufferevent_free(bev);
-	close(sv[1]);
-	evbuffer_free(g.got);
-	event_base_free(g.base);
-}
-
-static void filter_expect(const void *hdr, size_t len, bool has_addr, const char *client, bool error)
-{
-	struct glue g = { .base = event_base_new(), .got = evbuffer_new() };
-	struct bufferevent *bev;
-	struct netaddr a;
-	int sv[2];
-
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	bev = proxyproto_bufferevent_new(g.base);
-	assert_non_null(bev);
-	assert_int_equal(bufferevent_setfd(bev, sv[0]), 0);
-	bufferevent_setcb(bev, glue_read, NULL, glue_event, &g);
-	bufferevent_enable(bev, EV_READ);
-	glue_send(sv[1], hdr, len);
-	glue_send(sv[1], "x", 1);
-	glue_run(&g);
-	if (error) {
-		/* An error event, and nothing of the connection reaches the user. */
-		assert_true(g.events & BEV_EVENT_ERROR);
-		assert_true(g.events & BEV_EVENT_READING);
-		assert_int_equal(evbuffer_get_length(g.got), 0);
-		assert_false(proxyproto_client(bev, &a));
-	} else {
-		assert_int_equal(g.events, 0);
-		assert_int_equal(evbuffer_get_length(g.got), 1);
-		assert_int_equal(proxyproto_client(bev, &a), has_addr);
-		if (has_addr)
-			assert_string_equal(text_of(&a), client);
-	}
-	bufferevent_free(bev);
-	close(sv[1]);
-	evbuffer_free(g.got);
-	event_base_free(g.base);
-}
-
-static void test_filter_kinds(void **state)
-{
-	static const unsigned char addrs4[8] = { 192, 0, 2, 1, 10, 0, 0, 1 };
-	unsigned char buf[256];
-	size_t n;
-
-	(void)state;
-	filter_expect("PROXY TCP4 192.0.2.44 10.0.0.1 5 443\r\n", 38, true, "192.0.2.44", false);
-	filter_expect("PROXY UNKNOWN\r\n", 15, false, NULL, false);
-	n = v2(buf, 2, 1, 0x11, addrs4, 8, 5, -1);
-	filter_expect(buf, n, true, "192.0.2.1", false);
-	n = v2(buf, 2, 0, 0x00, NULL, 0, 0, -1);
-	filter_expect(buf, n, false, NULL, false);
-	filter_expect("GET / HTTP/1.1\r\n", 16, false, NULL, true);
-	filter_expect("PROXY TCP4 192.0.2.44 10.0.0.1 5 443\n", 37, false, NULL, true);
-	n = v2(buf, 3, 1, 0x11, addrs4, 8, 0, -1);
-	filter_expect(buf, n, false, NULL, true);
-}
-
 /* proxyproto_conn_read over a fake source that gives CHUNK bytes at a
  * time and would block every other call. */
 struct source {
@@ -626,295 +458,275 @@ static int source_read(void *arg, unsigned char *buf, int len)
 	return (int)n;
 }
 
-/* Reads everything after the header through a conn, LEN bytes at a time. */
-static int conn_read_all(const void *data, size_t dlen, size_t chunk, int len, struct evbuffer *out,
-	struct netaddr *client, bool *has)
-{
-	struct source src = { .data = data, .len = dlen, .chunk = chunk };
-	struct bufferevent *key = (struct bufferevent *)&src; /* any unique pointer */
-	struct proxyproto_conn *c = proxyproto_conn_new(key);
-	unsigned char buf[256];
-	int n, rc = 0;
-
-	assert_non_null(c);
-	assert_false(proxyproto_client(key, client));
-	for (int i = 0; i < 100000; i++) {
-		n = proxyproto_conn_read(c, buf, len, source_read, &src);
-		if (n == PROXYPROTO_BAD) {
-			rc = -1;
-			assert_false(proxyproto_conn_passing(c));
-			assert_int_equal(proxyproto_conn_read(c, buf, len, source_read, &src), PROXYPROTO_BAD);
-			break;
-		}
-		if (n == 0)
-			break;
-		if (n > 0)
-			evbuffer_add(out, buf, (size_t)n);
-	}
-	*has = proxyproto_client(key, client);
-	proxyproto_conn_free(c);
-	/* Gone from the map with it. */
-	assert_false(proxyproto_client(key, client));
-	return rc;
-}
-
-static void test_conn_read(void **state)
-{
-	static const char v1[] = "PROXY TCP4 192.0.2.9 10.0.0.1 5 443\r\n\x16\x03\x01hello, TLS";
-	static const unsigned char addrs6[32] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 0x42 };
-	unsigned char buf[256];
-	struct netaddr a;
+/* What a conn gave: the bytes after the header, and how it ended. */
+struct drained {
+	unsigned char data[8192];
+	size_t len;
+	int end; /* the source's 0 at its end, or PROXYPROTO_BAD */
 	bool has;
-
-	(void)state;
-	for (size_t chunk = 1; chunk <= 64; chunk += (chunk < 8 ? 1 : 13)) {
-		for (int len = 1; len <= 9; len += 4) {
-			struct evbuffer *out = evbuffer_new();
-			size_t n;
-
-			assert_int_equal(conn_read_all(v1, sizeof(v1) - 1, chunk, len, out, &a, &has), 0);
-			assert_true(has);
-			assert_string_equal(text_of(&a), "192.0.2.9");
-			assert_int_equal(evbuffer_get_length(out), 13);
-			assert_memory_equal(evbuffer_pullup(out, -1), "\x16\x03\x01hello, TLS", 13);
-			evbuffer_free(out);
-
-			out = evbuffer_new();
-			n = v2(buf, 2, 1, 0x21, addrs6, 32, 7, -1);
-			memcpy(buf + n, "after", 5);
-			assert_int_equal(conn_read_all(buf, n + 5, chunk, len, out, &a, &has), 0);
-			assert_true(has);
-			assert_string_equal(text_of(&a), "2001:db8::42");
-			assert_int_equal(evbuffer_get_length(out), 5);
-			evbuffer_free(out);
-
-			out = evbuffer_new();
-			assert_int_equal(conn_read_all("\x16\x03\x01\x02\x00", 5, chunk, len, out, &a, &has), -1);
-			assert_false(has);
-			assert_int_equal(conn_read_all("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", 31, chunk, len, out, &a, &has),
-				-1);
-			assert_int_equal(evbuffer_get_length(out), 0);
-			/* The end of the stream inside the header. */
-			assert_int_equal(conn_read_all("PROXY TCP4 1.2.3.4", 18, chunk, len, out, &a, &has), 0);
-			assert_false(has);
-			assert_int_equal(evbuffer_get_length(out), 0);
-			evbuffer_free(out);
-		}
-	}
-	/* LOCAL: the connection speaks for itself. */
-	{
-		struct evbuffer *out = evbuffer_new();
-		size_t n = v2(buf, 2, 0, 0x00, NULL, 0, 0, -1);
-
-		memcpy(buf + n, "x", 1);
-		assert_int_equal(conn_read_all(buf, n + 1, 100, 100, out, &a, &has), 0);
-		assert_false(has);
-		assert_int_equal(evbuffer_get_length(out), 1);
-		evbuffer_free(out);
-	}
-}
-
-/* Through evhttp, over loopback: what evhttp does with the filter. */
-struct web {
-	struct event_base *base;
-	struct evhttp *http;
-	int port;
+	struct netaddr client;
 };
 
-static struct bufferevent *web_bevcb(struct event_base *base, void *arg)
+/* Reads everything through a conn, LEN bytes at a time. */
+static void conn_read_all(const void *data, size_t dlen, size_t chunk, int len, struct drained *d)
 {
-	(void)arg;
-	return proxyproto_bufferevent_new(base);
-}
-
-#define WEB_BIG (4 << 20)
-
-static void web_cb(struct evhttp_request *req, void *arg)
-{
-	struct evbuffer *out = evbuffer_new();
-	struct netaddr a;
-
-	(void)arg;
-	if (strcmp(evhttp_request_get_uri(req), "/big") == 0) {
-		char *big = calloc(1, WEB_BIG);
-
-		memset(big, 'b', WEB_BIG);
-		evbuffer_add(out, big, WEB_BIG);
-		free(big);
-	} else if (proxyproto_client(evhttp_connection_get_bufferevent(evhttp_request_get_connection(req)), &a))
-		evbuffer_add_printf(out, "client %s", text_of(&a));
-	else
-		evbuffer_add_printf(out, "no client");
-	evhttp_send_reply(req, 200, "OK", out);
-	evbuffer_free(out);
-}
-
-static void web_start(struct web *w)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t slen = sizeof(sin);
-	struct evhttp_bound_socket *bound;
-	struct timeval tv = { 0, 300000 };
-
-	w->base = event_base_new();
-	w->http = evhttp_new(w->base);
-	assert_non_null(w->http);
-	evhttp_set_bevcb(w->http, web_bevcb, NULL);
-	evhttp_set_gencb(w->http, web_cb, NULL);
-	evhttp_set_timeout_tv(w->http, &tv);
-	bound = evhttp_bind_socket_with_handle(w->http, "127.0.0.1", 0);
-	assert_non_null(bound);
-	assert_int_equal(getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&sin, &slen), 0);
-	w->port = ntohs(sin.sin_port);
-}
-
-static void web_stop(struct web *w)
-{
-	evhttp_free(w->http);
-	event_base_free(w->base);
-}
-
-static int web_connect(const struct web *w)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-		.sin_port = htons((uint16_t)w->port) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	return fd;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Runs the server until the client reads EOF or DEADLINE seconds pass;
- * returns what the client read (-1 on timeout). */
-static ssize_t web_exchange(struct web *w, int fd, char *out, size_t outlen, double deadline)
-{
-	double end = now_s() + deadline;
-	size_t got = 0;
-
-	while (now_s() < end) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t r;
-
-		event_base_loop(w->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-		if (poll(&p, 1, 5) <= 0)
-			continue;
-		r = read(fd, out + got, outlen - 1 - got);
-		if (r < 0 && errno == ECONNRESET)
-			r = 0;
-		assert_true(r >= 0);
-		if (r == 0) {
-			out[got] = '\0';
-			return (ssize_t)got;
-		}
-		got += (size_t)r;
-	}
-	out[got] = '\0';
-	return -1;
-}
-
-static void test_evhttp(void **state)
-{
-	static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-	static const unsigned char addrs4[8] = { 198, 51, 100, 20, 10, 0, 0, 1 };
-	struct web w;
-	char out[4096];
+	struct source src = { .data = data, .len = dlen, .chunk = chunk };
+	struct proxyproto_conn *c = proxyproto_conn_new();
 	unsigned char buf[256];
+	struct netaddr a;
+	int n = 0, i;
+
+	assert_non_null(c);
+	assert_true(len > 0 && (size_t)len <= sizeof(buf));
+	memset(d, 0, sizeof(*d));
+	assert_false(proxyproto_conn_passing(c));
+	assert_false(proxyproto_conn_client(c, &a));
+	assert_int_equal(proxyproto_conn_pending(c), 0);
+	for (i = 0; i < 100000; i++) {
+		n = proxyproto_conn_read(c, buf, len, source_read, &src);
+		if (n == PROXYPROTO_BAD || n == 0)
+			break;
+		if (n < 0) {
+			/* The source's own would-block, passed on. */
+			assert_int_equal(n, -1);
+			continue;
+		}
+		assert_true(n <= len);
+		assert_true(proxyproto_conn_passing(c));
+		assert_true(d->len + (size_t)n <= sizeof(d->data));
+		memcpy(d->data + d->len, buf, (size_t)n);
+		d->len += (size_t)n;
+	}
+	assert_true(i < 100000);
+	d->end = n;
+	if (n == PROXYPROTO_BAD) {
+		assert_false(proxyproto_conn_passing(c));
+		assert_int_equal(proxyproto_conn_pending(c), 0);
+		/* Every later call too, even with the connection's bytes still to come. */
+		for (int k = 0; k < 3; k++)
+			assert_int_equal(proxyproto_conn_read(c, buf, len, source_read, &src), PROXYPROTO_BAD);
+	} else {
+		/* Everything was handed on: nothing held back. */
+		assert_int_equal(proxyproto_conn_pending(c), 0);
+		assert_int_equal(src.pos, dlen);
+	}
+	d->has = proxyproto_conn_client(c, &d->client);
+	proxyproto_conn_free(c);
+}
+
+static const size_t conn_chunks[] = { 1, 2, 3, 7, 13, 28, 64, 511, 512, 513, 5000 };
+static const int conn_lens[] = { 1, 5, 9, 256 };
+
+/* DATA is a good header of HLEN bytes and what follows it: every way of
+ * reading it gives CLIENT (NULL for none) and the rest, unchanged. */
+static void expect_conn(const void *data, size_t dlen, size_t hlen, int family, const char *client)
+{
+	for (size_t i = 0; i < sizeof(conn_chunks) / sizeof(conn_chunks[0]); i++) {
+		for (size_t j = 0; j < sizeof(conn_lens) / sizeof(conn_lens[0]); j++) {
+			struct drained d;
+
+			conn_read_all(data, dlen, conn_chunks[i], conn_lens[j], &d);
+			if (d.end != 0)
+				fail_msg("chunk %zu len %d: ended with %d", conn_chunks[i], conn_lens[j], d.end);
+			assert_int_equal(d.len, dlen - hlen);
+			assert_memory_equal(d.data, (const unsigned char *)data + hlen, dlen - hlen);
+			if (client == NULL) {
+				assert_false(d.has);
+			} else {
+				assert_true(d.has);
+				assert_int_equal(d.client.family, family);
+				assert_string_equal(text_of(&d.client), client);
+			}
+		}
+	}
+}
+
+/* DATA does not start with a good header: nothing of it is handed on. */
+static void expect_conn_bad(const void *data, size_t dlen)
+{
+	for (size_t i = 0; i < sizeof(conn_chunks) / sizeof(conn_chunks[0]); i++) {
+		for (size_t j = 0; j < sizeof(conn_lens) / sizeof(conn_lens[0]); j++) {
+			struct drained d;
+
+			conn_read_all(data, dlen, conn_chunks[i], conn_lens[j], &d);
+			if (d.end != PROXYPROTO_BAD)
+				fail_msg("chunk %zu len %d: ended with %d", conn_chunks[i], conn_lens[j], d.end);
+			assert_int_equal(d.len, 0);
+			assert_false(d.has);
+		}
+	}
+}
+
+/* Header HDR (HLEN bytes) followed by the payload TAIL, into OUT. */
+static size_t with_tail(unsigned char *out, const void *hdr, size_t hlen, const char *tail, size_t tlen)
+{
+	memmove(out, hdr, hlen);
+	memcpy(out + hlen, tail, tlen);
+	return hlen + tlen;
+}
+
+/* A string literal and its length. */
+#define STR(s) s, sizeof(s) - 1
+
+static const char tls_tail[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 and more";
+#define TLS_TAIL_LEN (sizeof(tls_tail) - 1)
+
+static void test_conn_v1(void **state)
+{
+	static const char tcp4[] = "PROXY TCP4 192.0.2.9 10.0.0.1 5 443\r\n";
+	static const char tcp6[] = "PROXY TCP6 2001:db8::7 ::1 1000 443\r\n";
+	static const char mapped[] = "PROXY TCP6 ::ffff:198.51.100.9 ::1 1000 443\r\n";
+	static const char unknown[] = "PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n";
+	static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	unsigned char buf[512];
 	size_t n;
-	double t0;
-	int fd;
 
 	(void)state;
-	web_start(&w);
+	n = with_tail(buf, tcp4, sizeof(tcp4) - 1, tls_tail, TLS_TAIL_LEN);
+	expect_conn(buf, n, sizeof(tcp4) - 1, AF_INET, "192.0.2.9");
+	n = with_tail(buf, tcp6, sizeof(tcp6) - 1, http, sizeof(http) - 1);
+	expect_conn(buf, n, sizeof(tcp6) - 1, AF_INET6, "2001:db8::7");
+	n = with_tail(buf, mapped, sizeof(mapped) - 1, http, sizeof(http) - 1);
+	expect_conn(buf, n, sizeof(mapped) - 1, AF_INET, "198.51.100.9");
+	/* UNKNOWN: the connection speaks for itself. */
+	n = with_tail(buf, unknown, sizeof(unknown) - 1, http, sizeof(http) - 1);
+	expect_conn(buf, n, sizeof(unknown) - 1, 0, NULL);
+	expect_conn(STR("PROXY UNKNOWN\r\nx"), 15, 0, NULL);
+	/* Only the first header is taken: a second one is the connection's. */
+	n = with_tail(buf, tcp4, sizeof(tcp4) - 1, tcp6, sizeof(tcp6) - 1);
+	expect_conn(buf, n, sizeof(tcp4) - 1, AF_INET, "192.0.2.9");
+	/* Nothing after the header. */
+	expect_conn(tcp4, sizeof(tcp4) - 1, sizeof(tcp4) - 1, AF_INET, "192.0.2.9");
+}
 
-	/* Keep-alive: two requests, one header. */
-	fd = web_connect(&w);
-	glue_send(fd, "PROXY TCP6 2001:db8::5 ::1 3000 80\r\n", 36);
-	glue_send(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
-	glue_send(fd, req, sizeof(req) - 1);
-	assert_true(web_exchange(&w, fd, out, sizeof(out), 5) > 0);
-	{
-		const char *second = strstr(out, "client 2001:db8::5");
+static void test_conn_v2(void **state)
+{
+	static const unsigned char addrs4[8] = { 203, 0, 113, 5, 10, 0, 0, 1 };
+	static const unsigned char addrs6[32] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 0x42 };
+	static const unsigned char mapped[32] = { [10] = 0xff, [11] = 0xff, [12] = 198, [13] = 51, [14] = 100,
+		[15] = 7 };
+	static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	unsigned char hdr[8192], buf[8192];
+	size_t h, n;
 
-		assert_non_null(second);
-		assert_non_null(strstr(second + 1, "client 2001:db8::5"));
+	(void)state;
+	h = v2(hdr, 2, 1, 0x11, addrs4, 8, 0, -1);
+	n = with_tail(buf, hdr, h, tls_tail, TLS_TAIL_LEN);
+	expect_conn(buf, n, h, AF_INET, "203.0.113.5");
+	h = v2(hdr, 2, 1, 0x21, addrs6, 32, 7, -1);
+	n = with_tail(buf, hdr, h, http, sizeof(http) - 1);
+	expect_conn(buf, n, h, AF_INET6, "2001:db8::42");
+	h = v2(hdr, 2, 1, 0x21, mapped, 32, 0, -1);
+	n = with_tail(buf, hdr, h, http, sizeof(http) - 1);
+	expect_conn(buf, n, h, AF_INET, "198.51.100.7");
+	/* The largest header, longer than one read of the connection. */
+	h = v2(hdr, 2, 1, 0x11, addrs4, 8, PROXYPROTO_V2_MAX - 28, -1);
+	assert_int_equal(h, PROXYPROTO_V2_MAX);
+	n = with_tail(buf, hdr, h, tls_tail, TLS_TAIL_LEN);
+	expect_conn(buf, n, h, AF_INET, "203.0.113.5");
+	/* LOCAL, and PROXY over UNSPEC: no client. */
+	h = v2(hdr, 2, 0, 0x00, NULL, 0, 0, -1);
+	n = with_tail(buf, hdr, h, http, sizeof(http) - 1);
+	expect_conn(buf, n, h, 0, NULL);
+	h = v2(hdr, 2, 0, 0x11, addrs4, 8, 0, -1);
+	n = with_tail(buf, hdr, h, "x", 1);
+	expect_conn(buf, n, h, 0, NULL);
+	h = v2(hdr, 2, 1, 0x00, NULL, 0, 12, -1);
+	n = with_tail(buf, hdr, h, http, sizeof(http) - 1);
+	expect_conn(buf, n, h, 0, NULL);
+	/* What follows may look like a header: it is passed on unchanged. */
+	h = v2(hdr, 2, 1, 0x11, addrs4, 8, 0, -1);
+	n = with_tail(buf, hdr, h, STR("PROXY TCP4 1.1.1.1 2.2.2.2 1 2\r\n"));
+	expect_conn(buf, n, h, AF_INET, "203.0.113.5");
+	n = with_tail(buf, hdr, h, (const char *)hdr, h);
+	expect_conn(buf, n, h, AF_INET, "203.0.113.5");
+}
+
+static void test_conn_bad(void **state)
+{
+	static const unsigned char addrs4[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	unsigned char buf[8192];
+	size_t n;
+
+	(void)state;
+	/* No header at all: a client talking straight to the listener. */
+	expect_conn_bad(http, sizeof(http) - 1);
+	expect_conn_bad(tls_tail, TLS_TAIL_LEN);
+	expect_conn_bad(STR("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\nGET / HTTP/1.1\r\n\r\n"));
+	expect_conn_bad(STR("PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\nGET / HTTP/1.1\r\n\r\n"));
+	n = v2(buf, 3, 1, 0x11, addrs4, 8, 0, -1);
+	n = with_tail(buf, buf, n, http, sizeof(http) - 1);
+	expect_conn_bad(buf, n);
+	/* Over the cap, with every byte of it sent. */
+	n = v2(buf, 2, 1, 0x11, addrs4, 8, PROXYPROTO_V2_MAX - 27, -1);
+	n = with_tail(buf, buf, n, http, sizeof(http) - 1);
+	expect_conn_bad(buf, n);
+	/* No CRLF within the longest v1 line. */
+	memset(buf, 'x', 300);
+	memcpy(buf, "PROXY UNKNOWN ", 14);
+	expect_conn_bad(buf, 300);
+}
+
+static void test_conn_cut_short(void **state)
+{
+	static const unsigned char addrs6[32] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 0x42 };
+	unsigned char buf[256];
+	size_t n = v2(buf, 2, 1, 0x21, addrs6, 32, 0, -1);
+
+	(void)state;
+	/* The end of the stream inside the header: the source's 0, no client. */
+	for (size_t cut = 0; cut < n; cut += 5) {
+		struct drained d;
+
+		conn_read_all(buf, cut, 3, 9, &d);
+		assert_int_equal(d.end, 0);
+		assert_int_equal(d.len, 0);
+		assert_false(d.has);
 	}
-	close(fd);
+	for (size_t i = 0; i < sizeof(conn_chunks) / sizeof(conn_chunks[0]); i++) {
+		struct drained d;
 
-	/* A big answer on a connection that closes after it arrives whole:
-	 * evhttp shuts the socket down from the write callback. (Its read
-	 * timeout runs while it writes, whatever the bufferevent: give it time
-	 * under valgrind.) */
-	{
-		static const char bigreq[] = "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-		struct timeval slow = { 30, 0 }, quick = { 0, 300000 };
-		char *all = malloc(WEB_BIG + 4096);
-		ssize_t got;
-
-		evhttp_set_timeout_tv(w.http, &slow);
-		fd = web_connect(&w);
-		glue_send(fd, "PROXY UNKNOWN\r\n", 15);
-		glue_send(fd, bigreq, sizeof(bigreq) - 1);
-		got = web_exchange(&w, fd, all, WEB_BIG + 4096, 60);
-		assert_true(got > WEB_BIG);
-		assert_non_null(strstr(all, "Content-Length: 4194304"));
-		assert_int_equal(strlen(strstr(all, "\r\n\r\n") + 4), WEB_BIG);
-		close(fd);
-		free(all);
-		evhttp_set_timeout_tv(w.http, &quick);
+		conn_read_all(STR("PROXY TCP4 1.2.3.4"), conn_chunks[i], 5, &d);
+		assert_int_equal(d.end, 0);
+		assert_int_equal(d.len, 0);
+		assert_false(d.has);
 	}
+}
 
-	fd = web_connect(&w);
-	glue_send(fd, "PROXY TCP4 203.0.113.50 10.0.0.1 3000 80\r\n", 42);
-	glue_send(fd, req, sizeof(req) - 1);
-	assert_true(web_exchange(&w, fd, out, sizeof(out), 5) > 0);
-	assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
-	assert_non_null(strstr(out, "client 203.0.113.50"));
-	close(fd);
+static void test_conn_pending(void **state)
+{
+	static const char data[] = "PROXY TCP6 2001:db8::9 ::1 1 2\r\nabcdefgh";
+	/* Starts "blocked", so the first call gets everything. */
+	struct source src = { .data = (const unsigned char *)data, .len = sizeof(data) - 1, .chunk = 1000,
+		.block = true };
+	struct proxyproto_conn *c = proxyproto_conn_new();
+	unsigned char buf[16];
+	struct netaddr a;
 
-	fd = web_connect(&w);
-	n = v2(buf, 2, 1, 0x11, addrs4, 8, 0, -1);
-	memcpy(buf + n, req, sizeof(req) - 1);
-	glue_send(fd, buf, n + sizeof(req) - 1);
-	assert_true(web_exchange(&w, fd, out, sizeof(out), 5) > 0);
-	assert_non_null(strstr(out, "client 198.51.100.20"));
-	close(fd);
-
-	fd = web_connect(&w);
-	glue_send(fd, "PROXY UNKNOWN\r\n", 15);
-	glue_send(fd, req, sizeof(req) - 1);
-	assert_true(web_exchange(&w, fd, out, sizeof(out), 5) > 0);
-	assert_non_null(strstr(out, "no client"));
-	close(fd);
-
-	/* No header: closed without a word (no 400). */
-	fd = web_connect(&w);
-	glue_send(fd, req, sizeof(req) - 1);
-	assert_int_equal(web_exchange(&w, fd, out, sizeof(out), 5), 0);
-	close(fd);
-
-	/* A header cut short is closed by evhttp's timeout, without an answer. */
-	fd = web_connect(&w);
-	t0 = now_s();
-	glue_send(fd, "PROXY TCP4 203.0.113.50 ", 24);
-	assert_int_equal(web_exchange(&w, fd, out, sizeof(out), 5), 0);
-	assert_true(now_s() - t0 >= 0.25);
-	close(fd);
-
-	/* So is a connection that sends nothing. */
-	fd = web_connect(&w);
-	assert_int_equal(web_exchange(&w, fd, out, sizeof(out), 5), 0);
-	close(fd);
-
-	web_stop(&w);
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(proxyproto_conn_read(c, buf, 3, source_read, &src), 3);
+	assert_memory_equal(buf, "abc", 3);
+	assert_true(proxyproto_conn_passing(c));
+	assert_true(proxyproto_conn_client(c, &a));
+	assert_string_equal(text_of(&a), "2001:db8::9");
+	/* The rest came with the header and is held, in order. */
+	assert_int_equal(src.pos, src.len);
+	assert_int_equal(proxyproto_conn_pending(c), 5);
+	assert_int_equal(proxyproto_conn_read(c, buf, 3, source_read, &src), 3);
+	assert_memory_equal(buf, "def", 3);
+	assert_int_equal(proxyproto_conn_pending(c), 2);
+	assert_int_equal(proxyproto_conn_read(c, buf, (int)sizeof(buf), source_read, &src), 2);
+	assert_memory_equal(buf, "gh", 2);
+	assert_int_equal(proxyproto_conn_pending(c), 0);
+	/* Then the connection itself: would block, then its end. */
+	assert_int_equal(proxyproto_conn_read(c, buf, (int)sizeof(buf), source_read, &src), -1);
+	assert_int_equal(proxyproto_conn_read(c, buf, (int)sizeof(buf), source_read, &src), 0);
+	assert_true(proxyproto_conn_client(c, &a));
+	assert_string_equal(text_of(&a), "2001:db8::9");
+	proxyproto_conn_free(c);
+	proxyproto_conn_free(NULL);
 }
 
 int main(void)
@@ -931,10 +743,11 @@ int main(void)
 		cmocka_unit_test(test_v2_tcp6),
 		cmocka_unit_test(test_v2_no_address),
 		cmocka_unit_test(test_v2_bad),
-		cmocka_unit_test(test_filter),
-		cmocka_unit_test(test_filter_kinds),
-		cmocka_unit_test(test_conn_read),
-		cmocka_unit_test(test_evhttp),
+		cmocka_unit_test(test_conn_v1),
+		cmocka_unit_test(test_conn_v2),
+		cmocka_unit_test(test_conn_bad),
+		cmocka_unit_test(test_conn_cut_short),
+		cmocka_unit_test(test_conn_pending),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,290 @@
+#include "httpreq.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* http-parser reports where things are through callbacks; this keeps them as
+ * offsets (the buffer may move between calls) and decides the refusals that
+ * http-parser leaves to its user: header names that are not tokens, obs-fold
+ * lines, the sizes, the HTTP version. http-parser itself refuses two
+ * Content-Length headers, Content-Length beside Transfer-Encoding, NUL and
+ * bare CR in a header. */
+
+static struct httpreq_parser *httpreq_of(http_parser *p)
+{
+	return p->data;
+}
+
+static uint32_t httpreq_off(const struct httpreq_parser *ps, const char *at)
+{
+	return (uint32_t)(at - ps->base);
+}
+
+/* Extends SPAN with the bytes AT[0..N): a piece that is not contiguous with
+ * what came before can only be an obs-fold continuation line. */
+static int httpreq_extend(struct httpreq_parser *ps, struct httpreq_span *span, bool fresh, const char *at,
+	size_t n)
+{
+	if (fresh) {
+		span->off = httpreq_off(ps, at);
+		span->len = (uint32_t)n;
+		return 0;
+	}
+	if (span->off + span->len != httpreq_off(ps, at)) {
+		ps->status = 400;
+		return -1;
+	}
+	span->len += (uint32_t)n;
+	return 0;
+}
+
+static int httpreq_on_url(http_parser *p, const char *at, size_t n)
+{
+	struct httpreq_parser *ps = httpreq_of(p);
+
+	return httpreq_extend(ps, &ps->url, ps->url.len == 0, at, n);
+}
+
+static int httpreq_on_field(http_parser *p, const char *at, size_t n)
+{
+	struct httpreq_parser *ps = httpreq_of(p);
+	bool fresh = ps->nheaders == 0 || ps->in_value;
+
+	if (fresh) {
+		if (ps->nheaders == HTTPREQ_HEADERS_MAX) {
+			ps->status = 431;
+			return -1;
+		}
+		ps->values[ps->nheaders].off = 0;
+		ps->values[ps->nheaders].len = 0;
+		ps->nheaders++;
+		ps->in_value = false;
+	}
+	return httpreq_extend(ps, &ps->names[ps->nheaders - 1], fresh, at, n);
+}
+
+static int httpreq_on_value(http_parser *p, const char *at, size_t n)
+{
+	struct httpreq_parser *ps = httpreq_of(p);
+	bool fresh = !ps->in_value;
+
+	ps->in_value = true;
+	return httpreq_extend(ps, &ps->values[ps->nheaders - 1], fresh, at, n);
+}
+
+static int httpreq_on_headers_complete(http_parser *p)
+{
+	struct httpreq_parser *ps = httpreq_of(p);
+
+	ps->head_done = true;
+	if (p->http_major != 1) {
+		ps->status = 400;
+		return -1;
+	}
+	if ((p->flags & F_CONTENTLENGTH) && p->content_length > ps->limits.max_body_bytes) {
+		ps->status = 413;
+		return -1;
+	}
+	return 0;
+}
+
+static int httpreq_on_body(http_parser *p, const char *at, size_t n)
+{
+	struct httpreq_parser *ps = httpreq_of(p);
+	uint32_t off = httpreq_off(ps, at);
+
+	if (ps->body_len == 0 && ps->body_off == 0)
+		ps->body_off = off;
+	if ((size_t)ps->body_len + n > ps->limits.max_body_bytes) {
+		ps->status = 413;
+		return -1;
+	}
+	/* A chunked body is gathered in place: each piece moves back over the
+	 * chunk lines already read, never over bytes still to be parsed. */
+	if (ps->body_off + ps->body_len != off)
+		memmove(ps->base + ps->body_off + ps->body_len, at, n);
+	ps->body_len += (uint32_t)n;
+	return 0;
+}
+
+static int httpreq_on_complete(http_parser *p)
+{
+	struct httpreq_parser *ps = httpreq_of(p);
+
+	ps->done = true;
+	/* One request a call: what follows is the next pipelined request. */
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings httpreq_settings = {
+	.on_url = httpreq_on_url,
+	.on_header_field = httpreq_on_field,
+	.on_header_value = httpreq_on_value,
+	.on_headers_complete = httpreq_on_headers_complete,
+	.on_body = httpreq_on_body,
+	.on_message_complete = httpreq_on_complete,
+};
+
+void httpreq_parser_init(struct httpreq_parser *ps, const struct httpreq_limits *limits)
+{
+	memset(ps, 0, offsetof(struct httpreq_parser, names));
+	ps->limits = *limits;
+	http_parser_init(&ps->p, HTTP_REQUEST);
+	ps->p.data = ps;
+}
+
+/* RFC 9110 token characters. */
+static bool httpreq_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		(c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* http-parser says "invalid method" for a bad first token and for a request
+ * line that ends early ("GET\r\n"). A token of letters followed by a blank
+ * is a method we do not know (405); the rest is malformed (400). */
+static int httpreq_method_error(const char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && i < 24 && ((buf[i] >= 'A' && buf[i] <= 'Z') || (buf[i] >= 'a' && buf[i] <= 'z')); i++)
+		;
+	if (i == len && i < 24)
+		return HTTPREQ_MORE;
+	return i > 0 && i < len && buf[i] == ' ' ? 405 : 400;
+}
+
+static int httpreq_status(const struct httpreq_parser *ps, const char *buf, size_t len)
+{
+	if (ps->status)
+		return ps->status;
+	switch (HTTP_PARSER_ERRNO(&ps->p)) {
+	case HPE_INVALID_METHOD:
+		return httpreq_method_error(buf, len);
+	case HPE_HEADER_OVERFLOW:
+		return 431;
+	default:
+		return 400;
+	}
+}
+
+/* Trims blanks around a header value in place. */
+static char *httpreq_trim(char *v, size_t *len)
+{
+	while (*len && (v[0] == ' ' || v[0] == '\t')) {
+		v++;
+		(*len)--;
+	}
+	while (*len && (v[*len - 1] == ' ' || v[*len - 1] == '\t'))
+		(*len)--;
+	return v;
+}
+
+static int httpreq_finish(struct httpreq_parser *ps, char *buf, struct httpreq *out)
+{
+	char *url = buf + ps->url.off, *q;
+
+	memset(out, 0, offsetof(struct httpreq, headers));
+	out->method = (enum http_method)ps->p.method;
+	out->major = (unsigned char)ps->p.http_major;
+	out->minor = (unsigned char)ps->p.http_minor;
+	out->keep_alive = http_should_keep_alive(&ps->p) != 0;
+	if (ps->url.len == 0 || url[0] != '/')
+		return 400;
+	/* Every span below is followed by a byte the parser has passed (a blank,
+	 * ':' or a line end), which becomes its NUL. */
+	url[ps->url.len] = '\0';
+	out->path = url;
+	q = memchr(url, '?', ps->url.len);
+	if (q) {
+		*q = '\0';
+		out->query = q + 1;
+		out->query_len = (size_t)(url + ps->url.len - out->query);
+	}
+	for (size_t i = 0; i < ps->nheaders; i++) {
+		char *name = buf + ps->names[i].off;
+		size_t vlen = ps->values[i].len;
+		char *value = buf + ps->values[i].off;
+
+		if (ps->names[i].len == 0)
+			return 400;
+		for (size_t k = 0; k < ps->names[i].len; k++)
+			if (!httpreq_tchar((unsigned char)name[k]))
+				return 400;
+		name[ps->names[i].len] = '\0';
+		if (vlen) {
+			value = httpreq_trim(value, &vlen);
+			value[vlen] = '\0';
+		} else {
+			value = (char *)"";
+		}
+		out->headers[i].name = name;
+		out->headers[i].value = value;
+		out->headers[i].value_len = vlen;
+		if (strcasecmp(name, "Expect") == 0 && strcasecmp(value, "100-continue") == 0)
+			out->expect_continue = true;
+	}
+	out->nheaders = ps->nheaders;
+	if (ps->body_len) {
+		out->body = buf + ps->body_off;
+		out->body_len = ps->body_len;
+	}
+	return 0;
+}
+
+int httpreq_parse(struct httpreq_parser *ps, char *buf, size_t len, size_t *used, struct httpreq *out)
+{
+	size_t n;
+	int rc;
+
+	if (ps->status)
+		return ps->status;
+	if (HTTP_PARSER_ERRNO(&ps->p) == HPE_INVALID_METHOD)
+		return httpreq_method_error(buf, len);
+	ps->base = buf;
+	n = http_parser_execute(&ps->p, &httpreq_settings, buf + ps->fed, len - ps->fed);
+	ps->fed += n;
+	if (!ps->done && HTTP_PARSER_ERRNO(&ps->p) != HPE_OK)
+		return httpreq_status(ps, buf, len);
+	/* The head ends where the body starts, or where parsing stopped. */
+	if ((ps->head_done && ps->body_len ? ps->body_off : ps->fed) > ps->limits.max_header_bytes)
+		return ps->status = 431;
+	if (!ps->done)
+		return HTTPREQ_MORE;
+	rc = httpreq_finish(ps, buf, out);
+	if (rc)
+		return ps->status = rc;
+	*used = ps->fed;
+	return HTTPREQ_DONE;
+}
+
+bool httpreq_awaiting_body(const struct httpreq_parser *ps)
+{
+	return ps->head_done && !ps->done && ps->status == 0;
+}
+
+bool httpreq_expects_continue(const struct httpreq_parser *ps, const char *buf)
+{
+	for (size_t i = 0; i < ps->nheaders; i++) {
+		const char *v = buf + ps->values[i].off;
+		size_t vl = ps->values[i].len;
+
+		while (vl && (*v == ' ' || *v == '\t')) {
+			v++;
+			vl--;
+		}
+		if (ps->names[i].len == 6 && strncasecmp(buf + ps->names[i].off, "Expect", 6) == 0 && vl >= 12 &&
+		    strncasecmp(v, "100-continue", 12) == 0)
+			return true;
+	}
+	return false;
+}
+
+const char *httpreq_header(const struct httpreq *req, const char *name)
+{
+	for (size_t i = 0; i < req->nheaders; i++)
+		if (strcasecmp(req->headers[i].name, name) == 0)
+			return req->headers[i].value;
+	return NULL;
+}

@@ -28,10 +28,10 @@ struct registry_product {
 	const char *auth; /* "none" or "required", static */
 };
 
-/* Reads a PUT /v1/products/{productKey} body: TEXT is NUL-terminated (parsed
- * as yajl_tree_parse does), its regions and instances looked up in CAT.
- * Returns 0 with *OUT filled, or -1 with ERR. */
-int registry_product_parse(const char *text, const struct catalog *cat, struct registry_product *out,
+/* Reads a PUT /v1/products/{productKey} body: TEXT (LEN bytes and a NUL after
+ * them) is strict JSON (jsonstrict), its regions and instances looked up in
+ * CAT. Returns 0 with *OUT filled, or -1 with ERR. */
+int registry_product_parse(const char *text, size_t len, const struct catalog *cat, struct registry_product *out,
 	struct registry_error *err) __attribute__((warn_unused_result));
 
 struct registry_device {
@@ -47,9 +47,11 @@ struct registry_device {
 long registry_devices_csv(const char *buf, size_t len, struct registry_device **out,
 	struct registry_error *err) __attribute__((warn_unused_result));
 
-/* Reads an application/json registration, {"count":N} (TEXT NUL-terminated).
- * Returns N (1..REGISTRY_DEVICES_MAX), or -1 with ERR. */
-long registry_devices_count(const char *text, struct registry_error *err) __attribute__((warn_unused_result));
+/* Reads an application/json registration, {"count":N} in strict JSON (TEXT:
+ * LEN bytes and a NUL after them). Returns N (1..REGISTRY_DEVICES_MAX), or -1
+ * with ERR. */
+long registry_devices_count(const char *text, size_t len, struct registry_error *err)
+	__attribute__((warn_unused_result));
 
 /* Refuses a name given twice among the N devices of D, naming both rows:
  * 0, or -1 with ERR. */

@@ -203,7 +203,7 @@ static void admin_product_put(struct adminreq *ar)
 		adminreq_error(ar, 500, "internal", "out of memory");
 		return;
 	}
-	if (registry_product_parse(body, ar->t->catalog, &p, &err) < 0) {
+	if (registry_product_parse(body, len, ar->t->catalog, &p, &err) < 0) {
 		adminreq_error(ar, err.status, err.code, err.message);
 		goto out;
 	}
@@ -267,7 +267,7 @@ static long admin_register_read(struct adminreq *ar, struct registry_device **de
 		goto out;
 	}
 	if (adminreq_content_type_is(ar->req, "application/json")) {
-		n = registry_devices_count(body, &err);
+		n = registry_devices_count(body, len, &err);
 		if (n < 0)
 			goto fail;
 		d = calloc((size_t)n, sizeof(*d));

@@ -180,15 +180,16 @@ static bool httpreq_tchar(unsigned char c)
 }
 
 /* http-parser says "invalid method" for a bad first token and for a request
- * line that ends early ("GET\r\n"). A token of letters followed by a blank
- * is a method we do not know (405); the rest is malformed (400). */
+ * line that ends early ("GET\r\n"). A token of up to 24 letters followed by
+ * a blank is a method we do not know (405); the rest is malformed (400).
+ * Until the byte after the letters has come, that is not known yet. */
 static int httpreq_method_error(const char *buf, size_t len)
 {
 	size_t i;
 
 	for (i = 0; i < len && i < 24 && ((buf[i] >= 'A' && buf[i] <= 'Z') || (buf[i] >= 'a' && buf[i] <= 'z')); i++)
 		;
-	if (i == len && i < 24)
+	if (i == len)
 		return HTTPREQ_MORE;
 	return i > 0 && i < len && buf[i] == ' ' ? 405 : 400;
 }

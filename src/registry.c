@@ -9,6 +9,9 @@
 
 #include "csvdoc.h"
 #include "form.h"
+#include "jsonstrict.h"
+
+#define REGISTRY_JSON_DEPTH_MAX 8 /* the bodies need 1 */
 
 static int registry_fail(struct registry_error *err, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -39,18 +42,24 @@ static const char *registry_json_string(yajl_val obj, const char *name, bool *ba
 	return YAJL_GET_STRING(v);
 }
 
-int registry_product_parse(const char *text, const struct catalog *cat, struct registry_product *out,
+int registry_product_parse(const char *text, size_t len, const struct catalog *cat, struct registry_product *out,
 	struct registry_error *err)
 {
 	static const char *const known[] = { "homeRegion", "homeInstance", "account", "locked", "bootstrapAuth" };
 	const char *path[] = { "locked", NULL };
 	char errbuf[256], msg[512];
+	struct jsonstrict_error e;
 	const char *hr, *hi, *acct, *auth;
 	bool bad = false;
 	yajl_val root, v;
 	int rc = -1;
 
 	memset(out, 0, sizeof(*out));
+	/* The strict pass first: yajl_tree_parse alone would accept comments,
+	 * and would stop at a NUL with the rest of the body unread. */
+	if (jsonstrict_check(text, len, REGISTRY_JSON_DEPTH_MAX, &e) < 0)
+		return registry_fail(err, 400, "invalid_json", "body must be a JSON object: %s at byte %zu", e.message,
+			e.offset);
 	root = yajl_tree_parse(text, errbuf, sizeof(errbuf));
 	if (root == NULL || !YAJL_IS_OBJECT(root)) {
 		snprintf(msg, sizeof(msg), "body must be a JSON object%s%s", root ? "" : ": ", root ? "" : errbuf);
@@ -240,13 +249,18 @@ out:
 	return rc;
 }
 
-long registry_devices_count(const char *text, struct registry_error *err)
+long registry_devices_count(const char *text, size_t len, struct registry_error *err)
 {
 	const char *path[] = { "count", NULL };
+	struct jsonstrict_error e;
 	char errbuf[128];
-	yajl_val root = yajl_tree_parse(text, errbuf, sizeof(errbuf));
-	yajl_val v = root ? yajl_tree_get(root, path, yajl_t_number) : NULL;
+	yajl_val root, v;
 	long long count;
+
+	if (jsonstrict_check(text, len, REGISTRY_JSON_DEPTH_MAX, &e) < 0)
+		return registry_fail(err, 400, "invalid_json", "expected {\"count\":N}");
+	root = yajl_tree_parse(text, errbuf, sizeof(errbuf));
+	v = root ? yajl_tree_get(root, path, yajl_t_number) : NULL;
 
 	if (root == NULL || !YAJL_IS_OBJECT(root) || root->u.object.len != 1 || v == NULL || !YAJL_IS_INTEGER(v)) {
 		yajl_tree_free(root);

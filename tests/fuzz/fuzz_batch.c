@@ -1,11 +1,13 @@
 /* batch_parse, a distribution batch upload. The input is one byte for the
  * Content-Type ('j': application/json, anything else: text/csv), then the
  * query string up to the first line break, then the body. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "batch.h"
 #include "csvdoc.h"
+#include "form.h"
 #include "fuzz.h"
 
 #define MAX_DEVICES 64
@@ -48,6 +50,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				it->tag == BATCH_TAG_INVALID_NAME);
 			fuzz_assert((it->device_name == NULL) == (req->kind == BATCH_PRODUCTS));
 			fuzz_assert(strlen(it->product_key) <= CSVDOC_FIELD_MAX);
+			fuzz_assert(i == 0 || it->row > req->items[i - 1].row);
+			/* Malformed names first; then every repeat of an earlier good row. */
+			if (!form_valid_product_key(it->product_key) ||
+				(it->device_name != NULL && !form_valid_device_name(it->device_name))) {
+				fuzz_assert(it->tag == BATCH_TAG_INVALID_NAME);
+				continue;
+			}
+			bool repeat = false;
+			for (size_t j = 0; j < i && !repeat; j++)
+				repeat = req->items[j].tag != BATCH_TAG_INVALID_NAME &&
+					strcmp(req->items[j].product_key, it->product_key) == 0 &&
+					(it->device_name == NULL || strcmp(req->items[j].device_name, it->device_name) == 0);
+			fuzz_assert(it->tag == (repeat ? BATCH_TAG_DUPLICATE : BATCH_TAG_OK));
 		}
 		batch_request_free(req);
 	} else {

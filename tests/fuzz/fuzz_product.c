@@ -1,5 +1,5 @@
-/* registry_product_parse: a PUT /v1/products/{productKey} body (NUL-terminated,
- * as the admin API hands it over), checked against the fuzz catalog. */
+/* registry_product_parse: a PUT /v1/products/{productKey} body (with a NUL
+ * after it, as the admin API hands it over), checked against the fuzz catalog. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct registry_product p;
 	struct registry_error err = { 0 };
 
-	if (registry_product_parse(text, fuzz_catalog(), &p, &err) == 0) {
+	if (registry_product_parse(text, size, fuzz_catalog(), &p, &err) == 0) {
 		fuzz_assert(catalog_region(fuzz_catalog(), p.region->id) == p.region);
 		fuzz_assert(p.instance->region == p.region);
 		fuzz_assert(schema_valid_account(p.account));

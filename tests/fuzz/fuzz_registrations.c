@@ -1,7 +1,7 @@
 /* A device registration upload (POST /v1/products/{pk}/devices): the input
  * goes through both readers, registry_devices_csv (text/csv) and
- * registry_devices_count (application/json, NUL-terminated as the admin API
- * hands it over). */
+ * registry_devices_count (application/json), with a NUL after it as the
+ * admin API hands it over. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	memset(&err, 0, sizeof(err));
-	n = registry_devices_count(buf, &err);
+	n = registry_devices_count(buf, size, &err);
 	fuzz_assert(n == -1 ? err.code != NULL : n >= 1 && n <= REGISTRY_DEVICES_MAX);
 	free(buf);
 	return 0;

@@ -869,6 +869,31 @@ static void test_method_trickle(void **state)
 	test_free(buf);
 }
 
+/* The longest unknown method is 405 however its bytes arrive: cut after its
+ * last letter, the byte that decides has not come yet. */
+static void test_method_longest(void **state)
+{
+	static const char text[] = "ABCDEFGHIJKLMNOPQRSTUVWX / HTTP/1.1\r\nHost: x\r\n\r\n";
+	char *buf = test_malloc(sizeof(text));
+	struct httpreq_parser ps;
+	struct httpreq req;
+	size_t used = 0;
+
+	(void)state;
+	memcpy(buf, text, sizeof(text));
+	httpreq_parser_init(&ps, &limits);
+	assert_int_equal(httpreq_parse(&ps, buf, sizeof(text) - 1, &used, &req), 405);
+	httpreq_parser_init(&ps, &limits);
+	assert_int_equal(httpreq_parse(&ps, buf, 24, &used, &req), HTTPREQ_MORE);
+	assert_int_equal(httpreq_parse(&ps, buf, sizeof(text) - 1, &used, &req), 405);
+	/* One letter more is no method. */
+	memcpy(buf, "ABCDEFGHIJKLMNOPQRSTUVWXY / HTTP/1.1\r\n", 39);
+	httpreq_parser_init(&ps, &limits);
+	assert_int_equal(httpreq_parse(&ps, buf, 24, &used, &req), HTTPREQ_MORE);
+	assert_int_equal(httpreq_parse(&ps, buf, 39, &used, &req), 400);
+	test_free(buf);
+}
+
 /* A request whose head (request line, headers and the blank line) is HEAD
  * bytes long, padded with one header, then BODY. */
 static size_t sized_request(char *out, size_t size, size_t head, const char *extra, const char *body)
@@ -1158,6 +1183,7 @@ int main(void)
 		cmocka_unit_test(test_version_token),
 		cmocka_unit_test(test_trailers_apart),
 		cmocka_unit_test(test_method_trickle),
+		cmocka_unit_test(test_method_longest),
 		cmocka_unit_test(test_head_limit),
 		cmocka_unit_test(test_head_limit_chunked),
 		cmocka_unit_test(test_headers_max),

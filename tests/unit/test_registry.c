@@ -40,12 +40,17 @@ static int teardown(void **state)
 	return 0;
 }
 
+static int product(const char *body, struct registry_product *p, struct registry_error *err)
+{
+	return registry_product_parse(body, strlen(body), test_cat, p, err);
+}
+
 static void product_err(const char *body, int status, const char *code, const char *needle, int line)
 {
 	struct registry_product p;
 	struct registry_error err = { 0 };
 
-	if (registry_product_parse(body, test_cat, &p, &err) != -1 || err.status != status || err.code == NULL ||
+	if (registry_product_parse(body, strlen(body), test_cat, &p, &err) != -1 || err.status != status || err.code == NULL ||
 	    strcmp(err.code, code) != 0 || strstr(err.message, needle) == NULL)
 		fail_msg("line %d: expected %d %s [%s], got %d %s: %s", line, status, code, needle, err.status,
 			err.code ? err.code : "(null)", err.message);
@@ -58,9 +63,9 @@ static void test_product_good(void **state)
 	struct registry_error err = { 0 };
 
 	(void)state;
-	assert_int_equal(registry_product_parse("{\"homeRegion\":\"cn-shanghai\",\"homeInstance\":\"iot-cn-sh-public\","
-						"\"account\":\"acct-a\",\"locked\":true,\"bootstrapAuth\":\"required\"}",
-				 test_cat, &p, &err),
+	assert_int_equal(product("{\"homeRegion\":\"cn-shanghai\",\"homeInstance\":\"iot-cn-sh-public\","
+				 "\"account\":\"acct-a\",\"locked\":true,\"bootstrapAuth\":\"required\"}",
+				 &p, &err),
 		0);
 	assert_string_equal(p.region->id, "cn-shanghai");
 	assert_string_equal(p.instance->id, "iot-cn-sh-public");
@@ -69,15 +74,13 @@ static void test_product_good(void **state)
 	assert_string_equal(p.auth, "required");
 
 	/* Defaults: the region's default instance, account "default", unlocked, no auth. */
-	assert_int_equal(registry_product_parse("{\"homeRegion\":\"cn-shanghai\"}", test_cat, &p, &err), 0);
+	assert_int_equal(product("{\"homeRegion\":\"cn-shanghai\"}", &p, &err), 0);
 	assert_string_equal(p.instance->id, "iot-cn-sh-2");
 	assert_string_equal(p.account, "default");
 	assert_false(p.locked);
 	assert_string_equal(p.auth, "none");
 	/* No instance marked default: the first. */
-	assert_int_equal(registry_product_parse("{\"homeRegion\":\"eu-central-1\",\"locked\":false,"
-						"\"bootstrapAuth\":\"none\"}",
-				 test_cat, &p, &err),
+	assert_int_equal(product("{\"homeRegion\":\"eu-central-1\",\"locked\":false,\"bootstrapAuth\":\"none\"}", &p, &err),
 		0);
 	assert_string_equal(p.instance->id, "iot-eu-1");
 	assert_false(p.locked);
@@ -101,6 +104,17 @@ static void test_product_bad(void **state)
 	product_err("{\"homeRegion\":\"cn-shanghai\",\"account\":\"a b\"}", 400, "invalid_field", "account: 1-64");
 	product_err("{\"homeRegion\":\"cn-shanghai\",\"bootstrapAuth\":\"maybe\"}", 400, "invalid_field",
 		"bootstrapAuth: \"none\" or \"required\"");
+	/* Strict JSON, all of the body: no comments, nothing after a NUL. */
+	product_err("{\"homeRegion\":\"cn-shanghai\" /* c */}", 400, "invalid_json", "comment found in input text, comments are not enabled. at byte 28");
+	product_err("{\"homeRegion\":\"cn-shanghai\"} // c", 400, "invalid_json", "body must be a JSON object: ");
+	{
+		static const char nul[] = "{\"homeRegion\":\"cn-shanghai\"}\0{\"x\":1}";
+		struct registry_product p;
+		struct registry_error err = { 0 };
+
+		assert_int_equal(registry_product_parse(nul, sizeof(nul) - 1, test_cat, &p, &err), -1);
+		assert_string_equal(err.code, "invalid_json");
+	}
 	/* The checks run in order: the region before the account. */
 	product_err("{\"homeRegion\":\"mars\",\"account\":\"a b\"}", 400, "unknown_region", "mars");
 }
@@ -194,27 +208,35 @@ static void test_csv_limit(void **state)
 	free(body);
 }
 
+static long count(const char *body, struct registry_error *err)
+{
+	return registry_devices_count(body, strlen(body), err);
+}
+
 static void test_count(void **state)
 {
 	struct registry_error err = { 0 };
 
 	(void)state;
-	assert_int_equal(registry_devices_count("{\"count\":3}", &err), 3);
-	assert_int_equal(registry_devices_count(" {\"count\": 10000} ", &err), 10000);
-	assert_int_equal(registry_devices_count("{\"count\":10001}", &err), -1);
+	assert_int_equal(count("{\"count\":3}", &err), 3);
+	assert_int_equal(count(" {\"count\": 10000} ", &err), 10000);
+	assert_int_equal(count("{\"count\":10001}", &err), -1);
 	assert_int_equal(err.status, 413);
 	assert_string_equal(err.code, "invalid_count");
-	assert_int_equal(registry_devices_count("{\"count\":0}", &err), -1);
+	assert_int_equal(count("{\"count\":0}", &err), -1);
 	assert_int_equal(err.status, 400);
 	assert_string_equal(err.code, "invalid_count");
 	static const char *const bad[] = { "", "[]", "{}", "{\"count\":1.5}", "{\"count\":\"3\"}",
-		"{\"count\":3,\"x\":1}", "{\"count\":", "3" };
+		"{\"count\":3,\"x\":1}", "{\"count\":", "3", "{\"count\":3 /* c */}", "{\"count\":3} 4" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&err, 0, sizeof(err));
-		assert_int_equal(registry_devices_count(bad[i], &err), -1);
+		assert_int_equal(count(bad[i], &err), -1);
 		assert_int_equal(err.status, 400);
 		assert_string_equal(err.code, "invalid_json");
 	}
+	/* What follows a NUL is part of the body too. */
+	assert_int_equal(registry_devices_count("{\"count\":3}\0{", 13, &err), -1);
+	assert_string_equal(err.code, "invalid_json");
 }
 
 static void test_unique(void **state)

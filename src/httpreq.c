@@ -93,15 +93,8 @@ static int httpreq_on_headers_complete(http_parser *p)
 {
 	struct httpreq_parser *ps = httpreq_of(p);
 
+	/* Checked in httpreq_check, in the order a trickled head meets them. */
 	ps->head_done = true;
-	if (p->http_major != 1) {
-		ps->status = 400;
-		return -1;
-	}
-	if ((p->flags & F_CONTENTLENGTH) && p->content_length > ps->limits.max_body_bytes) {
-		ps->status = 413;
-		return -1;
-	}
 	ps->paused = HTTPREQ_AT_HEAD;
 	http_parser_pause(p, 1);
 	return 0;
@@ -298,8 +291,11 @@ static int httpreq_check(struct httpreq_parser *ps, const char *buf)
 				return 400;
 		}
 		v = buf + ps->url.off + ps->url.len;
-		if (memcmp(v, " HTTP/", 6) != 0)
+		if (ps->url.off + ps->url.len + 6 > ps->head_len || memcmp(v, " HTTP/", 6) != 0 ||
+		    ps->p.http_major != 1)
 			return 400;
+		if ((ps->p.flags & F_CONTENTLENGTH) && ps->p.content_length > ps->limits.max_body_bytes)
+			return 413;
 		return 0;
 	case HTTPREQ_AT_CHUNK_LINE:
 		return httpreq_crlf(buf, ps->fed) ? 0 : 400;
@@ -331,6 +327,9 @@ int httpreq_parse(struct httpreq_parser *ps, char *buf, size_t len, size_t *used
 		ps->paused = 0;
 		http_parser_pause(&ps->p, 0);
 	}
+	/* A head past its limit is 431 whatever follows, however it arrives. */
+	if (!ps->head_done && ps->fed > ps->limits.max_header_bytes)
+		return ps->status = 431;
 	if (!ps->done && HTTP_PARSER_ERRNO(&ps->p) != HPE_OK)
 		return httpreq_status(ps, buf, len);
 	if (ps->done && (ps->p.flags & F_CHUNKED) && buf[ps->fed - 1] != '\n')

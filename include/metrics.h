@@ -41,12 +41,23 @@ enum metrics_counter {
 	METRICS_HTTP_ACCEPT_ERRORS,
 	METRICS_HTTP_TIMEOUTS,
 	METRICS_HTTP_REFUSED,
+	METRICS_CACHE_HITS,   /* rendered as bootstrapd_cache_requests_total{result} */
+	METRICS_CACHE_MISSES,
+	METRICS_CACHE_INVALIDATIONS,
+	METRICS_CACHE_FLUSHES,
 	METRICS_NCOUNTERS
+};
+
+enum metrics_gauge {
+	METRICS_CACHE_ENTRIES,
+	METRICS_NGAUGES
 };
 
 /* Records one answered request. STATUS is the HTTP status. */
 void metrics_request(enum metrics_route route, int status, double seconds);
 void metrics_count(enum metrics_counter c);
+/* Moves gauge G by DELTA. */
+void metrics_gauge_add(enum metrics_gauge g, int64_t delta);
 
 /* One failed TLS handshake; REASON is an enum tls_failure (tls.h). */
 #define METRICS_TLS_REASONS 9

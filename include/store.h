@@ -1,6 +1,8 @@
 /* store: one asynchronous Redis connection per event loop (hiredis with the
  * libevent adapter). Every command is bounded by redis.timeout_ms; a broken or
- * hung connection is dropped and made again with a backoff. */
+ * hung connection is dropped and made again with a backoff. A store may also
+ * keep a record cache exact with Redis client tracking: a second connection
+ * on the same loop receives the invalidations (docs/architecture.md). */
 #ifndef BOOTSTRAPD_STORE_H
 #define BOOTSTRAPD_STORE_H
 
@@ -9,6 +11,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+struct cache;
 struct config;
 struct store;
 
@@ -37,5 +40,27 @@ int store_command_timed(struct store *st, int timeout_ms, store_reply_fn fn, voi
 
 /* Sends a command whose answer nobody waits for (best-effort writes). */
 void store_command_noreply(struct store *st, int argc, const char **argv, const size_t *argvlen);
+
+/* From now on each reply reaches its callback only once a PING sent when it
+ * arrived has been answered: by then Redis has written out everything of the
+ * event-loop pass that produced the reply, the invalidations of the writes
+ * it saw included (Redis sends a script's answer before the invalidations
+ * the script caused). Whoever learns of a write through this store's replies
+ * learns it after every tracking connection was told. One more round trip a
+ * command: for the admin connection. */
+void store_fence_replies(struct store *st);
+
+/* Gives the store a record cache of ENTRIES (> 0) entries, allocated now, and
+ * starts its tracking connection. Call once, right after store_new(). -1 when
+ * out of memory (store_free() still frees everything). */
+int store_cache_enable(struct store *st, size_t entries) __attribute__((warn_unused_result));
+
+/* The record cache (owned by the store), or NULL when there is none or Redis
+ * is not tracking this connection's reads right now: answer from Redis then.
+ * The first call in each event-loop turn first reads the invalidations
+ * already received. To fill it: take cache_token() when the read is sent, and
+ * in its reply callback call store_cache() again and cache_put() with that
+ * token only if it is not NULL. Hits and misses are the caller's to count. */
+struct cache *store_cache(struct store *st);
 
 #endif

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "answer.h"
+#include "cache.h"
 #include "catalog.h"
 #include "config.h"
 #include "form.h"
@@ -71,6 +72,7 @@ struct bootstrap_req {
 	const struct schema_batch *batch; /* into the thread's cache */
 	char sealed[SECRET_PLAIN_MAX + SECRET_SEALED_OVERHEAD];
 	size_t sealed_len;
+	uint64_t token, secret_token; /* record cache tokens of the reads in flight; 0 = none */
 	char body[BOOTSTRAP_BODY_MAX]; /* the answer, held while the bootstrap is recorded */
 	int body_len;
 	uint64_t id;
@@ -393,6 +395,114 @@ static void bootstrap_arrived(struct bootstrap_req *br)
 	bootstrap_req_unref(br);
 }
 
+/* The record cache (store_cache), its lookups counted. */
+static enum cache_result bootstrap_cache_get(struct cache *cache, const char *key, const char *field,
+	const char **value, size_t *vlen)
+{
+	enum cache_result r = cache_get(cache, key, strlen(key), field, strlen(field), value, vlen);
+
+	metrics_count(r == CACHE_MISS ? METRICS_CACHE_MISSES : METRICS_CACHE_HITS);
+	return r;
+}
+
+static void bootstrap_cache_put(struct bootstrap_req *br, uint64_t token, const char *key, const char *field,
+	const char *value, size_t vlen)
+{
+	struct cache *cache = token ? store_cache(br->t->store) : NULL;
+
+	if (cache)
+		(void)cache_put(cache, token, key, strlen(key), field, strlen(field), value, vlen);
+}
+
+/* The product as the record cache keeps it: the fields the device path uses
+ * (hr hi ba pb), each a length byte (0xff: absent) and its bytes. */
+static const enum schema_product_field bootstrap_product_cached[] = {
+	SCHEMA_P_HOME_REGION, SCHEMA_P_HOME_INSTANCE, SCHEMA_P_AUTH, SCHEMA_P_BATCH,
+};
+#define BOOTSTRAP_NCACHED (sizeof(bootstrap_product_cached) / sizeof(bootstrap_product_cached[0]))
+
+static void bootstrap_product_keep(struct bootstrap_req *br, const redisReply *reply)
+{
+	char key[SCHEMA_KEY_MAX], v[CACHE_DATA_MAX];
+	size_t off = 0;
+
+	if (br->token == 0 || schema_product_key(key, sizeof(key), br->form.product_key) < 0)
+		return;
+	if (!br->product_found) {
+		bootstrap_cache_put(br, br->token, key, "", NULL, 0);
+		return;
+	}
+	for (size_t i = 0; i < BOOTSTRAP_NCACHED; i++) {
+		const redisReply *e = reply->element[bootstrap_product_cached[i]];
+		size_t len = e->type == REDIS_REPLY_STRING ? e->len : 0;
+		if (len >= 0xff || off + 1 + len > sizeof(v))
+			return; /* not cached */
+		v[off++] = e->type == REDIS_REPLY_STRING ? (char)len : (char)0xff;
+		if (len)
+			memcpy(v + off, e->str, len);
+		off += len;
+	}
+	bootstrap_cache_put(br, br->token, key, "", v, off);
+}
+
+/* False when V is not what bootstrap_product_keep wrote (then read Redis). */
+static bool bootstrap_product_unpack(struct bootstrap_req *br, const char *v, size_t vlen)
+{
+	size_t off = 0;
+
+	for (size_t i = 0; i < BOOTSTRAP_NCACHED; i++) {
+		if (off >= vlen)
+			return false;
+		size_t len = (unsigned char)v[off++];
+		bool absent = len == 0xff;
+		if (absent)
+			len = 0;
+		if (off + len > vlen ||
+		    schema_product_set(&br->product, bootstrap_product_cached[i], absent ? NULL : v + off, len) < 0)
+			return false;
+		off += len;
+	}
+	return off == vlen;
+}
+
+static void bootstrap_lookup_secret(struct bootstrap_req *br)
+{
+	struct cache *cache = store_cache(br->t->store);
+	char key[SCHEMA_KEY_MAX];
+	const char *v;
+	size_t vlen;
+
+	if (!br->product_found || !br->product.auth_required || br->failed)
+		return;
+	if (schema_secret_key(key, sizeof(key), br->form.product_key, br->form.device_name) < 0) {
+		br->failed = true;
+		return;
+	}
+	if (cache) {
+		switch (bootstrap_cache_get(cache, key, br->field, &v, &vlen)) {
+		case CACHE_HIT:
+			if (vlen > sizeof(br->sealed))
+				break;
+			memcpy(br->sealed, v, vlen);
+			br->sealed_len = vlen;
+			return;
+		case CACHE_HIT_ABSENT:
+			return;
+		case CACHE_MISS:
+			break;
+		}
+		br->secret_token = cache_token(cache);
+	}
+	const char *argv[] = { "HGET", key, br->field };
+	br->refs++;
+	br->pending++;
+	if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_secret, br, 3, argv, NULL) < 0) {
+		br->refs--;
+		br->pending--;
+		br->failed = true;
+	}
+}
+
 static void bootstrap_on_product(redisReply *reply, void *arg)
 {
 	struct bootstrap_req *br = arg;
@@ -417,22 +527,9 @@ static void bootstrap_on_product(redisReply *reply, void *arg)
 			br->failed = true;
 		}
 	}
-	if (br->product_found && br->product.auth_required && !br->failed) {
-		char key[SCHEMA_KEY_MAX];
-		if (schema_secret_key(key, sizeof(key), br->form.product_key, br->form.device_name) < 0) {
-			br->failed = true;
-			goto out;
-		}
-		const char *argv[] = { "HGET", key, br->field };
-		br->refs++;
-		br->pending++;
-		if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_secret, br, 3, argv,
-			    NULL) < 0) {
-			br->refs--;
-			br->pending--;
-			br->failed = true;
-		}
-	}
+	if (!br->failed)
+		bootstrap_product_keep(br, reply);
+	bootstrap_lookup_secret(br);
 out:
 	bootstrap_arrived(br);
 }
@@ -440,6 +537,7 @@ out:
 static void bootstrap_on_device(redisReply *reply, void *arg)
 {
 	struct bootstrap_req *br = arg;
+	char key[SCHEMA_KEY_MAX];
 
 	/* Only a nil answer means "no such device"; anything unexpected is a failure. */
 	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)) {
@@ -452,21 +550,74 @@ static void bootstrap_on_device(redisReply *reply, void *arg)
 			bootstrap_fail(br, 500, "internal error");
 		}
 	}
+	if (!br->failed && (reply->type == REDIS_REPLY_NIL || br->device_found) &&
+	    schema_device_key(key, sizeof(key), br->form.product_key, br->form.device_name) >= 0)
+		bootstrap_cache_put(br, br->token, key, br->field, br->device_found ? reply->str : NULL,
+			br->device_found ? reply->len : 0);
 	bootstrap_arrived(br);
 }
 
 static void bootstrap_on_secret(redisReply *reply, void *arg)
 {
 	struct bootstrap_req *br = arg;
+	char key[SCHEMA_KEY_MAX];
 
 	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL) ||
 	    (reply->type == REDIS_REPLY_STRING && reply->len > sizeof(br->sealed))) {
 		br->failed = true;
-	} else if (reply->type == REDIS_REPLY_STRING) {
-		memcpy(br->sealed, reply->str, reply->len);
-		br->sealed_len = reply->len;
+	} else {
+		if (reply->type == REDIS_REPLY_STRING) {
+			memcpy(br->sealed, reply->str, reply->len);
+			br->sealed_len = reply->len;
+		}
+		if (schema_secret_key(key, sizeof(key), br->form.product_key, br->form.device_name) >= 0)
+			bootstrap_cache_put(br, br->secret_token, key, br->field,
+				reply->type == REDIS_REPLY_STRING ? reply->str : NULL, br->sealed_len);
 	}
 	bootstrap_arrived(br);
+}
+
+/* Answers the product from the record cache; false on a miss. */
+static bool bootstrap_product_from_cache(struct bootstrap_req *br, struct cache *cache, const char *pkey)
+{
+	const char *v;
+	size_t vlen;
+
+	switch (cache ? bootstrap_cache_get(cache, pkey, "", &v, &vlen) : CACHE_MISS) {
+	case CACHE_HIT:
+		memset(&br->product, 0, sizeof(br->product));
+		if (!bootstrap_product_unpack(br, v, vlen))
+			return false;
+		br->product_found = true;
+		break;
+	case CACHE_HIT_ABSENT:
+		br->product_found = false;
+		break;
+	case CACHE_MISS:
+		return false;
+	}
+	bootstrap_lookup_secret(br);
+	return true;
+}
+
+/* Answers the device from the record cache; false on a miss. */
+static bool bootstrap_device_from_cache(struct bootstrap_req *br, struct cache *cache, const char *dkey)
+{
+	const char *v;
+	size_t vlen;
+
+	switch (cache ? bootstrap_cache_get(cache, dkey, br->field, &v, &vlen) : CACHE_MISS) {
+	case CACHE_HIT:
+		if (schema_device_parse(v, vlen, &br->device) < 0)
+			return false;
+		br->device_found = true;
+		return true;
+	case CACHE_HIT_ABSENT:
+		return true;
+	case CACHE_MISS:
+		break;
+	}
+	return false;
 }
 
 static void bootstrap_device(struct server_thread *t, struct http_request *req, const struct netaddr *client)
@@ -510,21 +661,36 @@ static void bootstrap_device(struct server_thread *t, struct http_request *req, 
 		bootstrap_fail(br, 460, "parameter too long");
 		goto out;
 	}
+	/* Each record from the cache, else from Redis (pipelined: one round trip).
+	 * The request holds one share of `pending` itself until both are under way. */
+	struct cache *cache = store_cache(t->store);
 	const char *pargv[] = { "HMGET", pkey, "hr", "hi", "ac", "lk", "ba", "pb" };
 	const char *dargv[] = { "HGET", dkey, br->field };
-	br->refs += 2;
-	br->pending = 2;
-	if (store_command(t->store, bootstrap_on_product, br, 8, pargv, NULL) < 0) {
-		br->refs -= 2;
-		bootstrap_fail(br, 503, "service unavailable");
-		goto out;
+	bool product_cached;
+	br->token = cache ? cache_token(cache) : 0;
+	br->refs++;
+	br->pending = 1;
+	product_cached = bootstrap_product_from_cache(br, cache, pkey);
+	if (!product_cached) {
+		br->refs++;
+		br->pending++;
+		if (store_command(t->store, bootstrap_on_product, br, 8, pargv, NULL) < 0) {
+			br->refs--;
+			br->pending--;
+			br->failed = true;
+		}
 	}
-	if (store_command(t->store, bootstrap_on_device, br, 3, dargv, NULL) < 0) {
-		/* The product answer will come and find the request failed. */
-		br->refs--;
-		br->pending--;
-		br->failed = true;
+	/* A product known to be absent answers 5001 whatever the device. */
+	if (!br->failed && (br->product_found || !product_cached) && !bootstrap_device_from_cache(br, cache, dkey)) {
+		br->refs++;
+		br->pending++;
+		if (store_command(t->store, bootstrap_on_device, br, 3, dargv, NULL) < 0) {
+			br->refs--;
+			br->pending--;
+			br->failed = true;
+		}
 	}
+	bootstrap_arrived(br);
 out:
 	bootstrap_req_unref(br);
 }

@@ -46,6 +46,17 @@ static const struct {
 	{ "bootstrapd_http_accept_errors_total", "accept() refusals for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)." },
 	{ "bootstrapd_http_request_timeouts_total", "Requests that did not arrive whole within limits.request_timeout_s (408)." },
 	{ "bootstrapd_http_refused_total", "Requests refused before a route was known (malformed, too large, smuggling shapes)." },
+	{ "bootstrapd_cache_requests_total", "Record cache lookups, by result." },
+	{ NULL, NULL }, /* the miss series of the line above */
+	{ "bootstrapd_cache_invalidations_total", "Keys Redis reported written, over every thread's tracking connection." },
+	{ "bootstrapd_cache_flushes_total", "Times a thread's record cache was dropped whole (FLUSHALL, or tracking lost)." },
+};
+
+static const struct {
+	const char *name;
+	const char *help;
+} metrics_gauge_info[METRICS_NGAUGES] = {
+	{ "bootstrapd_cache_entries", "Records in the record cache, over every thread." },
 };
 
 static const char *const metrics_tls_reasons[METRICS_TLS_REASONS] = {
@@ -72,6 +83,7 @@ static atomic_uint_fast64_t metrics_requests[METRICS_NROUTES][METRICS_NSTATUS + 
 static atomic_uint_fast64_t metrics_hist[METRICS_NROUTES][METRICS_NBUCKETS + 1];
 static atomic_uint_fast64_t metrics_sum_us[METRICS_NROUTES];
 static atomic_uint_fast64_t metrics_counters[METRICS_NCOUNTERS];
+static atomic_int_fast64_t metrics_gauges[METRICS_NGAUGES];
 
 void metrics_request(enum metrics_route route, int status, double seconds)
 {
@@ -90,6 +102,11 @@ void metrics_request(enum metrics_route route, int status, double seconds)
 void metrics_count(enum metrics_counter c)
 {
 	atomic_fetch_add_explicit(&metrics_counters[c], 1, memory_order_relaxed);
+}
+
+void metrics_gauge_add(enum metrics_gauge g, int64_t delta)
+{
+	atomic_fetch_add_explicit(&metrics_gauges[g], delta, memory_order_relaxed);
 }
 
 struct metrics_buf {
@@ -173,10 +190,21 @@ char *metrics_render(void)
 		metrics_printf(&b, "bootstrapd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
 			metrics_route_names[r], (unsigned long long)cum);
 	}
-	for (size_t c = 0; c < METRICS_NCOUNTERS; c++)
+	for (size_t c = 0; c < METRICS_NCOUNTERS; c++) {
+		if (c == METRICS_CACHE_HITS) {
+			metrics_printf(&b, "# HELP %s %s\n# TYPE %s counter\n%s{result=\"hit\"} %llu\n"
+				"%s{result=\"miss\"} %llu\n", metrics_counter_info[c].name, metrics_counter_info[c].help,
+				metrics_counter_info[c].name, metrics_counter_info[c].name,
+				(unsigned long long)metrics_load(&metrics_counters[c]), metrics_counter_info[c].name,
+				(unsigned long long)metrics_load(&metrics_counters[METRICS_CACHE_MISSES]));
+			continue;
+		}
+		if (c == METRICS_CACHE_MISSES)
+			continue;
 		metrics_printf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metrics_counter_info[c].name,
 			metrics_counter_info[c].help, metrics_counter_info[c].name, metrics_counter_info[c].name,
 			(unsigned long long)metrics_load(&metrics_counters[c]));
+	}
 	metrics_printf(&b, "# HELP bootstrapd_tls_handshake_failures_total TLS handshakes that failed, by reason.\n"
 		"# TYPE bootstrapd_tls_handshake_failures_total counter\n");
 	for (size_t r = 0; r < METRICS_TLS_REASONS; r++)
@@ -185,6 +213,10 @@ char *metrics_render(void)
 	metrics_printf(&b, "# HELP bootstrapd_http_connections Client connections open, both listeners.\n"
 		"# TYPE bootstrapd_http_connections gauge\nbootstrapd_http_connections %ld\n",
 		atomic_load_explicit(&metrics_open_conns, memory_order_relaxed));
+	for (size_t g = 0; g < METRICS_NGAUGES; g++)
+		metrics_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", metrics_gauge_info[g].name,
+			metrics_gauge_info[g].help, metrics_gauge_info[g].name, metrics_gauge_info[g].name,
+			(long long)atomic_load_explicit(&metrics_gauges[g], memory_order_relaxed));
 	if (b.failed) {
 		free(b.s);
 		return NULL;

@@ -165,6 +165,22 @@ void server_reload(struct server *srv)
 	}
 }
 
+/* A loop with libevent's precise clock: the record cache tells loop turns
+ * apart by the cached time, which the default CLOCK_MONOTONIC_COARSE only
+ * moves every few milliseconds, over many turns. */
+static struct event_base *server_base_new(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base = NULL;
+
+	if (ec == NULL)
+		return NULL;
+	if (event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER) == 0)
+		base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
+}
+
 static int server_thread_init(struct server *srv, struct server_thread *t, int index, char **cause)
 {
 	const struct config *cfg = srv->cfg;
@@ -172,7 +188,7 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 
 	t->srv = srv;
 	t->index = index;
-	t->base = event_base_new();
+	t->base = server_base_new();
 	if (t->base == NULL)
 		goto nomem;
 	t->catalog = catalog_ref(srv->catalog);
@@ -184,6 +200,13 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 	t->drain_timer = event_new(t->base, -1, EV_PERSIST, server_thread_drain_check, t);
 	if (!t->cache || !t->store || !t->reload_ev || !t->stop_ev || !t->drain_timer)
 		goto nomem;
+	/* cache.entries bounds the process: each API thread keeps its share. */
+	if (srv->role != SERVER_ROLE_WORKER && cfg->cache_entries > 0) {
+		size_t n = (size_t)cfg->cache_entries / (size_t)cfg->threads +
+			((size_t)index < (size_t)cfg->cache_entries % (size_t)cfg->threads);
+		if (n > 0 && store_cache_enable(t->store, n) < 0)
+			goto nomem;
+	}
 	if (srv->role != SERVER_ROLE_WORKER) {
 		if (http_listen(cfg->public_.listen, true, &fd, cause) < 0)
 			return -1;
@@ -211,6 +234,9 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 			else
 				t->admin_svc = (struct http_service){ admin_routes, admin_nroutes, METRICS_ADMIN,
 					adminreq_http_error, t };
+			/* An operator told of a write is told after the record caches. */
+			if (t->admin_store)
+				store_fence_replies(t->admin_store);
 			t->admin_http = http_server_new(t->base, fd, srv->admin_tls, l->proxy_protocol, cfg,
 				&t->admin_svc);
 			if (t->admin_http == NULL) {

@@ -8,7 +8,7 @@ BOOTSTRAPD_PACKAGES="build-essential pkg-config meson ninja-build
  libevent-dev libssl-dev libyajl-dev libmaxminddb-dev libhiredis-dev libmosquitto-dev
  libcsv-dev libcmocka-dev liburiparser-dev libhttp-parser-dev
  redis-server mosquitto mosquitto-clients openssl curl ca-certificates python3
- valgrind wrk nginx-light libmaxmind-db-writer-perl clang libclang-rt-14-dev"
+ valgrind strace iproute2 wrk nginx-light libmaxmind-db-writer-perl clang libclang-rt-14-dev"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

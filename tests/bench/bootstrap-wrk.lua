@@ -8,6 +8,10 @@
 --                                                 the device request, for near-0000..near-0999,
 --                                                 each with X-Forwarded-For: one of the
 --                                                 addresses (near-i always the same: i mod n)
+--   wrk ... -s bootstrap-wrk.lua URL -- MODE ADDRS close
+--                                                 the same with "Connection: close": the
+--                                                 server closes after each answer and wrk
+--                                                 connects again, a connection per request
 --
 -- Every request is formatted once in init(); request() only picks the next
 -- one, so the load generator costs the same whichever server it talks to.
@@ -25,6 +29,7 @@ end
 
 local reqs = {}
 local n = 0
+local close = false
 
 local function device_requests(prefix, addresses)
 	for i = 0, DEVICES - 1 do
@@ -35,6 +40,9 @@ local function device_requests(prefix, addresses)
 			["Content-Type"] = "application/x-www-form-urlencoded;charset=utf-8",
 			["Accept"] = "text/xml,text/javascript,text/html,application/json",
 		}
+		if close then
+			headers["Connection"] = "close"
+		end
 		if addresses then
 			-- A device keeps its address: one that moved between requests
 			-- would have its bootstrap recorded again at every move.
@@ -46,9 +54,19 @@ end
 
 function init(args)
 	local mode = args[1] or "device"
+	for i = 3, #args do
+		if args[i] == "close" then
+			close = true
+		else
+			error("bootstrap-wrk.lua: unknown option " .. args[i])
+		end
+	end
 	if mode == "region" then
-		reqs[1] = wrk.format("GET", "/auth/bootstrap/regionId/eu-central-1",
-			{ ["Accept"] = "text/xml,text/javascript,text/html,application/json" })
+		local headers = { ["Accept"] = "text/xml,text/javascript,text/html,application/json" }
+		if close then
+			headers["Connection"] = "close"
+		end
+		reqs[1] = wrk.format("GET", "/auth/bootstrap/regionId/eu-central-1", headers)
 	elseif mode == "device" then
 		device_requests("bench")
 	elseif mode == "moved" then

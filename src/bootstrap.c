@@ -38,9 +38,15 @@
 
 static const char bootstrap_json[] = "application/json; charset=utf-8";
 
+/* Request contexts kept for reuse per thread: a device request in steady
+ * state allocates nothing. */
+#define BOOTSTRAP_FREE_MAX 1024
+
 struct bootstrap_cache {
 	struct schema_batch slots[BOOTSTRAP_CACHE_SLOTS]; /* direct-mapped by seq; seq 0 = empty */
 	time_t cached_at[BOOTSTRAP_CACHE_SLOTS];
+	struct bootstrap_req *free_reqs[BOOTSTRAP_FREE_MAX];
+	int nfree;
 };
 
 struct bootstrap_cache *bootstrap_cache_new(void)
@@ -50,6 +56,10 @@ struct bootstrap_cache *bootstrap_cache_new(void)
 
 void bootstrap_cache_free(struct bootstrap_cache *cache)
 {
+	if (cache == NULL)
+		return;
+	while (cache->nfree > 0)
+		free(cache->free_reqs[--cache->nfree]);
 	free(cache);
 }
 
@@ -90,9 +100,25 @@ static void bootstrap_req_unref(struct bootstrap_req *br)
 {
 	if (--br->refs > 0)
 		return;
+	struct bootstrap_cache *cache = br->t->cache;
+
 	form_request_clear(&br->form);
 	catalog_unref(br->cat);
-	free(br);
+	if (cache->nfree < BOOTSTRAP_FREE_MAX)
+		cache->free_reqs[cache->nfree++] = br;
+	else
+		free(br);
+}
+
+static struct bootstrap_req *bootstrap_req_new(struct server_thread *t)
+{
+	struct bootstrap_req *br;
+
+	if (t->cache->nfree == 0)
+		return calloc(1, sizeof(struct bootstrap_req));
+	br = t->cache->free_reqs[--t->cache->nfree];
+	memset(br, 0, sizeof(*br));
+	return br;
 }
 
 static void bootstrap_send(struct http_request *req, int status, const char *body, int len)
@@ -217,12 +243,12 @@ static int bootstrap_check_sign(struct bootstrap_req *br)
 	char plain[SECRET_PLAIN_MAX + 1], expect[SECRET_HMAC_HEX_MAX + 1];
 	/* The content is never longer than the request's parameters. */
 	size_t cap = br->req->r.query_len + br->req->r.body_len + 1, len;
-	char *content = NULL;
+	char small[1024], *content = NULL;
 	int rc = -2;
 
 	if (br->form.sign == NULL)
 		return -1;
-	content = malloc(cap);
+	content = cap <= sizeof(small) ? small : malloc(cap);
 	if (content == NULL ||
 	    form_sign_content(&br->form, skip, sizeof(skip) / sizeof(skip[0]), content, cap, &len) < 0)
 		goto out;
@@ -235,7 +261,8 @@ static int bootstrap_check_sign(struct bootstrap_req *br)
 	rc = secret_hex_equal(expect, br->form.sign) ? 0 : -1;
 out:
 	OPENSSL_cleanse(plain, sizeof(plain));
-	free(content);
+	if (content != small)
+		free(content);
 	return rc;
 }
 
@@ -636,7 +663,7 @@ static void bootstrap_device(struct server_thread *t, struct http_request *req, 
 		bootstrap_fail_req(req, 460, "unsupported content type");
 		return;
 	}
-	br = calloc(1, sizeof(*br));
+	br = bootstrap_req_new(t);
 	if (br == NULL) {
 		bootstrap_fail_req(req, 500, "internal error");
 		return;

@@ -774,11 +774,17 @@ class Tls(TlsBase):
                 self.assertEqual((version, got), ("TLSv1.2", cipher))
                 self.assertSuccess(r, SDK_ANSWER)
 
+    def tls_failures(self, reason):
+        return harness.metric_value(self.h.metrics(), "bootstrapd_tls_handshake_failures_total", reason=reason) or 0
+
     def test_tls11_refused(self):
+        before = self.tls_failures("protocol_version")
         rc, out = s_client(self.h.public_port, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
         self.assertIsNone(negotiated(out), out)
         self.assertNotEqual(rc, 0, out)
         self.assertTrue(self.h.healthy())
+        harness.wait_until(lambda: self.tls_failures("protocol_version") == before + 1, 3,
+                           "the refused TLS 1.1 handshake counted under protocol_version")
 
     def test_session_resumption(self):
         sess = os.path.join(self.h.dir, "sess.pem")
@@ -802,10 +808,11 @@ class Tls(TlsBase):
         except (OSError, harness.ConnectionClosed):
             pass
         self.assertTrue(self.h.healthy())
+        self.assertGreaterEqual(self.tls_failures("not_tls"), 1)
 
 
 class TlsModern(TlsBase):
-    harness_args = {"tls": True}
+    harness_args = {"tls": True, "config": {"log_level": "debug"}}
 
     def test_sdk_request(self):
         version, cipher, r = self.exchange(harness.client_context())
@@ -817,6 +824,13 @@ class TlsModern(TlsBase):
         ctx = harness.client_context(max_version=ssl.TLSVersion.TLSv1_2, ciphers="AES128-SHA")
         with self.assertRaises(ssl.SSLError):
             self.exchange(ctx)
+        # Counted, and at debug level logged with what the client offered.
+        text = self.h.metrics()
+        self.assertGreaterEqual(harness.metric_value(text, "bootstrapd_tls_handshake_failures_total",
+                                                     reason="no_shared_cipher") or 0, 2, text)
+        harness.wait_until(lambda: re.search(r"handshake with 127\.0\.0\.1 failed: no_shared_cipher.*"
+                                             r"suites.*AES128-SHA", self.h.logs_text()), 3,
+                           "the failed handshake logged with the offered suites")
 
     def test_rsa_only_client_still_served(self):
         rc, out = s_client(self.h.public_port, "-tls1_2", "-sigalgs", "RSA+SHA256",

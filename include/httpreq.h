@@ -52,6 +52,7 @@ struct httpreq_parser {
 	bool head_done; /* headers complete */
 	bool done;      /* message complete */
 	bool in_value;  /* the last header callback was a value */
+	bool too_many;  /* a header past HTTPREQ_HEADERS_MAX: 431 once the head is read */
 	int status;     /* a refusal decided in a callback */
 	struct httpreq_span url;
 	size_t nheaders;

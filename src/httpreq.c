@@ -50,10 +50,15 @@ static int httpreq_on_field(http_parser *p, const char *at, size_t n)
 	struct httpreq_parser *ps = httpreq_of(p);
 	bool fresh = ps->nheaders == 0 || ps->in_value;
 
+	if (ps->too_many)
+		return 0;
 	if (fresh) {
+		/* Refused once the head is read: a name cut by the end of the
+		 * bytes so far must not decide before a whole one would (a bad
+		 * byte in it is a 400 first). */
 		if (ps->nheaders == HTTPREQ_HEADERS_MAX) {
-			ps->status = 431;
-			return -1;
+			ps->too_many = true;
+			return 0;
 		}
 		ps->values[ps->nheaders].off = 0;
 		ps->values[ps->nheaders].len = 0;
@@ -68,6 +73,8 @@ static int httpreq_on_value(http_parser *p, const char *at, size_t n)
 	struct httpreq_parser *ps = httpreq_of(p);
 	bool fresh = !ps->in_value;
 
+	if (ps->too_many)
+		return 0;
 	ps->in_value = true;
 	return httpreq_extend(ps, &ps->values[ps->nheaders - 1], fresh, at, n);
 }
@@ -77,6 +84,10 @@ static int httpreq_on_headers_complete(http_parser *p)
 	struct httpreq_parser *ps = httpreq_of(p);
 
 	ps->head_done = true;
+	if (ps->too_many) {
+		ps->status = 431;
+		return -1;
+	}
 	if (p->http_major != 1) {
 		ps->status = 400;
 		return -1;
@@ -246,6 +257,10 @@ int httpreq_parse(struct httpreq_parser *ps, char *buf, size_t len, size_t *used
 	ps->base = buf;
 	n = http_parser_execute(&ps->p, &httpreq_settings, buf + ps->fed, len - ps->fed);
 	ps->fed += n;
+	/* A head past the limit is 431 whatever is wrong after the limit: the
+	 * same answer as when its bytes trickle in and the limit comes first. */
+	if (!ps->head_done && ps->fed > ps->limits.max_header_bytes)
+		return ps->status = 431;
 	if (!ps->done && HTTP_PARSER_ERRNO(&ps->p) != HPE_OK)
 		return httpreq_status(ps, buf, len);
 	/* The head ends where the body starts, or where parsing stopped. */

@@ -48,11 +48,13 @@ struct httpreq_parser {
 	struct httpreq_limits limits;
 	char *base;     /* the buffer of the call in progress */
 	size_t fed;     /* bytes of the buffer the parser has consumed */
-	size_t scanned; /* head bytes checked for NUL and bare CR */
 	bool head_done; /* headers complete */
 	bool done;      /* message complete */
 	bool in_value;  /* the last header callback was a value */
 	bool too_many;  /* a header past HTTPREQ_HEADERS_MAX: 431 once the head is read */
+	int paused;     /* why a callback paused http-parser: HTTPREQ_AT_* */
+	uint32_t head_len; /* request line, headers and the blank line */
+	uint32_t data_end; /* where the last chunk's data ended */
 	int status;     /* a refusal decided in a callback */
 	struct httpreq_span url;
 	size_t nheaders;

@@ -45,13 +45,18 @@ static int httpreq_on_url(http_parser *p, const char *at, size_t n)
 	return httpreq_extend(ps, &ps->url, ps->url.len == 0, at, n);
 }
 
+enum { HTTPREQ_AT_HEAD = 1, HTTPREQ_AT_CHUNK_LINE, HTTPREQ_AT_CHUNK_END };
+
 static int httpreq_on_field(http_parser *p, const char *at, size_t n)
 {
 	struct httpreq_parser *ps = httpreq_of(p);
 	bool fresh = ps->nheaders == 0 || ps->in_value;
 
+	if (ps->head_done)
+		return 0; /* trailers are not headers */
 	if (ps->too_many)
 		return 0;
+
 	if (fresh) {
 		/* Refused once the head is read: a name cut by the end of the
 		 * bytes so far must not decide before a whole one would (a bad
@@ -73,8 +78,18 @@ static int httpreq_on_value(http_parser *p, const char *at, size_t n)
 	struct httpreq_parser *ps = httpreq_of(p);
 	bool fresh = !ps->in_value;
 
-	if (ps->too_many)
+	if (ps->head_done || ps->too_many)
 		return 0;
+	if (fresh && n > 0) {
+		const struct httpreq_span *name = &ps->names[ps->nheaders - 1];
+
+		/* Only blanks between the colon and the value: else a fold. */
+		for (const char *q = ps->base + name->off + name->len + 1; q < at; q++)
+			if (*q != ' ' && *q != '\t') {
+				ps->status = 400;
+				return -1;
+			}
+	}
 	ps->in_value = true;
 	return httpreq_extend(ps, &ps->values[ps->nheaders - 1], fresh, at, n);
 }
@@ -83,19 +98,26 @@ static int httpreq_on_headers_complete(http_parser *p)
 {
 	struct httpreq_parser *ps = httpreq_of(p);
 
+	/* Checked in httpreq_check, in the order a trickled head meets them. */
 	ps->head_done = true;
-	if (ps->too_many) {
-		ps->status = 431;
-		return -1;
-	}
-	if (p->http_major != 1) {
-		ps->status = 400;
-		return -1;
-	}
-	if ((p->flags & F_CONTENTLENGTH) && p->content_length > ps->limits.max_body_bytes) {
-		ps->status = 413;
-		return -1;
-	}
+	ps->paused = HTTPREQ_AT_HEAD;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static int httpreq_on_chunk_header(http_parser *p)
+{
+	httpreq_of(p)->paused = HTTPREQ_AT_CHUNK_LINE;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static int httpreq_on_chunk_complete(http_parser *p)
+{
+	if (p->flags & F_TRAILING)
+		return 0; /* the last chunk: checked with the message's end */
+	httpreq_of(p)->paused = HTTPREQ_AT_CHUNK_END;
+	http_parser_pause(p, 1);
 	return 0;
 }
 
@@ -115,6 +137,7 @@ static int httpreq_on_body(http_parser *p, const char *at, size_t n)
 	if (ps->body_off + ps->body_len != off)
 		memmove(ps->base + ps->body_off + ps->body_len, at, n);
 	ps->body_len += (uint32_t)n;
+	ps->data_end = off + (uint32_t)n;
 	return 0;
 }
 
@@ -135,6 +158,8 @@ static const http_parser_settings httpreq_settings = {
 	.on_headers_complete = httpreq_on_headers_complete,
 	.on_body = httpreq_on_body,
 	.on_message_complete = httpreq_on_complete,
+	.on_chunk_header = httpreq_on_chunk_header,
+	.on_chunk_complete = httpreq_on_chunk_complete,
 };
 
 void httpreq_parser_init(struct httpreq_parser *ps, const struct httpreq_limits *limits)
@@ -234,13 +259,53 @@ static int httpreq_finish(struct httpreq_parser *ps, char *buf, struct httpreq *
 		out->headers[i].name = name;
 		out->headers[i].value = value;
 		out->headers[i].value_len = vlen;
-		if (strcasecmp(name, "Expect") == 0 && strcasecmp(value, "100-continue") == 0)
+		if (strcasecmp(name, "Expect") == 0 && strcasecmp(value, "100-continue") == 0 &&
+		    !(out->major == 1 && out->minor == 0))
 			out->expect_continue = true;
 	}
 	out->nheaders = ps->nheaders;
 	if (ps->body_len) {
 		out->body = buf + ps->body_off;
 		out->body_len = ps->body_len;
+	}
+	return 0;
+}
+
+static bool httpreq_crlf(const char *buf, size_t end)
+{
+	return end >= 2 && buf[end - 2] == '\r' && buf[end - 1] == '\n';
+}
+
+/* The checks http-parser built without HTTP_PARSER_STRICT leaves out, where
+ * a callback paused it. 0 or a status. */
+static int httpreq_check(struct httpreq_parser *ps, const char *buf)
+{
+	const char *v;
+
+	switch (ps->paused) {
+	case HTTPREQ_AT_HEAD:
+		/* Paused on the head's last LF, not yet consumed. */
+		ps->head_len = (uint32_t)ps->fed + 1;
+		if (ps->head_len > ps->limits.max_header_bytes || ps->too_many)
+			return 431;
+		for (size_t i = 0; i < ps->head_len; i++) {
+			unsigned char c = (unsigned char)buf[i];
+
+			if (c == '\r' ? i + 1 == ps->head_len || buf[i + 1] != '\n' :
+					 (c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
+				return 400;
+		}
+		v = buf + ps->url.off + ps->url.len;
+		if (ps->url.off + ps->url.len + 6 > ps->head_len || memcmp(v, " HTTP/", 6) != 0 ||
+		    ps->p.http_major != 1)
+			return 400;
+		if ((ps->p.flags & F_CONTENTLENGTH) && ps->p.content_length > ps->limits.max_body_bytes)
+			return 413;
+		return 0;
+	case HTTPREQ_AT_CHUNK_LINE:
+		return httpreq_crlf(buf, ps->fed) ? 0 : 400;
+	case HTTPREQ_AT_CHUNK_END:
+		return httpreq_crlf(buf, ps->fed) && ps->data_end + 2 == ps->fed ? 0 : 400;
 	}
 	return 0;
 }
@@ -255,16 +320,26 @@ int httpreq_parse(struct httpreq_parser *ps, char *buf, size_t len, size_t *used
 	if (HTTP_PARSER_ERRNO(&ps->p) == HPE_INVALID_METHOD)
 		return httpreq_method_error(buf, len);
 	ps->base = buf;
-	n = http_parser_execute(&ps->p, &httpreq_settings, buf + ps->fed, len - ps->fed);
-	ps->fed += n;
-	/* A head past the limit is 431 whatever is wrong after the limit: the
-	 * same answer as when its bytes trickle in and the limit comes first. */
+	/* http-parser takes no bytes for the end of the stream. */
+	while (ps->fed < len) {
+		n = http_parser_execute(&ps->p, &httpreq_settings, buf + ps->fed, len - ps->fed);
+		ps->fed += n;
+		if (ps->done || HTTP_PARSER_ERRNO(&ps->p) != HPE_PAUSED)
+			break;
+		rc = httpreq_check(ps, buf);
+		if (rc)
+			return ps->status = rc;
+		ps->paused = 0;
+		http_parser_pause(&ps->p, 0);
+	}
+	/* A head past its limit is 431 whatever follows, however it arrives. */
 	if (!ps->head_done && ps->fed > ps->limits.max_header_bytes)
 		return ps->status = 431;
 	if (!ps->done && HTTP_PARSER_ERRNO(&ps->p) != HPE_OK)
 		return httpreq_status(ps, buf, len);
-	/* The head ends where the body starts, or where parsing stopped. */
-	if ((ps->head_done && ps->body_len ? ps->body_off : ps->fed) > ps->limits.max_header_bytes)
+	if (ps->done && (ps->p.flags & F_CHUNKED) && buf[ps->fed - 1] != '\n')
+		return ps->status = 400;
+	if ((ps->head_done ? ps->head_len : ps->fed) > ps->limits.max_header_bytes)
 		return ps->status = 431;
 	if (!ps->done)
 		return HTTPREQ_MORE;
@@ -282,6 +357,9 @@ bool httpreq_awaiting_body(const struct httpreq_parser *ps)
 
 bool httpreq_expects_continue(const struct httpreq_parser *ps, const char *buf)
 {
+	/* RFC 9110 10.1.1: ignored in an HTTP/1.0 request. */
+	if (ps->p.http_major == 1 && ps->p.http_minor == 0)
+		return false;
 	for (size_t i = 0; i < ps->nheaders; i++) {
 		const char *v = buf + ps->values[i].off;
 		size_t vl = ps->values[i].len;
@@ -290,7 +368,9 @@ bool httpreq_expects_continue(const struct httpreq_parser *ps, const char *buf)
 			v++;
 			vl--;
 		}
-		if (ps->names[i].len == 6 && strncasecmp(buf + ps->names[i].off, "Expect", 6) == 0 && vl >= 12 &&
+		while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+			vl--;
+		if (ps->names[i].len == 6 && strncasecmp(buf + ps->names[i].off, "Expect", 6) == 0 && vl == 12 &&
 		    strncasecmp(v, "100-continue", 12) == 0)
 			return true;
 	}

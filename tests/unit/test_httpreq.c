@@ -805,6 +805,27 @@ static void test_version_token(void **state)
 }
 
 /* Trailer fields are not merged into the header section (RFC 9110 §6.5.1). */
+/* A head past max_header_bytes is 431 whatever error lies beyond the limit
+ * (a bad header token, HTTP/2.1, a body too large), however it arrives; a
+ * request line that ends right after the URL is 400 and read no further. */
+static void test_limit_before_errors(void **state)
+{
+	static const char *const tails[] = { "Bad Name: x\r\n\r\n", "\r\n", "Content-Length: 99999\r\n\r\n" };
+	static const struct httpreq_limits small = { .max_header_bytes = 1024, .max_body_bytes = 4096 };
+	char text[2048];
+
+	(void)state;
+	for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+		int n = snprintf(text, sizeof(text), "POST / HTTP/%s\r\nX-Pad: ", t == 1 ? "2.1" : "1.1");
+		while (n < 1200)
+			text[n++] = 'a';
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "\r\n%s", tails[t]);
+		expect_refused(text, (size_t)n, &small, 431);
+	}
+	expect_refused(STR("GET /auth\r\n\r\n"), &limits, 400);
+	expect_refused(STR("GET /a?b=c HTTP\r\n\r\n"), &limits, 400);
+}
+
 static void test_trailers_apart(void **state)
 {
 	struct parse p;
@@ -1208,6 +1229,7 @@ int main(void)
 		cmocka_unit_test(test_obs_fold_empty_value),
 		cmocka_unit_test(test_chunk_framing),
 		cmocka_unit_test(test_version_token),
+		cmocka_unit_test(test_limit_before_errors),
 		cmocka_unit_test(test_trailers_apart),
 		cmocka_unit_test(test_method_trickle),
 		cmocka_unit_test(test_method_longest),

@@ -51,6 +51,7 @@ struct httpreq_parser {
 	bool head_done; /* headers complete */
 	bool done;      /* message complete */
 	bool in_value;  /* the last header callback was a value */
+	bool too_many;  /* a header past HTTPREQ_HEADERS_MAX: 431 once the head is read */
 	int paused;     /* why a callback paused http-parser: HTTPREQ_AT_* */
 	uint32_t head_len; /* request line, headers and the blank line */
 	uint32_t data_end; /* where the last chunk's data ended */

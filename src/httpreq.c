@@ -54,11 +54,16 @@ static int httpreq_on_field(http_parser *p, const char *at, size_t n)
 
 	if (ps->head_done)
 		return 0; /* trailers are not headers */
+	if (ps->too_many)
+		return 0;
 
 	if (fresh) {
+		/* Refused once the head is read: a name cut by the end of the
+		 * bytes so far must not decide before a whole one would (a bad
+		 * byte in it is a 400 first). */
 		if (ps->nheaders == HTTPREQ_HEADERS_MAX) {
-			ps->status = 431;
-			return -1;
+			ps->too_many = true;
+			return 0;
 		}
 		ps->values[ps->nheaders].off = 0;
 		ps->values[ps->nheaders].len = 0;
@@ -73,7 +78,7 @@ static int httpreq_on_value(http_parser *p, const char *at, size_t n)
 	struct httpreq_parser *ps = httpreq_of(p);
 	bool fresh = !ps->in_value;
 
-	if (ps->head_done)
+	if (ps->head_done || ps->too_many)
 		return 0;
 	if (fresh && n > 0) {
 		const struct httpreq_span *name = &ps->names[ps->nheaders - 1];
@@ -281,7 +286,7 @@ static int httpreq_check(struct httpreq_parser *ps, const char *buf)
 	case HTTPREQ_AT_HEAD:
 		/* Paused on the head's last LF, not yet consumed. */
 		ps->head_len = (uint32_t)ps->fed + 1;
-		if (ps->head_len > ps->limits.max_header_bytes)
+		if (ps->head_len > ps->limits.max_header_bytes || ps->too_many)
 			return 431;
 		for (size_t i = 0; i < ps->head_len; i++) {
 			unsigned char c = (unsigned char)buf[i];

@@ -1032,6 +1032,33 @@ static void test_headers_max(void **state)
 	expect_refused(text, n, &limits, 431);
 }
 
+/* Which refusal, when a request has two faults, does not depend on how its
+ * bytes arrive: a fault after the head limit is 431 (the limit comes first
+ * when the bytes trickle in), a bad name for the header one past the most
+ * is 400 (a whole name is checked before it counts). */
+static void test_refusal_order(void **state)
+{
+	const struct httpreq_limits l = { .max_header_bytes = 1024, .max_body_bytes = 1000 };
+	static const char *const faults[] = { "X A: b\r\n", "X-A: a\rb\r\n", "X-A: a\r\n b\r\n",
+		"Content-Length: 1\r\nContent-Length: 2\r\n" };
+	char text[4096];
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
+		n = (size_t)snprintf(text, sizeof(text), "POST / HTTP/1.1\r\nX-Pad: %01100d\r\n%s\r\n", 0, faults[i]);
+		expect_refused(text, n, &l, 431);
+		/* Before the limit, the fault. */
+		n = (size_t)snprintf(text, sizeof(text), "POST / HTTP/1.1\r\nX-Pad: %0900d\r\n%s\r\n", 0, faults[i]);
+		expect_refused(text, n, &l, 400);
+	}
+	n = (size_t)snprintf(text, sizeof(text), "GET / HTTP/1.1\r\n");
+	for (int i = 0; i < HTTPREQ_HEADERS_MAX; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "X-H%02d: v\r\n", i);
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "X-Last(: z\r\n\r\n");
+	expect_refused(text, n, &limits, 400);
+}
+
 static void test_body_limit(void **state)
 {
 	const struct httpreq_limits l = { .max_header_bytes = 8192, .max_body_bytes = 100 };
@@ -1209,6 +1236,7 @@ int main(void)
 		cmocka_unit_test(test_head_limit),
 		cmocka_unit_test(test_head_limit_chunked),
 		cmocka_unit_test(test_headers_max),
+		cmocka_unit_test(test_refusal_order),
 		cmocka_unit_test(test_body_limit),
 		cmocka_unit_test(test_continue),
 		cmocka_unit_test(test_continue_exact),

@@ -9,9 +9,12 @@
 
 struct bootstrap_cache;
 
-/* A per-thread cache of batch assignments (immutable once written). */
+/* Per thread: batch assignments (immutable once written), rendered answers
+ * of the current catalog, request contexts for reuse. */
 struct bootstrap_cache *bootstrap_cache_new(void);
 void bootstrap_cache_free(struct bootstrap_cache *cache);
+/* The thread's catalog was replaced: the answers rendered from the old one go. */
+void bootstrap_cache_catalog_changed(struct bootstrap_cache *cache);
 
 /* The public listener's routes (handlers take the struct server_thread)
  * and its error shape, {"code":N,"message":"..."}. */

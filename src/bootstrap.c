@@ -41,17 +41,42 @@ static const char bootstrap_json[] = "application/json; charset=utf-8";
 /* Request contexts kept for reuse per thread: a device request in steady
  * state allocates nothing. */
 #define BOOTSTRAP_FREE_MAX 1024
+/* Rendered answers kept per thread (direct-mapped), and the largest kept. */
+#define BOOTSTRAP_ANSWERS 2048
+#define BOOTSTRAP_ANSWER_MAX 256
+#define BOOTSTRAP_RES_KEY_MAX (FORM_RESOURCES_MAX * (FORM_RESOURCE_NAME_MAX + 1))
+
+/* An answer is a pure function of the instance (in an immutable catalog),
+ * the requested resources, the form (device or regionId) and the device's
+ * identity where the hosts use it: rendering it once per key is enough. */
+struct bootstrap_answer {
+	const struct catalog_instance *inst; /* NULL: empty slot */
+	bool region_form;
+	char res[BOOTSTRAP_RES_KEY_MAX];
+	char pk[FORM_PRODUCT_KEY_MAX + 1], dn[FORM_DEVICE_NAME_MAX + 1];
+	int len;
+	char body[BOOTSTRAP_ANSWER_MAX];
+};
 
 struct bootstrap_cache {
 	struct schema_batch slots[BOOTSTRAP_CACHE_SLOTS]; /* direct-mapped by seq; seq 0 = empty */
 	time_t cached_at[BOOTSTRAP_CACHE_SLOTS];
 	struct bootstrap_req *free_reqs[BOOTSTRAP_FREE_MAX];
 	int nfree;
+	/* Only for the thread's current catalog: emptied when it changes. */
+	const struct catalog *answers_of;
+	struct bootstrap_answer answers[BOOTSTRAP_ANSWERS];
 };
 
 struct bootstrap_cache *bootstrap_cache_new(void)
 {
 	return calloc(1, sizeof(struct bootstrap_cache));
+}
+
+void bootstrap_cache_catalog_changed(struct bootstrap_cache *cache)
+{
+	/* A new catalog may sit where the old one was freed: forget by hand. */
+	cache->answers_of = NULL;
 }
 
 void bootstrap_cache_free(struct bootstrap_cache *cache)
@@ -167,7 +192,7 @@ static void bootstrap_fail(struct bootstrap_req *br, int code, const char *messa
 /* Writes the answer with the endpoints of INST that the request asked for
  * into BODY (VARS NULL: the regionId form, no device known). Returns its
  * length, 0 when none is offered, -1 on error. */
-static int bootstrap_render(const struct catalog_instance *inst,
+static int bootstrap_render_new(const struct catalog_instance *inst,
 	const char resources[][FORM_RESOURCE_NAME_MAX + 1], size_t nresources,
 	const struct catalog_vars *vars, char body[BOOTSTRAP_BODY_MAX])
 {
@@ -195,6 +220,78 @@ static int bootstrap_render(const struct catalog_instance *inst,
 	if (n == 0)
 		return 0;
 	return answer_success(body, BOOTSTRAP_BODY_MAX, res, n);
+}
+
+static uint32_t bootstrap_fnv(uint32_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h;
+}
+
+/* bootstrap_render_new through the thread's answer cache, when CAT is the
+ * thread's current catalog (a request that started before a reload renders
+ * its own). */
+static int bootstrap_render(struct server_thread *t, const struct catalog *cat, const struct catalog_instance *inst,
+	const char resources[][FORM_RESOURCE_NAME_MAX + 1], size_t nresources,
+	const struct catalog_vars *vars, char body[BOOTSTRAP_BODY_MAX])
+{
+	struct bootstrap_cache *cache = t->cache;
+	struct bootstrap_answer *a;
+	char res[BOOTSTRAP_RES_KEY_MAX];
+	const char *pk = "", *dn = "";
+	size_t rl = 0;
+	uint32_t h = 2166136261u;
+	int len;
+
+	if (cat != t->catalog)
+		return bootstrap_render_new(inst, resources, nresources, vars, body);
+	if (cache->answers_of != cat) {
+		for (size_t i = 0; i < BOOTSTRAP_ANSWERS; i++)
+			cache->answers[i].inst = NULL;
+		cache->answers_of = cat;
+	}
+	for (size_t r = 0; r < nresources; r++) {
+		size_t n = strlen(resources[r]);
+		memcpy(res + rl, resources[r], n);
+		res[rl + n] = ',';
+		rl += n + 1;
+	}
+	res[rl ? rl - 1 : 0] = '\0';
+	for (size_t e = 0; vars && e < inst->nendpoints; e++) {
+		const struct catalog_endpoint *ep = &inst->endpoints[e];
+		if (!ep->needs_device)
+			continue;
+		if (strstr(ep->host, "${productKey}"))
+			pk = vars->product_key;
+		if (strstr(ep->host, "${deviceName}"))
+			dn = vars->device_name;
+	}
+	h = bootstrap_fnv(h, &inst, sizeof(inst));
+	h = bootstrap_fnv(h, res, strlen(res));
+	h = bootstrap_fnv(h, pk, strlen(pk) + 1);
+	h = bootstrap_fnv(h, dn, strlen(dn) + 1);
+	h = bootstrap_fnv(h, vars ? "d" : "r", 1);
+	a = &cache->answers[h % BOOTSTRAP_ANSWERS];
+	if (a->inst == inst && a->region_form == (vars == NULL) && strcmp(a->res, res) == 0 && strcmp(a->pk, pk) == 0 &&
+	    strcmp(a->dn, dn) == 0) {
+		memcpy(body, a->body, (size_t)a->len);
+		body[a->len] = '\0';
+		return a->len;
+	}
+	len = bootstrap_render_new(inst, resources, nresources, vars, body);
+	if (len > 0 && len < BOOTSTRAP_ANSWER_MAX && strlen(pk) < sizeof(a->pk) && strlen(dn) < sizeof(a->dn)) {
+		a->inst = inst;
+		a->region_form = vars == NULL;
+		memcpy(a->res, res, strlen(res) + 1);
+		memcpy(a->pk, pk, strlen(pk) + 1);
+		memcpy(a->dn, dn, strlen(dn) + 1);
+		memcpy(a->body, body, (size_t)len);
+		a->len = len;
+	}
+	return len;
 }
 
 static void bootstrap_on_recorded(redisReply *reply, void *arg)
@@ -320,7 +417,7 @@ static void bootstrap_resolve(struct bootstrap_req *br)
 			br->form.product_key, br->form.device_name, rid, iid);
 		return;
 	}
-	rc = bootstrap_render(inst, br->form.resources, br->form.nresources, &vars, br->body);
+	rc = bootstrap_render(br->t, br->cat, inst, br->form.resources, br->form.nresources, &vars, br->body);
 	if (rc < 0) {
 		bootstrap_fail(br, 500, "internal error");
 		return;
@@ -734,7 +831,7 @@ static void bootstrap_region(struct server_thread *t, struct http_request *req, 
 		bootstrap_fail_req(req, 460, "unknown region");
 		return;
 	}
-	rc = bootstrap_render(inst, mqtt_only, 1, NULL, body);
+	rc = bootstrap_render(t, t->catalog, inst, mqtt_only, 1, NULL, body);
 	if (rc > 0)
 		bootstrap_send(req, 200, body, rc);
 	else if (rc < 0)

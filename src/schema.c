@@ -39,24 +39,52 @@ static int schema_fit(int n, size_t len)
 	return n < 0 || (size_t)n >= len ? -1 : n;
 }
 
+/* Key building is on every device request: by hand, not printf. */
+static int schema_join(char *buf, size_t len, const char *a, size_t al, const char *b, size_t bl)
+{
+	if (al + bl >= len)
+		return -1;
+	memcpy(buf, a, al);
+	memcpy(buf + al, b, bl);
+	buf[al + bl] = '\0';
+	return (int)(al + bl);
+}
+
+static int schema_bucket_key(char *buf, size_t len, const char *prefix, uint32_t bucket)
+{
+	static const char hex[] = "0123456789abcdef";
+	char digits[5];
+
+	for (int i = 4; i >= 0; i--, bucket >>= 4)
+		digits[i] = hex[bucket & 15];
+	return schema_join(buf, len, prefix, 5, digits, 5);
+}
+
 int schema_product_key(char *buf, size_t len, const char *product_key)
 {
-	return schema_fit(snprintf(buf, len, "bd:p:%s", product_key), len);
+	return schema_join(buf, len, "bd:p:", 5, product_key, strlen(product_key));
 }
 
 int schema_device_key(char *buf, size_t len, const char *product_key, const char *device_name)
 {
-	return schema_fit(snprintf(buf, len, "bd:d:%05x", schema_bucket(product_key, device_name)), len);
+	return schema_bucket_key(buf, len, "bd:d:", schema_bucket(product_key, device_name));
 }
 
 int schema_secret_key(char *buf, size_t len, const char *product_key, const char *device_name)
 {
-	return schema_fit(snprintf(buf, len, "bd:s:%05x", schema_bucket(product_key, device_name)), len);
+	return schema_bucket_key(buf, len, "bd:s:", schema_bucket(product_key, device_name));
 }
 
 int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
 {
-	return schema_fit(snprintf(buf, len, "%s/%s", product_key, device_name), len);
+	size_t pl = strlen(product_key), dl = strlen(device_name);
+
+	if (pl + 1 + dl >= len)
+		return -1;
+	memcpy(buf, product_key, pl);
+	buf[pl] = '/';
+	memcpy(buf + pl + 1, device_name, dl + 1);
+	return (int)(pl + 1 + dl);
 }
 
 int schema_batch_key(char *buf, size_t len, uint64_t seq)

@@ -39,6 +39,7 @@ static void server_thread_reload(evutil_socket_t fd, short what, void *arg)
 	t->catalog = catalog_ref(t->srv->catalog);
 	t->geo = t->srv->geo ? geo_db_ref(t->srv->geo) : NULL;
 	pthread_mutex_unlock(&t->srv->catalog_lock);
+	bootstrap_cache_catalog_changed(t->cache);
 	catalog_unref(old);
 	geo_db_unref(old_geo);
 }
@@ -168,16 +169,17 @@ void server_reload(struct server *srv)
 /* A loop with libevent's precise clock: the record cache tells loop turns
  * apart by the cached time, which the default CLOCK_MONOTONIC_COARSE only
  * moves every few milliseconds, over many turns. */
+/* Two priorities: the Redis tracking connection's reads come first in a loop
+ * turn (store.c), so that a request never meets a cached record whose
+ * invalidation arrived with it. */
 static struct event_base *server_base_new(void)
 {
-	struct event_config *ec = event_config_new();
-	struct event_base *base = NULL;
+	struct event_base *base = event_base_new();
 
-	if (ec == NULL)
+	if (base && event_base_priority_init(base, 2) < 0) {
+		event_base_free(base);
 		return NULL;
-	if (event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER) == 0)
-		base = event_base_new_with_config(ec);
-	event_config_free(ec);
+	}
 	return base;
 }
 

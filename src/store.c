@@ -531,6 +531,8 @@ static void store_track_connect(struct store *st)
 		store_track_schedule(st);
 		return;
 	}
+	/* Invalidations are read before anything else of the same loop turn. */
+	event_priority_set(((redisLibeventEvents *)ac->ev.data)->rev, 0);
 	redisAsyncSetConnectCallback(ac, store_track_on_connect);
 	redisAsyncSetDisconnectCallback(ac, store_track_on_disconnect);
 	st->tac = ac;

@@ -56,6 +56,7 @@ struct httpreq_parser {
 	uint32_t head_len; /* request line, headers and the blank line */
 	uint32_t data_end; /* where the last chunk's data ended */
 	int status;     /* a refusal decided in a callback */
+	uint32_t fault_at; /* where a callback's refusal became knowable, 0 if none */
 	struct httpreq_span url;
 	size_t nheaders;
 	uint32_t body_off, body_len; /* the body, compacted in place when chunked */

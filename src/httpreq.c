@@ -32,6 +32,7 @@ static int httpreq_extend(struct httpreq_parser *ps, struct httpreq_span *span, 
 	}
 	if (span->off + span->len != httpreq_off(ps, at)) {
 		ps->status = 400;
+		ps->fault_at = httpreq_off(ps, at);
 		return -1;
 	}
 	span->len += (uint32_t)n;
@@ -87,6 +88,7 @@ static int httpreq_on_value(http_parser *p, const char *at, size_t n)
 		for (const char *q = ps->base + name->off + name->len + 1; q < at; q++)
 			if (*q != ' ' && *q != '\t') {
 				ps->status = 400;
+				ps->fault_at = httpreq_off(ps, at);
 				return -1;
 			}
 	}
@@ -343,6 +345,11 @@ int httpreq_parse(struct httpreq_parser *ps, char *buf, size_t len, size_t *used
 		ps->paused = 0;
 		http_parser_pause(&ps->p, 0);
 	}
+	/* A fold is seen at the first byte of what follows it (AT in the
+	 * callback): 431 when the limit was passed before that byte, as when
+	 * the bytes come one by one. */
+	if (ps->status == 400 && ps->fault_at)
+		return ps->status = ps->fault_at + 1 > ps->limits.max_header_bytes ? 431 : 400;
 	/* A head past its limit is 431 whatever follows, however it arrives. */
 	if (!ps->head_done && ps->fed > ps->limits.max_header_bytes)
 		return ps->status = 431;

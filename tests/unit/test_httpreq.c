@@ -826,6 +826,24 @@ static void test_limit_before_errors(void **state)
 	expect_refused(STR("GET /a?b=c HTTP\r\n\r\n"), &limits, 400);
 }
 
+/* A folded line is refused where it shows (its first byte), whether or not
+ * the line then runs past max_header_bytes, however the bytes arrive. */
+static void test_fold_past_limit(void **state)
+{
+	static const struct httpreq_limits small = { .max_header_bytes = 1024, .max_body_bytes = 4096 };
+	char text[2048];
+	int n;
+
+	(void)state;
+	for (int empty = 0; empty < 2; empty++) {
+		n = snprintf(text, sizeof(text), "GET / HTTP/1.1\r\nX-A:%s\r\n ", empty ? "" : " 1");
+		while (n < 1130)
+			text[n++] = 'a';
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "\r\n\r\n");
+		expect_refused(text, (size_t)n, &small, 400);
+	}
+}
+
 static void test_trailers_apart(void **state)
 {
 	struct parse p;
@@ -1230,6 +1248,7 @@ int main(void)
 		cmocka_unit_test(test_chunk_framing),
 		cmocka_unit_test(test_version_token),
 		cmocka_unit_test(test_limit_before_errors),
+		cmocka_unit_test(test_fold_past_limit),
 		cmocka_unit_test(test_trailers_apart),
 		cmocka_unit_test(test_method_trickle),
 		cmocka_unit_test(test_method_longest),

@@ -15,12 +15,16 @@
 #define CATALOG_DEVICE_NAME_MAX 32
 #define CATALOG_FILE_MAX (16 * 1024 * 1024) /* catalog_load refuses bigger files */
 
+#define CATALOG_USES_PRODUCT_KEY 0x1u
+#define CATALOG_USES_DEVICE_NAME 0x2u
+
 struct catalog_endpoint {
 	char *protocol; /* "mqtt", "http", ... */
 	char *host;     /* template, may hold ${productKey} etc. */
 	int port;
 	char *ip;       /* IPv4 literal or NULL */
 	bool needs_device; /* host uses ${productKey} or ${deviceName} */
+	unsigned uses;     /* which: CATALOG_USES_* */
 	char *region_host; /* "regionHost": the host for the regionId form, or NULL;
 	                    * a template of ${regionId} and ${instanceId} only */
 };

@@ -261,12 +261,9 @@ static int bootstrap_render(struct server_thread *t, const struct catalog *cat, 
 	}
 	res[rl ? rl - 1 : 0] = '\0';
 	for (size_t e = 0; vars && e < inst->nendpoints; e++) {
-		const struct catalog_endpoint *ep = &inst->endpoints[e];
-		if (!ep->needs_device)
-			continue;
-		if (strstr(ep->host, "${productKey}"))
+		if (inst->endpoints[e].uses & CATALOG_USES_PRODUCT_KEY)
 			pk = vars->product_key;
-		if (strstr(ep->host, "${deviceName}"))
+		if (inst->endpoints[e].uses & CATALOG_USES_DEVICE_NAME)
 			dn = vars->device_name;
 	}
 	h = bootstrap_fnv(h, &inst, sizeof(inst));

@@ -279,11 +279,11 @@ static int catalog_template_var(const char *s, size_t *skip)
  * (regionHost), ${productKey} and ${deviceName} are refused. */
 static int catalog_check_host(struct catalog_parser *p, const char *field, const char *host,
 	const char *region_id, const char *instance_id, bool device, size_t *maxlen,
-	bool *needs_device)
+	unsigned *uses)
 {
 	char q[96], q2[96];
 	size_t len = 0, hostlen = strlen(host);
-	bool needs = false;
+	unsigned vars = 0;
 
 	if (hostlen == 0)
 		return catalog_fail(p, field, "must not be empty");
@@ -332,11 +332,11 @@ static int catalog_check_host(struct catalog_parser *p, const char *field, const
 		switch (var) {
 		case CATALOG_VAR_PRODUCT_KEY:
 			len += CATALOG_PRODUCT_KEY_MAX;
-			needs = true;
+			vars |= CATALOG_USES_PRODUCT_KEY;
 			break;
 		case CATALOG_VAR_DEVICE_NAME:
 			len += CATALOG_DEVICE_NAME_MAX;
-			needs = true;
+			vars |= CATALOG_USES_DEVICE_NAME;
 			break;
 		case CATALOG_VAR_REGION_ID:
 			len += strlen(region_id);
@@ -356,7 +356,7 @@ static int catalog_check_host(struct catalog_parser *p, const char *field, const
 			"more than %d", catalog_quote(q, sizeof(q), host), len, CATALOG_PRODUCT_KEY_MAX,
 			CATALOG_DEVICE_NAME_MAX, CATALOG_HOST_MAX);
 	*maxlen = len;
-	*needs_device = needs;
+	*uses = vars;
 	return 0;
 }
 
@@ -378,7 +378,7 @@ static int catalog_parse_endpoint(struct catalog_parser *p, yajl_val v, const ch
 	struct in_addr addr;
 	yajl_val host, region_host, ip;
 	size_t maxlen = 0, region_maxlen = 0;
-	bool unused;
+	unsigned unused;
 
 	snprintf(field, sizeof(field), "endpoints.%s", protocol);
 	if (!YAJL_IS_OBJECT(v))
@@ -394,9 +394,9 @@ static int catalog_parse_endpoint(struct catalog_parser *p, yajl_val v, const ch
 		return catalog_fail(p, sub, "required");
 	if (!YAJL_IS_STRING(host))
 		return catalog_fail(p, sub, "must be a string, got %s", catalog_type_name(host));
-	if (catalog_check_host(p, sub, host->u.string, r->id, inst->id, true, &maxlen,
-			&ep->needs_device) < 0)
+	if (catalog_check_host(p, sub, host->u.string, r->id, inst->id, true, &maxlen, &ep->uses) < 0)
 		return -1;
+	ep->needs_device = ep->uses != 0;
 	if (catalog_dup(p, sub, host->u.string, &ep->host) < 0)
 		return -1;
 

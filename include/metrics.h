@@ -50,6 +50,7 @@ enum metrics_counter {
 
 enum metrics_gauge {
 	METRICS_CACHE_ENTRIES,
+	METRICS_REDIS_DOWN,
 	METRICS_NGAUGES
 };
 

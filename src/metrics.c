@@ -57,6 +57,8 @@ static const struct {
 	const char *help;
 } metrics_gauge_info[METRICS_NGAUGES] = {
 	{ "bootstrapd_cache_entries", "Records in the record cache, over every thread." },
+	{ "bootstrapd_redis_connections_down", "Redis connections (one per thread and use) not ready for commands; "
+	  "requests their thread serves get 503 until it is 0 again." },
 };
 
 static const char *const metrics_tls_reasons[METRICS_TLS_REASONS] = {

@@ -103,6 +103,15 @@ static void store_untrack(struct store *st)
 	st->ping_out = false;
 }
 
+/* Every change of a data connection's state goes through here, so the gauge
+ * of connections not ready for commands stays exact. */
+static void store_set_state(struct store *st, enum store_state to)
+{
+	if ((st->state == STORE_UP) != (to == STORE_UP))
+		metrics_gauge_add(METRICS_REDIS_DOWN, to == STORE_UP ? -1 : 1);
+	st->state = to;
+}
+
 static void store_schedule_retry(struct store *st)
 {
 	struct timeval tv = { st->backoff_ms / 1000, (st->backoff_ms % 1000) * 1000 };
@@ -129,7 +138,7 @@ static void store_up(struct store *st)
 		log_info("store", "connected to Redis");
 	st->ever_connected = true;
 	st->was_down_logged = false;
-	st->state = STORE_UP;
+	store_set_state(st, STORE_UP);
 	st->backoff_ms = 50;
 	evtimer_del(st->reset);
 	store_track_maybe(st);
@@ -173,7 +182,7 @@ static void store_on_connect(const redisAsyncContext *ac, int status)
 		st->was_down_logged = true;
 		/* hiredis frees the context after this callback. */
 		st->ac = NULL;
-		st->state = STORE_DOWN;
+		store_set_state(st, STORE_DOWN);
 		store_schedule_retry(st);
 		return;
 	}
@@ -187,7 +196,7 @@ static void store_on_disconnect(const redisAsyncContext *ac, int status)
 	struct store *st = ac->data;
 
 	st->ac = NULL;
-	st->state = STORE_DOWN;
+	store_set_state(st, STORE_DOWN);
 	store_untrack(st);
 	if (st->freeing)
 		return;
@@ -204,7 +213,7 @@ static void store_drop(struct store *st)
 	if (ac == NULL)
 		return;
 	st->ac = NULL;
-	st->state = STORE_DOWN;
+	store_set_state(st, STORE_DOWN);
 	store_untrack(st);
 	/* Calls every pending callback with NULL, then the disconnect callback. */
 	redisAsyncFree(ac);
@@ -253,7 +262,7 @@ static void store_connect(struct store *st)
 	redisAsyncSetConnectCallback(ac, store_on_connect);
 	redisAsyncSetDisconnectCallback(ac, store_on_disconnect);
 	st->ac = ac;
-	st->state = STORE_CONNECTING;
+	store_set_state(st, STORE_CONNECTING);
 	st->tcp_up = false;
 	st->handshake = 0;
 	st->tracking_refused = false;
@@ -677,6 +686,7 @@ struct store *store_new(struct event_base *base, const struct config *cfg)
 	st->base = base;
 	st->cfg = cfg;
 	st->backoff_ms = 50;
+	metrics_gauge_add(METRICS_REDIS_DOWN, 1); /* born down */
 	st->retry = evtimer_new(base, store_retry_cb, st);
 	st->reset = evtimer_new(base, store_reset_cb, st);
 	if (st->retry == NULL || st->reset == NULL) {
@@ -694,6 +704,8 @@ void store_free(struct store *st)
 	st->freeing = true;
 	store_track_drop(st);
 	store_drop(st);
+	store_set_state(st, STORE_DOWN);
+	metrics_gauge_add(METRICS_REDIS_DOWN, -1);
 	if (st->retry)
 		event_free(st->retry);
 	if (st->reset)

@@ -40,6 +40,7 @@ HITS = 'bootstrapd_cache_requests_total{result="hit"}'
 MISSES = 'bootstrapd_cache_requests_total{result="miss"}'
 INVALIDATIONS = "bootstrapd_cache_invalidations_total"
 FLUSHES = "bootstrapd_cache_flushes_total"
+DOWN = "bootstrapd_redis_connections_down"
 ENTRIES = "bootstrapd_cache_entries"
 
 
@@ -76,6 +77,13 @@ class CacheAsserts:
             self.assertEqual(r.status, 503, r)
             return False
         harness.wait_until(ok, RECOVERY_S, "%s/%s to answer 200 %s" % (pk, dn, what), interval=0.05)
+        # Each thread has its own Redis connection and reconnects on its own
+        # schedule: one may answer while another still waits to retry.
+        self.wait_all_connected()
+
+    def wait_all_connected(self):
+        harness.wait_until(lambda: metric(self.h.metrics(), DOWN) == 0, RECOVERY_S,
+                           "every thread's Redis connection back", interval=0.02)
 
 
 class CacheExact(CacheAsserts, HarnessCase):
@@ -172,13 +180,15 @@ class CacheExact(CacheAsserts, HarnessCase):
         self.assertGreaterEqual(metric(m1, HITS) - metric(m0, HITS), 10)
         self.assertGreater(metric(m1, MISSES), 0)
         self.assertGreater(metric(m1, ENTRIES), 0)
+        self.assertEqual(metric(m1, DOWN), 0, "a Redis connection counted down while Redis answers")
         self.h.put_product("a1X", region="eu-central-1", instance="iot-eu-1")
         self.assertAnswer("a1X", "xx-1", EU_ANSWER)
         m2 = self.h.metrics()
         self.assertGreater(metric(m2, INVALIDATIONS), metric(m1, INVALIDATIONS))
         for line in ("# TYPE bootstrapd_cache_requests_total counter", "# TYPE bootstrapd_cache_entries gauge",
                      "# TYPE bootstrapd_cache_invalidations_total counter",
-                     "# TYPE bootstrapd_cache_flushes_total counter"):
+                     "# TYPE bootstrapd_cache_flushes_total counter",
+                     "# TYPE bootstrapd_redis_connections_down gauge"):
             self.assertIn(line, m2)
 
     def test_signed_product_secret(self):
@@ -210,6 +220,8 @@ class CacheRedisRestart(CacheAsserts, HarnessCase):
             flushes = metric(self.h.metrics(), FLUSHES)
             self.assertEqual(self.h.redis("SAVE"), "OK")
             self.h.kill_redis(signal.SIGKILL)
+            harness.wait_until(lambda: metric(self.h.metrics(), DOWN) > 0, RECOVERY_S,
+                               "bootstrapd_redis_connections_down to count the lost connections")
             self.h.restart_redis()
             # Written before the daemon is back: the new Redis tracks nothing
             # of ours and will never say so.

@@ -24,6 +24,17 @@
 #include "proxyproto.h"
 #include "tls.h"
 
+/* A pooled work area is poisoned under AddressSanitizer, so that a handler
+ * touching its request after answering is caught as if it had been freed. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define HTTP_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define HTTP_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define HTTP_POISON(p, n) ((void)(p), (void)(n))
+#define HTTP_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* Input buffers of this size are pooled per server: a request that fits
  * (every device request does) costs no allocation, and an idle connection
  * holds none. */
@@ -63,8 +74,17 @@ struct http_server {
 	TAILQ_HEAD(, http_conn) all;
 	char *pool[HTTP_POOL_MAX]; /* free HTTP_BUF_SMALL buffers */
 	int npool;
+	struct http_work *wpool[HTTP_POOL_MAX]; /* free work areas */
+	int nwpool;
 	uint64_t ids;      /* for generated request ids */
 	unsigned id_salt;
+};
+
+/* What a request needs while it is read and handled (most of a connection's
+ * size): idle keep-alive connections do not hold one. */
+struct http_work {
+	struct httpreq_parser ps;
+	struct http_request req;
 };
 
 struct http_conn {
@@ -84,8 +104,7 @@ struct http_conn {
 	size_t cap, len, start;
 	size_t used;      /* bytes of the request being handled */
 	char saved;       /* the byte after the body, overwritten by its NUL */
-	struct httpreq_parser ps;
-	struct http_request req;
+	struct http_work *w; /* from the first byte of a request to its answer */
 	char *out;        /* the unwritten rest of an answer */
 	size_t out_len, out_off;
 	struct netaddr peer;
@@ -283,9 +302,10 @@ static bool http_conn_buf_room(struct http_conn *c)
 		return false;
 	want = c->cap * 2 < most ? c->cap * 2 : most;
 	/* A body of known length gets its room at once. */
-	if (c->ps.head_done && (c->ps.p.flags & F_CONTENTLENGTH) && c->ps.p.content_length < most &&
-	    c->len + c->ps.p.content_length + 1 > want && c->len + c->ps.p.content_length + 1 <= most)
-		want = c->len + (size_t)c->ps.p.content_length + 1;
+	if (c->w && c->w->ps.head_done && (c->w->ps.p.flags & F_CONTENTLENGTH) &&
+	    c->w->ps.p.content_length < most && c->len + c->w->ps.p.content_length + 1 > want &&
+	    c->len + c->w->ps.p.content_length + 1 <= most)
+		want = c->len + (size_t)c->w->ps.p.content_length + 1;
 	grown = malloc(want);
 	if (grown == NULL)
 		return false;
@@ -294,6 +314,36 @@ static bool http_conn_buf_room(struct http_conn *c)
 	c->buf = grown;
 	c->cap = want;
 	return true;
+}
+
+/* C's work area, from the pool when one is free. False when out of memory. */
+static bool http_conn_work_take(struct http_conn *c)
+{
+	struct http_server *srv = c->srv;
+
+	if (c->w != NULL)
+		return true;
+	if (srv->nwpool) {
+		c->w = srv->wpool[--srv->nwpool];
+		HTTP_UNPOISON(c->w, sizeof(*c->w));
+	} else {
+		c->w = malloc(sizeof(*c->w));
+	}
+	return c->w != NULL;
+}
+
+static void http_conn_work_give(struct http_conn *c)
+{
+	struct http_server *srv = c->srv;
+
+	if (c->w == NULL)
+		return;
+	if (srv->nwpool < HTTP_POOL_MAX) {
+		HTTP_POISON(c->w, sizeof(*c->w));
+		srv->wpool[srv->nwpool++] = c->w;
+	} else
+		free(c->w);
+	c->w = NULL;
 }
 
 /* --- events --- */
@@ -346,6 +396,7 @@ static void http_conn_free(struct http_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	http_conn_buf_release(c);
+	http_conn_work_give(c);
 	free(c->out);
 	free(c);
 	atomic_fetch_sub(&http_open, 1);
@@ -543,7 +594,7 @@ static void http_make_id(char out[HTTP_ID_MAX + 1], unsigned salt, uint64_t n)
 /* Ready REQ for its handler: times, ids, the connection. */
 static void http_request_begin(struct http_conn *c, bool parsed)
 {
-	struct http_request *req = &c->req;
+	struct http_request *req = &c->w->req;
 	const char *given = parsed ? httpreq_header(&req->r, "X-Request-Id") : NULL;
 
 	if (!parsed)
@@ -590,13 +641,13 @@ static void http_conn_refuse(struct http_conn *c, int status)
 	c->used = 0;
 	metrics_count(status == 408 ? METRICS_HTTP_TIMEOUTS : METRICS_HTTP_REFUSED);
 	http_request_begin(c, false);
-	c->srv->svc->error(&c->req, status, http_refusal(status));
+	c->srv->svc->error(&c->w->req, status, http_refusal(status));
 }
 
 static void http_conn_dispatch(struct http_conn *c)
 {
 	const struct http_service *svc = c->srv->svc;
-	struct http_request *req = &c->req;
+	struct http_request *req = &c->w->req;
 	const struct http_route *r = NULL;
 	char *end = c->buf + c->start + c->used;
 
@@ -640,18 +691,22 @@ static void http_conn_process(struct http_conn *c)
 
 	while (!c->closing && (c->state == HTTP_C_IDLE || c->state == HTTP_C_READING) && c->len > c->start) {
 		if (c->state == HTTP_C_IDLE) {
+			if (!http_conn_work_take(c)) {
+				http_conn_close(c);
+				return;
+			}
 			c->state = HTTP_C_READING;
 			c->continued = false;
 			http_idle(c, false);
-			httpreq_parser_init(&c->ps, &c->srv->limits);
+			httpreq_parser_init(&c->w->ps, &c->srv->limits);
 			/* From the first byte, however slowly the rest comes. */
 			event_del(&c->timer);
 			event_add(&c->timer, c->srv->request_tv);
 		}
-		rc = httpreq_parse(&c->ps, c->buf + c->start, c->len - c->start, &used, &c->req.r);
+		rc = httpreq_parse(&c->w->ps, c->buf + c->start, c->len - c->start, &used, &c->w->req.r);
 		if (rc == HTTPREQ_MORE) {
-			if (!c->continued && httpreq_awaiting_body(&c->ps) &&
-			    httpreq_expects_continue(&c->ps, c->buf + c->start)) {
+			if (!c->continued && httpreq_awaiting_body(&c->w->ps) &&
+			    httpreq_expects_continue(&c->w->ps, c->buf + c->start)) {
 				static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 				c->continued = true;
 				/* Best effort: a client that gets nothing sends anyway. */
@@ -753,6 +808,7 @@ static void http_conn_done(struct http_conn *c)
 		c->used = 0;
 	}
 	c->state = HTTP_C_IDLE;
+	http_conn_work_give(c);
 	if (c->start == c->len)
 		http_conn_buf_release(c);
 	http_idle(c, true);
@@ -1192,5 +1248,9 @@ void http_server_free(struct http_server *srv)
 		close(srv->fd);
 	while (srv->npool)
 		free(srv->pool[--srv->npool]);
+	while (srv->nwpool) {
+		HTTP_UNPOISON(srv->wpool[srv->nwpool - 1], sizeof(struct http_work));
+		free(srv->wpool[--srv->nwpool]);
+	}
 	free(srv);
 }

@@ -147,12 +147,21 @@ bench_certs() {
 	cat "$TMP/ec.crt" "$TMP/rsa.crt" > "$TMP/ca.crt"
 }
 
+# redis-server runs in the benchmark's own session (not daemonized: a daemon
+# gets a scheduler autogroup of its own, where its nice value means nothing
+# to the other groups), at nice -10 where that is allowed. In production it
+# has a machine of its own; here it shares two CPUs with the servers and wrk,
+# and this kernel's scheduler was seen to leave a daemonized redis-server
+# runnable but unscheduled for 640 ms while both CPUs were busy
+# (docs/performance.md): bootstrapd then rightly answers 503, and the run
+# measures the machine, not the server.
 bench_start_redis() {
-	"${ON_SERVER_CPU[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-		--pidfile "$TMP/redis.pid" --logfile "$TMP/redis.log" --dir "$TMP"
+	local nice=()
+	nice -n -10 true 2>/dev/null && nice=(nice -n -10)
+	"${ON_SERVER_CPU[@]}" "${nice[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
+		--daemonize no --logfile "$TMP/redis.log" --dir "$TMP" &
+	REDIS_PID=$!
 	wait_for 10 redis-cli -p "$RPORT" ping || die "redis-server did not start"
-	wait_for 5 test -s "$TMP/redis.pid" || die "redis-server wrote no pid file"
-	REDIS_PID=$(cat "$TMP/redis.pid")
 }
 
 # bench_catalog: the shipped catalog, except that eu-central-1's default mqtt

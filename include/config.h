@@ -61,6 +61,12 @@ struct config {
 	char *redis_user;     /* ACL user name, or NULL */
 	char *redis_password; /* NULL = no AUTH */
 	int redis_db;         /* SELECT index, 0 unless given */
+	/* Redis Sentinel: the master named redis_master_name, as the sentinels
+	 * ("host:port" each, NULL-terminated) say. Empty list: redis_url. */
+	char **redis_sentinels;
+	size_t nredis_sentinels;
+	char *redis_master_name;  /* "" unless Sentinel */
+	char *redis_password_env; /* "" or the variable redis_password came from */
 
 	char *regions; /* region catalog file */
 	char *secret_key_file; /* 32-byte key (64 hex chars) for device secrets */

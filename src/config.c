@@ -71,6 +71,10 @@ static int config_check_redis_url(struct config *cfg, const struct config_key *k
 	char **why);
 static int config_check_log_level(struct config *cfg, const struct config_key *k, char **value,
 	char **why);
+static int config_check_node(struct config *cfg, const struct config_key *k, char **value,
+	char **why);
+static int config_check_env_name(struct config *cfg, const struct config_key *k, char **value,
+	char **why);
 
 #define CF(field) offsetof(struct config, field)
 #define CSZ(field) sizeof(((struct config *)0)->field)
@@ -117,6 +121,12 @@ static const struct config_key config_keys[] = {
 		"Redis server: redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]"),
 	KEY_INT("redis.timeout_ms", redis_timeout_ms, "500", 10, 60000,
 		"Connect and command timeout for Redis, milliseconds"),
+	{ "redis.sentinels", CONFIG_STRINGS, "[]", 0, 0, CF(redis_sentinels), CF(nredis_sentinels), 0,
+		config_check_node, 0, "Redis Sentinels (host:port each) that name the master; instead of redis.url" },
+	KEY_STR("redis.master_name", redis_master_name, "\"\"", NULL, CONFIG_EMPTY_OK,
+		"The master's name as the Sentinels know it (with redis.sentinels)"),
+	KEY_STR("redis.password_env", redis_password_env, "\"\"", config_check_env_name, CONFIG_EMPTY_OK,
+		"Environment variable holding the Redis password; empty = none (or the one in redis.url)"),
 	KEY_PATH("regions", regions, "\"regions.json\"", "Region catalog file (must be readable)"),
 	KEY_PATH("secret_key_file", secret_key_file, "\"secret.key\"",
 		"Key file for device secrets at rest (32 bytes as 64 hex chars)"),
@@ -156,6 +166,7 @@ static const struct config_key config_keys[] = {
 /* Per-load state: where each key's current value came from, for messages. */
 struct config_loader {
 	struct config *cfg;
+	char *const *envp;
 	const char *file; /* the path as the caller gave it */
 	char *origin[CONFIG_NKEYS];
 	bool set[CONFIG_NKEYS]; /* by the file or the environment */
@@ -356,6 +367,46 @@ static int config_check_listen(struct config *cfg, const struct config_key *k, c
 bad:
 	*why = config_fmt("expected host:port or [v6]:port with port 0..65535, found \"%s\"", s);
 	return -1;
+}
+
+/* A Redis node to connect to: host:port or [v6]:port, port 1..65535. */
+static int config_check_node(struct config *cfg, const struct config_key *k, char **value,
+	char **why)
+{
+	const char *colon = strrchr(*value, ':');
+
+	if (config_check_listen(cfg, k, value, why) < 0)
+		return -1;
+	if (strchr(*value, '*') != NULL || strcmp(colon, ":0") == 0) {
+		*why = config_fmt("expected host:port or [v6]:port of a Redis node, found \"%s\"", *value);
+		return -1;
+	}
+	return 0;
+}
+
+/* The name of an environment variable: [A-Za-z_][A-Za-z0-9_]*, and not one
+ * of ours (every BOOTSTRAPD_ variable is a configuration override). */
+static int config_check_env_name(struct config *cfg, const struct config_key *k, char **value,
+	char **why)
+{
+	const char *s = *value;
+
+	(void)cfg;
+	(void)k;
+	if (s[0] == '\0')
+		return 0;
+	for (const char *p = s; *p; p++) {
+		if (!(isalpha((unsigned char)*p) || *p == '_' || (p > s && isdigit((unsigned char)*p)))) {
+			*why = config_fmt("expected the name of an environment variable, found \"%.80s\"", s);
+			return -1;
+		}
+	}
+	if (strncmp(s, "BOOTSTRAPD_", 11) == 0) {
+		*why = config_fmt("\"%.80s\": BOOTSTRAPD_ variables are configuration overrides; "
+			"choose another name", s);
+		return -1;
+	}
+	return 0;
 }
 
 static int config_check_token(struct config *cfg, const struct config_key *k, char **value,
@@ -1197,6 +1248,69 @@ static int config_check_readable(struct config_loader *ld, const char *key, cons
 	return -1;
 }
 
+static const char *config_getenv(char *const *envp, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; envp && *envp; envp++)
+		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+			return *envp + n + 1;
+	return NULL;
+}
+
+/* One Redis topology, and its password from the environment. */
+static int config_finish_redis(struct config_loader *ld, char **cause)
+{
+	struct config *cfg = ld->cfg;
+	const struct config_key *url = config_find_key("redis.url");
+	const struct config_key *sen = config_find_key("redis.sentinels");
+	const struct config_key *name = config_find_key("redis.master_name");
+	const struct config_key *penv = config_find_key("redis.password_env");
+
+	if (cfg->nredis_sentinels > 0) {
+		if (ld->set[url - config_keys]) {
+			config_fail(cause, "%s: \"redis.url\" and \"redis.sentinels\": give exactly one Redis topology",
+				ld->origin[sen - config_keys]);
+			return -1;
+		}
+		if (cfg->redis_master_name[0] == '\0') {
+			config_fail(cause, "%s: \"redis.master_name\" is required with \"redis.sentinels\"",
+				ld->origin[sen - config_keys]);
+			return -1;
+		}
+		/* The master is found at run time; the URL's parts stay unused. */
+		free(cfg->redis_host);
+		cfg->redis_host = NULL;
+		free(cfg->redis_unix);
+		cfg->redis_unix = NULL;
+		cfg->redis_port = 0;
+		cfg->redis_db = 0;
+	} else if (cfg->redis_master_name[0] != '\0') {
+		config_fail(cause, "%s: \"redis.master_name\" needs \"redis.sentinels\"",
+			ld->origin[name - config_keys]);
+		return -1;
+	}
+	if (cfg->redis_password_env[0] != '\0') {
+		const char *pw = config_getenv(ld->envp, cfg->redis_password_env);
+
+		if (cfg->redis_password != NULL) {
+			config_fail(cause, "%s: \"redis.password_env\" and a password in \"redis.url\": give one",
+				ld->origin[penv - config_keys]);
+			return -1;
+		}
+		if (pw == NULL || pw[0] == '\0') {
+			config_fail(cause, "%s: \"redis.password_env\": the environment variable %s is not set",
+				ld->origin[penv - config_keys], cfg->redis_password_env);
+			return -1;
+		}
+		if ((cfg->redis_password = strdup(pw)) == NULL) {
+			config_fail(cause, "%s: out of memory", ld->file);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* Checks that need the final values: files exist, geoip is complete. */
 static int config_finish(struct config_loader *ld, char **cause)
 {
@@ -1208,6 +1322,8 @@ static int config_finish(struct config_loader *ld, char **cause)
 	long n;
 
 	if (config_check_readable(ld, "regions", "the region catalog", cfg->regions, cause) < 0)
+		return -1;
+	if (config_finish_redis(ld, cause) < 0)
 		return -1;
 	cfg->geoip_enabled = ld->set[db - config_keys];
 	if (!cfg->geoip_enabled && (ld->geoip_section || ld->set[cc - config_keys])) {
@@ -1372,7 +1488,8 @@ int config_load(const char *path, char *const *envp, struct config **out, char *
 		goto out;
 	if (config_walk(&ld, root, NULL, cause) < 0)
 		goto out;
-	if (config_apply_env(&ld, envp != NULL ? envp : environ, cause) < 0)
+	ld.envp = envp != NULL ? envp : environ;
+	if (config_apply_env(&ld, ld.envp, cause) < 0)
 		goto out;
 	if (config_finish(&ld, cause) < 0)
 		goto out;
@@ -1406,6 +1523,9 @@ void config_free(struct config *cfg)
 	config_free_list(cfg->admin_tokens);
 	free(cfg->redis_url);
 	config_redis_clear(cfg);
+	config_free_list(cfg->redis_sentinels);
+	free(cfg->redis_master_name);
+	free(cfg->redis_password_env);
 	free(cfg->regions);
 	free(cfg->secret_key_file);
 	config_free_list(cfg->geoip_databases);

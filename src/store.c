@@ -13,6 +13,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "sentinel.h"
 
 enum store_state { STORE_DOWN, STORE_CONNECTING, STORE_UP };
 enum store_track_state { TRACK_DOWN, TRACK_CONNECTING, TRACK_SUBSCRIBED };
@@ -38,6 +39,14 @@ struct store {
 	int handshake;    /* AUTH/SELECT answers still to come */
 	bool needs_handshake;
 	bool fenced;      /* replies held until a PING sent after them is answered */
+
+	/* Under Redis Sentinel (sn not NULL): the master as last named, NULL
+	 * until a sentinel names one; gen counts its changes, and each
+	 * connection remembers the gen it was made to. */
+	struct sentinel *sn;
+	char *host;
+	int port;
+	unsigned gen, dgen, tgen;
 
 	/* The record cache (NULL: none) and what keeps it exact. */
 	struct cache *cache;
@@ -75,6 +84,8 @@ struct store_call {
 
 static void store_connect(struct store *st);
 static void store_track_maybe(struct store *st);
+static void store_track_reset_later(struct store *st, const char *why);
+static bool store_is(const redisReply *r, const char *s);
 
 static void store_report(struct store *st)
 {
@@ -110,6 +121,16 @@ static void store_set_state(struct store *st, enum store_state to)
 	if ((st->state == STORE_UP) != (to == STORE_UP))
 		metrics_gauge_add(METRICS_REDIS_DOWN, to == STORE_UP ? -1 : 1);
 	st->state = to;
+}
+
+/* The master is to be asked for again before the next connection. */
+static void store_forget_master(struct store *st)
+{
+	if (st->sn == NULL || st->host == NULL)
+		return;
+	free(st->host);
+	st->host = NULL;
+	st->gen++;
 }
 
 static void store_schedule_retry(struct store *st)
@@ -180,6 +201,7 @@ static void store_on_connect(const redisAsyncContext *ac, int status)
 		if (!st->was_down_logged)
 			log_warn("store", "cannot connect to Redis: %s", ac->errstr);
 		st->was_down_logged = true;
+		store_forget_master(st);
 		/* hiredis frees the context after this callback. */
 		st->ac = NULL;
 		store_set_state(st, STORE_DOWN);
@@ -203,6 +225,7 @@ static void store_on_disconnect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK)
 		log_warn("store", "lost the Redis connection: %s", ac->errstr);
 	st->was_down_logged = true;
+	store_forget_master(st);
 	store_schedule_retry(st);
 }
 
@@ -230,8 +253,77 @@ static void store_reset_cb(evutil_socket_t fd, short what, void *arg)
 	if (st->handshake >= 0)
 		log_warn("store", "Redis did not answer in time; reconnecting");
 	store_drop(st);
+	store_forget_master(st);
 	if (!st->freeing)
 		store_schedule_retry(st);
+}
+
+/* The master a sentinel named (HOST NULL: none did). */
+static void store_master_found(void *arg, const char *host, int port)
+{
+	struct store *st = arg;
+
+	if (st->freeing)
+		return;
+	if (host == NULL) {
+		st->was_down_logged = true;
+		store_schedule_retry(st);
+		return;
+	}
+	if (st->host == NULL || strcmp(st->host, host) != 0 || st->port != port) {
+		char *h = strdup(host);
+		if (h == NULL) {
+			store_schedule_retry(st);
+			return;
+		}
+		free(st->host);
+		st->host = h;
+		st->port = port;
+		st->gen++;
+	}
+	store_connect(st);
+}
+
+/* A sentinel announced a new master, or named one after (re)subscribing:
+ * connections elsewhere are dropped and made again to it. */
+static void store_master_switched(void *arg, const char *host, int port)
+{
+	struct store *st = arg;
+
+	if (st->freeing || (st->host != NULL && strcmp(st->host, host) == 0 && st->port == port))
+		return;
+	if (st->ac != NULL || st->host != NULL)
+		log_info("store", "following the Redis master to %s:%d", host, port);
+	store_drop(st);
+	if (st->tac != NULL)
+		store_track_reset_later(st, "the Redis master moved");
+	evtimer_del(st->retry);
+	st->backoff_ms = 50;
+	store_master_found(st, host, port);
+}
+
+/* ROLE, the last step of a connection made under Sentinel: only the master
+ * is written to. A demoted master (a replica now) is left at once. */
+static void store_role_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct store *st = privdata;
+	redisReply *r = reply;
+
+	(void)ac;
+	if (st->freeing || st->ac == NULL || st->handshake < 0 || r == NULL)
+		return;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && store_is(r->element[0], "master")) {
+		store_handshake(st, r, "ROLE");
+		return;
+	}
+	log_warn("store", "Redis at %s:%d is not the master (%s); asking the Sentinels again",
+		st->host ? st->host : "?", st->port,
+		r->type == REDIS_REPLY_ERROR ? r->str
+		: r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->type == REDIS_REPLY_STRING
+			? r->element[0]->str : "unexpected ROLE answer");
+	store_forget_master(st);
+	st->handshake = -1;
+	event_active(st->reset, EV_TIMEOUT, 0);
 }
 
 static void store_connect(struct store *st)
@@ -240,7 +332,17 @@ static void store_connect(struct store *st)
 	struct timeval tv = { cfg->redis_timeout_ms / 1000, (cfg->redis_timeout_ms % 1000) * 1000 };
 	redisAsyncContext *ac;
 
-	if (cfg->redis_unix && cfg->redis_unix[0])
+	if (st->freeing || st->ac != NULL)
+		return;
+	if (st->sn != NULL && st->host == NULL) {
+		/* A question already out answers the follower; ask again later. */
+		if (sentinel_ask(st->sn, store_master_found, st) < 0)
+			store_schedule_retry(st);
+		return;
+	}
+	if (st->sn != NULL)
+		ac = redisAsyncConnect(st->host, st->port);
+	else if (cfg->redis_unix && cfg->redis_unix[0])
 		ac = redisAsyncConnectUnix(cfg->redis_unix);
 	else
 		ac = redisAsyncConnect(cfg->redis_host, cfg->redis_port);
@@ -280,6 +382,14 @@ static void store_connect(struct store *st)
 		const char *argv[] = { "SELECT", db };
 		st->handshake++;
 		redisAsyncCommandArgv(ac, store_select_reply, st, 2, argv, NULL);
+	}
+	/* Named, so that an operator's CLIENT LIST tells ours apart. */
+	redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME bootstrapd");
+	if (st->sn != NULL) {
+		const char *argv[] = { "ROLE" };
+		st->handshake++;
+		st->dgen = st->gen;
+		redisAsyncCommandArgv(ac, store_role_reply, st, 1, argv, NULL);
 	}
 	st->needs_handshake = st->handshake > 0;
 	/* A connect that hangs is dropped like a hung command. */
@@ -390,6 +500,11 @@ static void store_track_maybe(struct store *st)
 	if (st->cache == NULL || st->freeing || st->ac == NULL || st->state != STORE_UP ||
 	    st->tstate != TRACK_SUBSCRIBED || st->tracking_sent || st->tracking_refused)
 		return;
+	/* Client ids are per server: both connections must be to the same one. */
+	if (st->sn != NULL && (st->tgen != st->dgen || st->dgen != st->gen)) {
+		store_track_reset_later(st, "the Redis tracking connection is not on the current master");
+		return;
+	}
 	snprintf(id, sizeof(id), "%lld", st->tid);
 	const char *argv[] = { "CLIENT", "TRACKING", "on", "REDIRECT", id };
 	if (redisAsyncCommandArgv(st->ac, store_tracking_reply, st, 5, argv, NULL) != REDIS_OK)
@@ -524,7 +639,14 @@ static void store_track_connect(struct store *st)
 
 	if (st->freeing || st->tac != NULL)
 		return;
-	if (cfg->redis_unix && cfg->redis_unix[0])
+	if (st->sn != NULL && st->host == NULL) {
+		store_track_schedule(st); /* once a sentinel named the master */
+		return;
+	}
+	st->tgen = st->gen;
+	if (st->sn != NULL)
+		ac = redisAsyncConnect(st->host, st->port);
+	else if (cfg->redis_unix && cfg->redis_unix[0])
 		ac = redisAsyncConnectUnix(cfg->redis_unix);
 	else
 		ac = redisAsyncConnect(cfg->redis_host, cfg->redis_port);
@@ -556,6 +678,7 @@ static void store_track_connect(struct store *st)
 		const char *argv[] = { "AUTH", user ? cfg->redis_user : cfg->redis_password, cfg->redis_password };
 		redisAsyncCommandArgv(ac, store_track_auth_reply, st, user ? 3 : 2, argv, NULL);
 	}
+	redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME bootstrapd-tracking");
 	const char *argv[] = { "CLIENT", "ID" };
 	redisAsyncCommandArgv(ac, store_track_id_reply, st, 2, argv, NULL);
 	/* Not subscribed by then: made again (the reset timer doubles as the deadline). */
@@ -689,7 +812,8 @@ struct store *store_new(struct event_base *base, const struct config *cfg)
 	metrics_gauge_add(METRICS_REDIS_DOWN, 1); /* born down */
 	st->retry = evtimer_new(base, store_retry_cb, st);
 	st->reset = evtimer_new(base, store_reset_cb, st);
-	if (st->retry == NULL || st->reset == NULL) {
+	if (st->retry == NULL || st->reset == NULL ||
+	    (cfg->nredis_sentinels > 0 && (st->sn = sentinel_new(base, cfg, store_master_switched, st)) == NULL)) {
 		store_free(st);
 		return NULL;
 	}
@@ -702,8 +826,11 @@ void store_free(struct store *st)
 	if (st == NULL)
 		return;
 	st->freeing = true;
+	sentinel_free(st->sn);
+	st->sn = NULL;
 	store_track_drop(st);
 	store_drop(st);
+	free(st->host);
 	store_set_state(st, STORE_DOWN);
 	metrics_gauge_add(METRICS_REDIS_DOWN, -1);
 	if (st->retry)
@@ -746,6 +873,17 @@ static void store_call_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void store_call_deliver(struct store_call *call, redisReply *reply)
 {
+	struct store *st = call->st;
+
+	/* Under Sentinel a write refused by a replica means the master moved. */
+	if (st->sn != NULL && reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+	    strstr(reply->str, "READONLY") != NULL && st->ac != NULL && !st->freeing) {
+		log_warn("store", "Redis at %s:%d refused a write as a replica; asking the Sentinels again",
+			st->host ? st->host : "?", st->port);
+		store_forget_master(st);
+		st->handshake = -1; /* logged here, not as a timeout */
+		event_active(st->reset, EV_TIMEOUT, 0);
+	}
 	if (!call->answered) {
 		call->answered = true;
 		if (reply == NULL || reply->type == REDIS_REPLY_ERROR)

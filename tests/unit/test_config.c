@@ -84,6 +84,18 @@ static void expect_error_v(const char *json, char *const *envp, ...)
 }
 #define expect_error(json, envp, ...) expect_error_v(json, envp, __VA_ARGS__, (const char *)NULL)
 
+/* Loading fails and the message does not hold SECRET. */
+static void expect_error_without(const char *json, char *const *envp, const char *secret)
+{
+	struct config *cfg = NULL;
+	char *cause = NULL;
+
+	assert_int_equal(load(json, envp, &cfg, &cause), -1);
+	assert_non_null(cause);
+	assert_null(strstr(cause, secret));
+	free(cause);
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -683,15 +695,45 @@ static void test_redis_url(void **state)
 		expect_error(json, NULL, "\"redis.url\": expected redis://");
 	}
 	/* The message does not repeat a password. */
-	{
-		struct config *c = NULL;
-		char *cause = NULL;
+	expect_error_without("{ 'redis': { 'url': 'redis://:hunter2@h:99999' } }", NULL, "hunter2");
+}
 
-		assert_int_equal(load("{ 'redis': { 'url': 'redis://:hunter2@h:99999' } }", NULL, &c,
-			&cause), -1);
-		assert_null(strstr(cause, "hunter2"));
-		free(cause);
-	}
+static void test_redis_sentinel(void **state)
+{
+	char *env[] = { "RPW=s3cret", NULL };
+	char *noenv[] = { "OTHER=1", NULL };
+	struct config *cfg;
+
+	(void)state;
+	cfg = expect_ok("{ 'redis': { 'sentinels': ['10.0.0.1:26379', '[::1]:26380', 's3.example:26381'],"
+		" 'master_name': 'bd', 'password_env': 'RPW' } }", env);
+	assert_int_equal(cfg->nredis_sentinels, 3);
+	assert_string_equal(cfg->redis_sentinels[1], "[::1]:26380");
+	assert_string_equal(cfg->redis_master_name, "bd");
+	assert_string_equal(cfg->redis_password, "s3cret");
+	assert_null(cfg->redis_host); /* the URL's default is not used */
+	config_free(cfg);
+
+	/* A password for one server comes from the environment too. */
+	cfg = expect_ok("{ 'redis': { 'url': 'redis://h', 'password_env': 'RPW' } }", env);
+	assert_string_equal(cfg->redis_host, "h");
+	assert_string_equal(cfg->redis_password, "s3cret");
+	config_free(cfg);
+
+	expect_error("{ 'redis': { 'url': 'redis://h', 'sentinels': ['h:26379'], 'master_name': 'bd' } }", NULL,
+		"exactly one Redis topology");
+	expect_error("{ 'redis': { 'sentinels': ['h:26379'] } }", NULL, "\"redis.master_name\" is required");
+	expect_error("{ 'redis': { 'master_name': 'bd' } }", NULL, "\"redis.master_name\" needs");
+	expect_error("{ 'redis': { 'sentinels': ['h'], 'master_name': 'bd' } }", NULL, "\"redis.sentinels[0]\"",
+		"host:port");
+	expect_error("{ 'redis': { 'sentinels': ['h:0'], 'master_name': 'bd' } }", NULL, "of a Redis node");
+	expect_error("{ 'redis': { 'sentinels': ['*:26379'], 'master_name': 'bd' } }", NULL, "of a Redis node");
+	expect_error("{ 'redis': { 'password_env': 'RPW' } }", noenv, "RPW is not set");
+	expect_error("{ 'redis': { 'password_env': '1X' } }", NULL, "environment variable");
+	expect_error("{ 'redis': { 'password_env': 'BOOTSTRAPD_PW' } }", NULL, "choose another name");
+	expect_error("{ 'redis': { 'url': 'redis://:pw@h', 'password_env': 'RPW' } }", env, "give one");
+	/* The message does not repeat the password. */
+	expect_error_without("{ 'redis': { 'url': 'redis://:pw@h', 'password_env': 'RPW' } }", env, "s3cret");
 }
 
 static void test_env_string(void **state)
@@ -937,7 +979,7 @@ static void test_dump_keys(void **state)
 		n++;
 	}
 	free(buf);
-	assert_int_equal(n, 33);
+	assert_int_equal(n, 36);
 	buf = dump_keys();
 	assert_non_null(strstr(buf, "redis.url\tstring\t\"redis://127.0.0.1:6379/0\"\t"));
 	assert_non_null(strstr(buf, "threads\tint\t0\t"));
@@ -998,6 +1040,7 @@ int main(void)
 		cmocka_unit_test(test_tls_certs_list),
 		cmocka_unit_test(test_listen),
 		cmocka_unit_test(test_redis_url),
+		cmocka_unit_test(test_redis_sentinel),
 		cmocka_unit_test(test_env_string),
 		cmocka_unit_test(test_env_int_bool),
 		cmocka_unit_test(test_env_list),

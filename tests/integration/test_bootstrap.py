@@ -903,6 +903,14 @@ def port_open(port):
         return False
 
 
+def accept_queue(port):
+    """Connections to PORT that the kernel holds and the daemon has not yet
+    accepted (the Recv-Q of its listening sockets)."""
+    out = subprocess.run(["ss", "-ltnH", "sport = :%d" % port], stdout=subprocess.PIPE, text=True,
+                         timeout=10).stdout
+    return sum(int(line.split()[1]) for line in out.splitlines() if line.strip())
+
+
 class Shutdown(DeviceAsserts, unittest.TestCase):
     def setUp(self):
         self.h = harness.Harness(name=self.id()).start()
@@ -959,6 +967,9 @@ class Shutdown(DeviceAsserts, unittest.TestCase):
         try:
             data = sdk_request(SDK_BODY)
             s.sendall(data[:-10])
+            # Accepted first: closing a listener resets what waits in its
+            # queue, as any server's does, and that is not this test.
+            harness.wait_until(lambda: accept_queue(self.h.public_port) == 0, 5, "the connection accepted")
             self.h.signal(signal.SIGTERM)
             # Draining: the listener closes while our request is half read.
             harness.wait_until(lambda: not port_open(self.h.public_port), 5,

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <time.h>
 #include "http.h"
+#include <hiredis/hiredis.h>
 #include <yajl/yajl_gen.h>
 
 #include "catalog.h"
@@ -52,6 +53,9 @@ void adminreq_unref(struct adminreq *ar);
 /* Answers unless already answered (then does nothing). */
 void adminreq_error(struct adminreq *ar, int status, const char *code, const char *message);
 void adminreq_unavailable(struct adminreq *ar); /* 503: Redis unreachable */
+/* 503 for a write that REPLY (NULL, an error, or unexpected) says failed:
+ * out_of_memory when Redis refused it at maxmemory, else unavailable. */
+void adminreq_redis_failed(struct adminreq *ar, const redisReply *reply);
 void adminreq_error_req(struct http_request *req, int status, const char *code, const char *message);
 void adminreq_send(struct http_request *req, int status, const char *ctype, const char *body, size_t len);
 void adminreq_send_gen(struct http_request *req, int status, yajl_gen g);

@@ -159,7 +159,7 @@ static void admin_product_get_reply(redisReply *reply, void *arg)
 	int found;
 
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-		adminreq_unavailable(ar);
+		adminreq_redis_failed(ar, reply);
 		goto out;
 	}
 	found = admin_product_from_reply(reply, &ar->product);
@@ -181,7 +181,7 @@ static void admin_product_put_reply(redisReply *reply, void *arg)
 	struct adminreq *ar = arg;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-		adminreq_unavailable(ar);
+		adminreq_redis_failed(ar, reply);
 		goto out;
 	}
 	ar->created = reply->integer == 1;
@@ -236,7 +236,7 @@ static void admin_register_reply(redisReply *reply, void *arg)
 		adminreq_error(ar, 503, "outcome_unknown",
 			"Redis did not confirm in time; the devices may be registered: look them up before retrying");
 	} else if (reply->type != REDIS_REPLY_INTEGER) {
-		adminreq_unavailable(ar);
+		adminreq_redis_failed(ar, reply);
 	} else if (reply->integer == -1) {
 		adminreq_error(ar, 404, "product_not_found", "no such product");
 	} else if (reply->integer > 0) {
@@ -657,7 +657,7 @@ static void admin_device_product_reply(redisReply *reply, void *arg)
 	if (ar->answered)
 		goto out;
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR || ar->failed) {
-		adminreq_unavailable(ar);
+		adminreq_redis_failed(ar, reply);
 		goto out;
 	}
 	found = admin_product_from_reply(reply, &ar->product);

@@ -51,7 +51,7 @@ static void admin_batch_created(redisReply *reply, void *arg)
 		adminreq_error(ar, 503, "outcome_unknown",
 			"Redis did not confirm in time; the batch may have been accepted: list the batches before retrying");
 	} else if (reply->type != REDIS_REPLY_INTEGER) {
-		adminreq_unavailable(ar);
+		adminreq_redis_failed(ar, reply);
 	} else if (reply->integer < 0) {
 		adminreq_error(ar, 400, "invalid_auth_code",
 			"authCode is wrong, expired, used, or issued for another account");
@@ -456,7 +456,7 @@ static void admin_batch_retry_reply(redisReply *reply, void *arg)
 	struct adminreq *ar = arg;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-		adminreq_unavailable(ar);
+		adminreq_redis_failed(ar, reply);
 	} else if (reply->integer == -1) {
 		adminreq_error(ar, 404, "batch_not_found", "no such batch");
 	} else if (reply->integer == -2) {
@@ -483,7 +483,7 @@ static void admin_batch_code_reply(redisReply *reply, void *arg)
 	const char *code = ar->id;
 
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-		adminreq_unavailable(ar);
+		adminreq_redis_failed(ar, reply);
 	} else if (reply->type == REDIS_REPLY_NIL) {
 		/* One in a million: that code is live already for this account. */
 		adminreq_error(ar, 503, "unavailable", "try again");

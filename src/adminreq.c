@@ -120,6 +120,16 @@ void adminreq_unavailable(struct adminreq *ar)
 	adminreq_error(ar, 503, "unavailable", "Redis is unreachable; try again");
 }
 
+void adminreq_redis_failed(struct adminreq *ar, const redisReply *reply)
+{
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL && strncmp(reply->str, "OOM", 3) == 0)
+		adminreq_error(ar, 503, "out_of_memory",
+			"Redis is out of memory (maxmemory) and refused the write; nothing was changed: free memory or "
+			"raise maxmemory, then try again");
+	else
+		adminreq_unavailable(ar);
+}
+
 bool adminreq_valid_account(const char *s)
 {
 	return schema_valid_account(s);

@@ -291,14 +291,21 @@ static int bootstrap_render(struct server_thread *t, const struct catalog *cat, 
 	return len;
 }
 
+static struct log_limit bootstrap_record_log;
+
 static void bootstrap_on_recorded(redisReply *reply, void *arg)
 {
 	struct bootstrap_req *br = arg;
+	unsigned long held;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
-		log_warn("bootstrap", "%s: the bootstrap could not be recorded", br->field);
-	else if (reply->integer == 1 && br->device.status != SCHEMA_ACTIVE)
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		/* Redis at maxmemory refuses every record alike: one line a second. */
+		if (log_limit_pass(&bootstrap_record_log, &held))
+			log_warn("bootstrap", "%s: the bootstrap could not be recorded (%s; %lu more not logged)",
+				br->field, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer", held);
+	} else if (reply->integer == 1 && br->device.status != SCHEMA_ACTIVE) {
 		metrics_count(METRICS_ACTIVATIONS);
+	}
 	/* The answer is right either way; it goes once the record is written or given up. */
 	bootstrap_send(br->req, 200, br->body, br->body_len);
 	bootstrap_req_unref(br);

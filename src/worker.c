@@ -126,14 +126,21 @@ static void worker_applied(redisReply *reply, void *arg)
 	}
 	metrics_count(METRICS_BATCH_STEP_FAILURES);
 	{
+		/* Out of memory: trying again cannot help until an operator acts,
+		 * so the batch fails now, with the reason, and can be retried. */
+		bool oom = reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "OOM", 3) == 0;
 		char reason[200], now[24];
-		snprintf(reason, sizeof(reason), "rows from %s: %.*s", w->start,
-			reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 17,
-			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
+		if (oom)
+			snprintf(reason, sizeof(reason), "rows from %s: Redis is out of memory (maxmemory); free memory "
+				"or raise maxmemory, then retry the batch", w->start);
+		else
+			snprintf(reason, sizeof(reason), "rows from %s: %.*s", w->start,
+				reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 17,
+				reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
 		log_warn("worker", "batch %s: %s", w->seq, reason);
 		snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 		char attempts[8];
-		snprintf(attempts, sizeof(attempts), "%d", WORKER_MAX_ATTEMPTS);
+		snprintf(attempts, sizeof(attempts), "%d", oom ? 1 : WORKER_MAX_ATTEMPTS);
 		const char *argv[] = { "EVAL", lua_fail, "0", w->seq, w->start, reason, now, attempts };
 		worker_send(w, worker_failed_reply, 8, argv);
 	}

@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- Counts a failed attempt at a step; the third marks the batch failed.
+-- allow-oom: a batch whose steps Redis refuses at maxmemory must still be
+-- marked failed (a few bytes over the limit), or nobody learns why it stopped.
 -- ARGV: seq, start, reason, now, max attempts. Returns 1 when the batch is
 -- now failed (the step is then dropped), else 0 (the step is tried again).
 local bkey = 'bd:b:' .. ARGV[1]

@@ -753,5 +753,54 @@ class Stats(BatchAsserts, HarnessCase):
         self.assertStats({"total": 3, "active": 1, "inactive": 2}, {"eu-central-1": 1, "us-east-1": 2}, 2, 3)
 
 
+class MemoryPressure(BatchAsserts, HarnessCase):
+    """Redis at maxmemory (noeviction): a batch fails at once with the reason,
+    is retryable as soon as memory is freed, and each row is applied once."""
+    harness_args = {"config": {"worker": {"chunk_size": 10, "pause_ms": 200}}}
+    N = 100
+
+    @classmethod
+    def prepare(cls):
+        cls.h.put_product("pkM")
+        cls.names = ["m-%03d" % i for i in range(cls.N)]
+        cls.h.register("pkM", cls.names)
+
+    def test_batch_fails_then_retries_once_memory_is_back(self):
+        bid = self.upload(rows_csv("pkM", self.names), EU)
+        harness.wait_until(lambda: self.h.get_batch(bid)["processed"] > 0, 10, "the batch under way")
+        self.h.redis("CONFIG", "SET", "maxmemory", "1")
+        self.addCleanup(self.h.redis, "CONFIG", "SET", "maxmemory", "0")
+        started = time.monotonic()
+        b = harness.wait_until(lambda: (lambda b: b if b["status"] == "failed" else None)(self.h.get_batch(bid)),
+                               5, "the batch failed")
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertIn("out of memory", b.get("error", ""), b)
+        self.assertLess(b["processed"], self.N, b)
+        # Reads keep answering; the bootstraps' record writes are refused and
+        # logged at most once a second.
+        for dn in self.names[-30:]:
+            r = self.h.bootstrap("pkM", dn)
+            self.assertEqual(r.status, 200, r)
+        lines = [ln for ln in self.h.daemon_log().splitlines() if "could not be recorded" in ln]
+        self.assertTrue(1 <= len(lines) <= 3 + time.monotonic() - started, lines)
+        self.assertIn("OOM", lines[0])
+        # Writes are refused with the reason, and change nothing.
+        self.assertAdminError(self.h.admin("POST", "/v1/batches/%s/retry" % bid), 503, "out_of_memory")
+        self.assertAdminError(self.h.upload_batch(rows_csv("pkM", self.names[:1]), EU), 503, "out_of_memory")
+        self.assertAdminError(self.h.admin("PUT", "/v1/products/pkM", {"homeRegion": "eu-central-1",
+                                                                     "homeInstance": "iot-eu-1",
+                                                                     "account": "acct-a"}), 503, "out_of_memory")
+        self.assertEqual(self.h.get_batch(bid)["status"], "failed")
+        # Memory back: the retry is taken at once and every row is applied once.
+        self.h.redis("CONFIG", "SET", "maxmemory", "0")
+        r = self.h.admin("POST", "/v1/batches/%s/retry" % bid)
+        self.assertEqual(r.status, 202, r)
+        self.assertCompleted(bid, self.N, self.N)
+        _, rows = self.h.batch_results(bid)
+        self.assertEqual(sorted(row[1] for row in rows), self.names)
+        for dn in self.names[::10]:
+            self.assertAnswer("pkM", dn, EU_ANSWER)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -47,6 +47,7 @@ struct config {
 	int worker_chunk_size;
 	int worker_pause_ms;
 	int worker_claim_idle_ms;
+	int worker_batch_retention_s; /* 0 = keep batch rows and results forever */
 	int notify_rate_per_broker;
 	int notify_inflight_per_broker;
 
@@ -67,6 +68,7 @@ struct config {
 	size_t nredis_sentinels;
 	char *redis_master_name;  /* "" unless Sentinel */
 	char *redis_password_env; /* "" or the variable redis_password came from */
+	int redis_wait_replicas;  /* WAIT for this many replicas after durable writes; 0 = no */
 
 	char *regions; /* region catalog file */
 	char *secret_key_file; /* 32-byte key (64 hex chars) for device secrets */

@@ -6,6 +6,7 @@ extern const char lua_apply[];  /* one step of a batch (worker) */
 extern const char lua_create[]; /* a new batch and its steps (admin) */
 extern const char lua_retry[];  /* a failed batch back to work (admin) */
 extern const char lua_fail[];   /* a failed attempt at a step (worker) */
+extern const char lua_prune[];  /* batch retention (worker) */
 extern const char lua_list[];   /* a page of batches (admin) */
 extern const char lua_stats[];  /* the statistics counters (admin) */
 extern const char lua_activate[]; /* a successful bootstrap (device endpoint) */

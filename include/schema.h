@@ -3,7 +3,9 @@
  *   bd:p:{productKey}      hash  product (hr hi ac lk ba pb ct ut)
  *   bd:d:{bucket}          hash  field "{productKey}/{deviceName}" -> device record
  *   bd:s:{bucket}          hash  field "{productKey}/{deviceName}" -> sealed secret
- *   bd:b:{seq}             hash  batch (st tg ac ct ...)
+ *   bd:b:{seq}             hash  batch (st tg ac ct ... pruned)
+ *   bd:b:{seq}:i :r :n     list, hashes  its rows, results, notify states (until pruned)
+ *   bd:batches             zset  every batch's seq, scored by seq
  *
  * Devices are spread over SCHEMA_BUCKETS hashes so that each stays small enough
  * for Redis' compact listpack encoding (docs/key-schema.md has the figures). */
@@ -16,6 +18,7 @@
 
 #include "catalog.h"
 
+#define SCHEMA_BATCHES_KEY "bd:batches"
 #define SCHEMA_BUCKET_BITS 20
 #define SCHEMA_KEY_MAX 96
 #define SCHEMA_FIELD_MAX (CATALOG_PRODUCT_KEY_MAX + 1 + CATALOG_DEVICE_NAME_MAX + 1)
@@ -81,6 +84,8 @@ int schema_secret_key(char *buf, size_t len, const char *product_key, const char
 int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
 	__attribute__((warn_unused_result));
 int schema_batch_key(char *buf, size_t len, uint64_t seq) __attribute__((warn_unused_result));
+/* A batch's rows ('i'), results ('r') or notify states ('n'). */
+int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part) __attribute__((warn_unused_result));
 
 /* Device record "batch;status;registeredAt;activatedAt;lastBootstrapAt;lastRegion". */
 int schema_device_parse(const char *s, size_t len, struct schema_device *out) __attribute__((warn_unused_result));

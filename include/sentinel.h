@@ -19,8 +19,9 @@ typedef void (*sentinel_addr_fn)(void *arg, const char *host, int port);
 /* A sentinel client for CFG's redis.sentinels and redis.master_name, on BASE
  * (both must outlive it). ON_SWITCH is called with the new master whenever a
  * sentinel announces a switch of ours, and after each (re)subscription with
- * what a sentinel then names (a switch may have passed unheard). NULL when
- * out of memory. */
+ * what a sentinel then names (a switch may have passed unheard), and every
+ * 5 s with what a sentinel names then (a subscription may die silently).
+ * NULL when out of memory. */
 struct sentinel *sentinel_new(struct event_base *base, const struct config *cfg, sentinel_addr_fn on_switch,
 	void *arg);
 /* Nothing is called back after this. */

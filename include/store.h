@@ -38,6 +38,13 @@ int store_command(struct store *st, store_reply_fn fn, void *arg, int argc, cons
 int store_command_timed(struct store *st, int timeout_ms, store_reply_fn fn, void *arg, int argc,
 	const char **argv, const size_t *argvlen) __attribute__((warn_unused_result));
 
+/* The same for a write that must be durable on a durable store (see
+ * store_durable_replies); otherwise exactly store_command(_timed). */
+int store_write(struct store *st, store_reply_fn fn, void *arg, int argc, const char **argv,
+	const size_t *argvlen) __attribute__((warn_unused_result));
+int store_write_timed(struct store *st, int timeout_ms, store_reply_fn fn, void *arg, int argc,
+	const char **argv, const size_t *argvlen) __attribute__((warn_unused_result));
+
 /* Sends a command whose answer nobody waits for (best-effort writes). */
 void store_command_noreply(struct store *st, int argc, const char **argv, const size_t *argvlen);
 
@@ -49,6 +56,14 @@ void store_command_noreply(struct store *st, int argc, const char **argv, const 
  * learns it after every tracking connection was told. One more round trip a
  * command: for the admin connection. */
 void store_fence_replies(struct store *st);
+
+/* With redis.wait_replicas N > 0, each reply also waits for `WAIT N` (half
+ * of redis.timeout_ms at most): a write is reported done only once N
+ * replicas have it, so a failover cannot take back what was acknowledged.
+ * Fewer in time: the caller gets NULL (outcome unknown). Only commands sent
+ * with store_write(_timed) wait: reads never need a replica. With N = 0
+ * this does nothing. For the admin and worker connections. */
+void store_durable_replies(struct store *st);
 
 /* Gives the store a record cache of ENTRIES (> 0) entries, allocated now, and
  * starts its tracking connection. Call once, right after store_new(). -1 when

@@ -216,7 +216,7 @@ static void admin_product_put(struct adminreq *ar)
 		const char *argv[] = { "EVAL", lua_put_product, "1", key, p.region->id, p.instance->id, p.account,
 			p.locked ? "1" : "0", p.auth, now, ar->pk };
 		ar->refs++;
-		if (store_command(adminreq_store(ar->t), admin_product_put_reply, ar, 11, argv, NULL) < 0) {
+		if (store_write(adminreq_store(ar->t), admin_product_put_reply, ar, 11, argv, NULL) < 0) {
 			ar->refs--;
 			adminreq_unavailable(ar);
 		}
@@ -399,7 +399,7 @@ static void admin_devices_post(struct adminreq *ar)
 	}
 	ar->outlen = off;
 	ar->refs++;
-	if (store_command_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_register_reply, ar,
+	if (store_write_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_register_reply, ar,
 		    (int)argc, argv, argvlen) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);

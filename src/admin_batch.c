@@ -151,7 +151,7 @@ static void admin_batch_create(struct adminreq *ar)
 	for (size_t i = 0; i < u->nitems; i++)
 		argv[10 + i] = u->items[i];
 	ar->refs++;
-	if (store_command_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_batch_created, ar,
+	if (store_write_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_batch_created, ar,
 		    (int)argc, argv, NULL) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);
@@ -218,6 +218,12 @@ static void admin_batch_gen(yajl_gen g, const char *id, const redisReply *hash)
 	}
 	adminreq_gen_kv(g, "targetAccount", ac && ac[0] ? ac : NULL);
 	adminreq_gen_kv(g, "error", admin_batch_field(hash, "error"));
+	{
+		const char *pr = admin_batch_field(hash, "pruned");
+		/* Only once retention removed its rows: then results answer 410. */
+		if (pr != NULL)
+			adminreq_gen_time(g, "prunedAt", strtoll(pr, NULL, 10));
+	}
 	yajl_gen_map_close(g);
 }
 
@@ -237,7 +243,14 @@ static void admin_batch_get_reply(redisReply *reply, void *arg)
 	adminreq_unref(ar);
 }
 
-/* The results: [total, items, results, notify states] from a MULTI. */
+/* 410: the batch is known, its rows and results are not kept any more. */
+static void admin_batch_expired(struct adminreq *ar)
+{
+	adminreq_error(ar, 410, "batch_expired",
+		"the batch's rows and results were removed after worker.batch_retention_s; its assignments stay");
+}
+
+/* The results: [[total, pruned], items, results, notify states] from a MULTI. */
 static void admin_batch_results_reply(redisReply *reply, void *arg)
 {
 	struct adminreq *ar = arg;
@@ -250,8 +263,13 @@ static void admin_batch_results_reply(redisReply *reply, void *arg)
 		adminreq_unavailable(ar);
 		goto out;
 	}
-	if (reply->element[0]->type != REDIS_REPLY_STRING) {
+	if (reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2 ||
+	    reply->element[0]->element[0]->type != REDIS_REPLY_STRING) {
 		adminreq_error(ar, 404, "batch_not_found", "no such batch");
+		goto out;
+	}
+	if (reply->element[0]->element[1]->type == REDIS_REPLY_STRING) {
+		admin_batch_expired(ar);
 		goto out;
 	}
 	items = reply->element[1];
@@ -352,13 +370,13 @@ static void admin_batch_results(struct adminreq *ar)
 	snprintf(ikey, sizeof(ikey), "%s:i", bkey);
 	snprintf(rkey, sizeof(rkey), "%s:r", bkey);
 	snprintf(nkey, sizeof(nkey), "%s:n", bkey);
-	const char *total[] = { "HGET", bkey, "total" };
+	const char *total[] = { "HMGET", bkey, "total", "pruned" };
 	const char *lrange[] = { "LRANGE", ikey, "0", "-1" };
 	const char *hgetall[] = { "HGETALL", rkey };
 	const char *notify[] = { "HGETALL", nkey };
 	/* MULTI/EXEC: one consistent view; the queued replies are only "QUEUED". */
 	store_command_noreply(adminreq_store(ar->t), 1, multi, NULL);
-	store_command_noreply(adminreq_store(ar->t), 3, total, NULL);
+	store_command_noreply(adminreq_store(ar->t), 4, total, NULL);
 	store_command_noreply(adminreq_store(ar->t), 4, lrange, NULL);
 	store_command_noreply(adminreq_store(ar->t), 2, hgetall, NULL);
 	store_command_noreply(adminreq_store(ar->t), 2, notify, NULL);
@@ -461,6 +479,8 @@ static void admin_batch_retry_reply(redisReply *reply, void *arg)
 		adminreq_error(ar, 404, "batch_not_found", "no such batch");
 	} else if (reply->integer == -2) {
 		adminreq_error(ar, 409, "batch_not_failed", "only a failed batch can be retried");
+	} else if (reply->integer == -3) {
+		admin_batch_expired(ar);
 	} else if (!ar->answered) {
 		yajl_gen g = yajl_gen_alloc(NULL);
 		yajl_gen_map_open(g);
@@ -517,7 +537,7 @@ static void admin_batch_code(struct adminreq *ar)
 	snprintf(ttl, sizeof(ttl), "%d", ar->t->srv->cfg->auth_code_ttl_s);
 	const char *argv[] = { "SET", key, "1", "EX", ttl, "NX" };
 	ar->refs++;
-	if (store_command(adminreq_store(ar->t), admin_batch_code_reply, ar, 6, argv, NULL) < 0) {
+	if (store_write(adminreq_store(ar->t), admin_batch_code_reply, ar, 6, argv, NULL) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);
 	}
@@ -590,10 +610,10 @@ out:
 
 /* --- routing --- */
 
-static void admin_batch_simple(struct adminreq *ar, store_reply_fn fn, int argc, const char **argv)
+static void admin_batch_simple(struct adminreq *ar, store_reply_fn fn, int argc, const char **argv, bool write)
 {
 	ar->refs++;
-	if (store_command(adminreq_store(ar->t), fn, ar, argc, argv, NULL) < 0) {
+	if ((write ? store_write : store_command)(adminreq_store(ar->t), fn, ar, argc, argv, NULL) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);
 	}
@@ -625,7 +645,7 @@ bool admin_batch_handle(struct server_thread *t, struct http_request *req, const
 		if (m != HTTP_GET)
 			admin_batch_not_allowed(ar, "GET");
 		else
-			admin_batch_simple(ar, admin_batch_stats_reply, 3, argv);
+			admin_batch_simple(ar, admin_batch_stats_reply, 3, argv, false);
 	} else if (sscanf(path, "/v1/accounts/%79[^/]/auth-codes%n", acct, &n) == 1 && path[n] == '\0') {
 		if (m != HTTP_POST) {
 			admin_batch_not_allowed(ar, "POST");
@@ -661,7 +681,7 @@ bool admin_batch_handle(struct server_thread *t, struct http_request *req, const
 			if (m != HTTP_GET)
 				admin_batch_not_allowed(ar, "GET");
 			else
-				admin_batch_simple(ar, admin_batch_get_reply, 2, argv);
+				admin_batch_simple(ar, admin_batch_get_reply, 2, argv, false);
 		} else if (strcmp(rest, "results") == 0) {
 			if (m != HTTP_GET)
 				admin_batch_not_allowed(ar, "GET");
@@ -674,7 +694,7 @@ bool admin_batch_handle(struct server_thread *t, struct http_request *req, const
 			if (m != HTTP_POST)
 				admin_batch_not_allowed(ar, "POST");
 			else
-				admin_batch_simple(ar, admin_batch_retry_reply, 6, argv);
+				admin_batch_simple(ar, admin_batch_retry_reply, 6, argv, true);
 		} else {
 			adminreq_error(ar, 404, "not_found", "no such path");
 		}

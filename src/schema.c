@@ -92,6 +92,13 @@ int schema_batch_key(char *buf, size_t len, uint64_t seq)
 	return schema_fit(snprintf(buf, len, "bd:b:%" PRIu64, seq), len);
 }
 
+int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part)
+{
+	if (part != 'i' && part != 'r' && part != 'n')
+		return -1;
+	return schema_fit(snprintf(buf, len, "bd:b:%" PRIu64 ":%c", seq, part), len);
+}
+
 int schema_parse_u64(const char *s, size_t len, uint64_t *out)
 {
 	uint64_t v = 0;

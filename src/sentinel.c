@@ -11,6 +11,9 @@
 
 #define SENTINEL_HOST_MAX 256
 #define SENTINEL_BACKOFF_MAX_MS 1000
+/* How often the master is asked for even when no switch was announced: a
+ * subscription can die without a word (a sentinel's host gone silent). */
+#define SENTINEL_RECHECK_MS 5000
 
 struct sentinel {
 	struct event_base *base;
@@ -41,6 +44,7 @@ struct sentinel {
 	struct event *sretry;  /* reconnect */
 	struct event *stimer;  /* subscribed in time, or dropped */
 	bool sdown_logged;
+	struct event *recheck; /* asks again every SENTINEL_RECHECK_MS */
 };
 
 static void sentinel_sub_connect(struct sentinel *sn);
@@ -329,6 +333,16 @@ static void sentinel_sub_connect(struct sentinel *sn)
 	evtimer_add(sn->stimer, &tv);
 }
 
+static void sentinel_recheck_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sentinel *sn = arg;
+
+	(void)fd;
+	(void)what;
+	if (!sn->asking)
+		sentinel_ask(sn, sentinel_caught_up, sn);
+}
+
 static void sentinel_sretry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -368,9 +382,14 @@ struct sentinel *sentinel_new(struct event_base *base, const struct config *cfg,
 	sn->qtimer = evtimer_new(base, sentinel_qtimer_cb, sn);
 	sn->sretry = evtimer_new(base, sentinel_sretry_cb, sn);
 	sn->stimer = evtimer_new(base, sentinel_stimer_cb, sn);
-	if (sn->qnext == NULL || sn->qtimer == NULL || sn->sretry == NULL || sn->stimer == NULL) {
+	sn->recheck = event_new(base, -1, EV_PERSIST, sentinel_recheck_cb, sn);
+	if (sn->qnext == NULL || sn->qtimer == NULL || sn->sretry == NULL || sn->stimer == NULL || sn->recheck == NULL) {
 		sentinel_free(sn);
 		return NULL;
+	}
+	{
+		struct timeval tv = { SENTINEL_RECHECK_MS / 1000, (SENTINEL_RECHECK_MS % 1000) * 1000 };
+		event_add(sn->recheck, &tv);
 	}
 	sentinel_sub_connect(sn);
 	return sn;
@@ -401,5 +420,7 @@ void sentinel_free(struct sentinel *sn)
 		event_free(sn->sretry);
 	if (sn->stimer)
 		event_free(sn->stimer);
+	if (sn->recheck)
+		event_free(sn->recheck);
 	free(sn);
 }

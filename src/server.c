@@ -237,8 +237,10 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 				t->admin_svc = (struct http_service){ admin_routes, admin_nroutes, METRICS_ADMIN,
 					adminreq_http_error, t };
 			/* An operator told of a write is told after the record caches. */
-			if (t->admin_store)
+			if (t->admin_store) {
 				store_fence_replies(t->admin_store);
+				store_durable_replies(t->admin_store);
+			}
 			t->admin_http = http_server_new(t->base, fd, srv->admin_tls, l->proxy_protocol, cfg,
 				&t->admin_svc);
 			if (t->admin_http == NULL) {

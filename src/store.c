@@ -39,6 +39,7 @@ struct store {
 	int handshake;    /* AUTH/SELECT answers still to come */
 	bool needs_handshake;
 	bool fenced;      /* replies held until a PING sent after them is answered */
+	bool durable;     /* ... until a WAIT for redis.wait_replicas replicas is */
 
 	/* Under Redis Sentinel (sn not NULL): the master as last named, NULL
 	 * until a sentinel names one; gen counts its changes, and each
@@ -80,6 +81,7 @@ struct store_call {
 	struct event *timer;
 	bool answered;
 	redisReply *held; /* a fenced store's reply, waiting for its PING */
+	bool write;       /* a durable store's write: held for WAIT */
 };
 
 static void store_connect(struct store *st);
@@ -780,6 +782,11 @@ static void store_track_sync(struct store *st)
 	}
 }
 
+void store_durable_replies(struct store *st)
+{
+	st->durable = st->cfg->redis_wait_replicas > 0;
+}
+
 void store_fence_replies(struct store *st)
 {
 	st->fenced = true;
@@ -925,15 +932,29 @@ fail:
 	return NULL;
 }
 
-/* The PING behind a fenced reply: Redis read it only after writing out
- * everything of the pass that produced the reply. */
+static struct log_limit store_wait_log;
+
+/* The PING (or WAIT) behind a fenced reply: Redis read it only after writing
+ * out everything of the pass that produced the reply. */
 static void store_fence_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct store_call *call = privdata;
+	struct store *st = call->st;
+	redisReply *r = reply;
+	unsigned long held;
 
 	(void)ac;
-	(void)reply;
-	/* Its own failure does not undo the command: deliver what it answered. */
+	if (call->write && st->durable && st->cfg->redis_wait_replicas > 0 &&
+	    (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer < st->cfg->redis_wait_replicas)) {
+		if (r != NULL && log_limit_pass(&store_wait_log, &held))
+			log_warn("store", "%lld of %d replicas confirmed a write in time; reported as unknown "
+				"(%lu more not logged)", r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL,
+				st->cfg->redis_wait_replicas, held);
+		metrics_count(METRICS_REDIS_TIMEOUTS);
+		store_call_deliver(call, NULL);
+		return;
+	}
+	/* A PING's own failure does not undo the command: deliver what it answered. */
 	store_call_deliver(call, call->held);
 }
 
@@ -942,9 +963,15 @@ static void store_call_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	struct store_call *call = privdata;
 	struct store *st = call->st;
 
-	if (st->fenced && reply != NULL && !call->answered && !st->freeing && ac == st->ac &&
+	if ((st->fenced || (call->write && st->durable)) && reply != NULL && !call->answered && !st->freeing && ac == st->ac &&
 	    (call->held = store_reply_copy(reply)) != NULL) {
-		if (redisAsyncCommand(ac, store_fence_reply, call, "PING") == REDIS_OK)
+		int rc;
+		if (call->write && st->durable && st->cfg->redis_wait_replicas > 0)
+			rc = redisAsyncCommand(ac, store_fence_reply, call, "WAIT %d %d", st->cfg->redis_wait_replicas,
+				st->cfg->redis_timeout_ms / 2 > 0 ? st->cfg->redis_timeout_ms / 2 : 1);
+		else
+			rc = redisAsyncCommand(ac, store_fence_reply, call, "PING");
+		if (rc == REDIS_OK)
 			return;
 		freeReplyObject(call->held);
 		call->held = NULL;
@@ -958,7 +985,28 @@ int store_command(struct store *st, store_reply_fn fn, void *arg, int argc, cons
 	return store_command_timed(st, st->cfg->redis_timeout_ms, fn, arg, argc, argv, argvlen);
 }
 
+static int store_send(struct store *st, int timeout_ms, bool write, store_reply_fn fn, void *arg, int argc,
+	const char **argv, const size_t *argvlen);
+
 int store_command_timed(struct store *st, int timeout_ms, store_reply_fn fn, void *arg, int argc,
+	const char **argv, const size_t *argvlen)
+{
+	return store_send(st, timeout_ms, false, fn, arg, argc, argv, argvlen);
+}
+
+int store_write_timed(struct store *st, int timeout_ms, store_reply_fn fn, void *arg, int argc,
+	const char **argv, const size_t *argvlen)
+{
+	return store_send(st, timeout_ms, true, fn, arg, argc, argv, argvlen);
+}
+
+int store_write(struct store *st, store_reply_fn fn, void *arg, int argc, const char **argv,
+	const size_t *argvlen)
+{
+	return store_send(st, st->cfg->redis_timeout_ms, true, fn, arg, argc, argv, argvlen);
+}
+
+static int store_send(struct store *st, int timeout_ms, bool write, store_reply_fn fn, void *arg, int argc,
 	const char **argv, const size_t *argvlen)
 {
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
@@ -979,6 +1027,7 @@ int store_command_timed(struct store *st, int timeout_ms, store_reply_fn fn, voi
 	if (call == NULL)
 		return -1;
 	call->st = st;
+	call->write = write;
 	call->fn = fn;
 	call->arg = arg;
 	call->timer = evtimer_new(st->base, store_call_timeout, call);

@@ -13,10 +13,14 @@
 #include "lua.h"
 #include "metrics.h"
 #include "notify.h"
+#include "schema.h"
 #include "store.h"
 
 /* How long a worker waits for new work in one read. */
 #define WORKER_BLOCK_MS 1000
+/* Batches looked at by one pruning script; how often pruning runs at most. */
+#define WORKER_PRUNE_BATCH 50
+#define WORKER_PRUNE_EVERY_MS 60000
 
 struct worker {
 	struct event_base *base;
@@ -29,12 +33,41 @@ struct worker {
 	bool busy; /* a worker command is outstanding */
 	bool group_ready;
 	struct timespec next_claim;
+	struct timespec next_prune;
+	uint64_t prune_from; /* batches up to this seq need no more pruning */
 	/* The step being applied. */
 	char entry_id[64];
 	char seq[24], start[24], count[24];
 };
 
 static void worker_next(struct worker *w);
+
+static bool worker_due(const struct timespec *now, const struct timespec *at)
+{
+	return now->tv_sec > at->tv_sec || (now->tv_sec == at->tv_sec && now->tv_nsec >= at->tv_nsec);
+}
+
+static void worker_later(struct timespec *at, const struct timespec *now, int ms)
+{
+	*at = *now;
+	at->tv_sec += ms / 1000;
+	at->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (at->tv_nsec >= 1000000000L) {
+		at->tv_sec++;
+		at->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Pruning runs a quarter of the retention apart (between 1 s and a minute). */
+static void worker_prune_later(struct worker *w)
+{
+	struct timespec now;
+	long long ms = (long long)w->cfg->worker_batch_retention_s * 250;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	worker_later(&w->next_prune, &now,
+		ms < 1000 ? 1000 : ms > WORKER_PRUNE_EVERY_MS ? WORKER_PRUNE_EVERY_MS : (int)ms);
+}
 
 static void worker_schedule(struct worker *w, int ms)
 {
@@ -55,7 +88,7 @@ static void worker_tick(evutil_socket_t fd, short what, void *arg)
 static int worker_send(struct worker *w, store_reply_fn fn, int argc, const char **argv)
 {
 	w->busy = true;
-	if (store_command(w->store, fn, w, argc, argv, NULL) < 0) {
+	if (store_write(w->store, fn, w, argc, argv, NULL) < 0) {
 		/* Redis is down: look again shortly; nothing is lost meanwhile. */
 		worker_schedule(w, 200);
 		return -1;
@@ -144,6 +177,93 @@ static void worker_applied(redisReply *reply, void *arg)
 		const char *argv[] = { "EVAL", lua_fail, "0", w->seq, w->start, reason, now, attempts };
 		worker_send(w, worker_failed_reply, 8, argv);
 	}
+}
+
+static void worker_pruned(redisReply *reply, void *arg)
+{
+	struct worker *w = arg;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+	    reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER) {
+		if (reply->element[0]->integer > 0)
+			log_info("worker", "batch retention: rows and results of %lld batches removed",
+				reply->element[0]->integer);
+		if ((uint64_t)reply->element[1]->integer > w->prune_from) {
+			w->prune_from = (uint64_t)reply->element[1]->integer;
+			/* A whole run settled: the next one at once. */
+			worker_schedule(w, 0);
+			return;
+		}
+	} else if (reply != NULL) {
+		log_warn("worker", "batch retention: %s", reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
+	}
+	worker_prune_later(w);
+	worker_schedule(w, 0);
+}
+
+/* The batches after prune_from, oldest first: pruned in one script that is
+ * given each one's keys. */
+static void worker_prune_list(redisReply *reply, void *arg)
+{
+	struct worker *w = arg;
+	char cutoff[24], now[24];
+	char (*keys)[4][SCHEMA_KEY_MAX + 4];
+	const char **argv;
+	size_t n, argc = 0;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+		worker_prune_later(w);
+		worker_schedule(w, reply == NULL ? 200 : 0);
+		return;
+	}
+	n = reply->elements;
+	keys = calloc(n, sizeof(*keys));
+	argv = calloc(3 + 5 * n + 2, sizeof(*argv));
+	if (keys == NULL || argv == NULL) {
+		free(keys);
+		free(argv);
+		worker_prune_later(w);
+		worker_schedule(w, 200);
+		return;
+	}
+	snprintf(cutoff, sizeof(cutoff), "%lld", (long long)time(NULL) - w->cfg->worker_batch_retention_s);
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	argv[argc++] = "EVAL";
+	argv[argc++] = lua_prune;
+	argc++; /* numkeys, below */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t seq = strtoull(reply->element[i]->str ? reply->element[i]->str : "0", NULL, 10);
+		if (schema_batch_key(keys[i][0], sizeof(keys[i][0]), seq) < 0 ||
+		    schema_batch_part_key(keys[i][1], sizeof(keys[i][1]), seq, 'i') < 0 ||
+		    schema_batch_part_key(keys[i][2], sizeof(keys[i][2]), seq, 'r') < 0 ||
+		    schema_batch_part_key(keys[i][3], sizeof(keys[i][3]), seq, 'n') < 0)
+			break; /* cannot happen for a decimal seq; the script gets those before */
+		for (int k = 0; k < 4; k++)
+			argv[argc++] = keys[i][k];
+	}
+	size_t nkeys = argc - 3;
+	char numkeys[16];
+	snprintf(numkeys, sizeof(numkeys), "%zu", nkeys);
+	argv[2] = numkeys;
+	argv[argc++] = cutoff;
+	argv[argc++] = now;
+	for (size_t i = 0; i < n && i < nkeys / 4; i++)
+		argv[argc++] = reply->element[i]->str;
+	worker_send(w, worker_pruned, (int)argc, argv);
+	free(argv);
+	free(keys);
+}
+
+static void worker_prune(struct worker *w)
+{
+	char from[32], count[16];
+
+	snprintf(from, sizeof(from), "(%" PRIu64, w->prune_from);
+	snprintf(count, sizeof(count), "%d", WORKER_PRUNE_BATCH);
+	const char *argv[] = { "ZRANGEBYSCORE", SCHEMA_BATCHES_KEY, from, "+inf", "LIMIT", "0", count };
+	w->busy = true;
+	if (store_command(w->store, worker_prune_list, w, 7, argv, NULL) < 0)
+		worker_schedule(w, 200);
 }
 
 /* ENTRY is [id, [field, value, ...]] from XREADGROUP or XAUTOCLAIM. */
@@ -272,18 +392,15 @@ static void worker_next(struct worker *w)
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (now.tv_sec > w->next_claim.tv_sec ||
-	    (now.tv_sec == w->next_claim.tv_sec && now.tv_nsec >= w->next_claim.tv_nsec)) {
+	if (w->cfg->worker_batch_retention_s > 0 && worker_due(&now, &w->next_prune)) {
+		worker_prune(w);
+		return;
+	}
+	if (worker_due(&now, &w->next_claim)) {
 		int every = w->cfg->worker_claim_idle_ms / 2;
 		if (every > 5000)
 			every = 5000;
-		w->next_claim = now;
-		w->next_claim.tv_sec += every / 1000;
-		w->next_claim.tv_nsec += (long)(every % 1000) * 1000000L;
-		if (w->next_claim.tv_nsec >= 1000000000L) {
-			w->next_claim.tv_sec++;
-			w->next_claim.tv_nsec -= 1000000000L;
-		}
+		worker_later(&w->next_claim, &now, every);
 		snprintf(idle, sizeof(idle), "%d", w->cfg->worker_claim_idle_ms);
 		const char *argv[] = { "XAUTOCLAIM", WORKER_STREAM, WORKER_GROUP, w->consumer, idle, "0-0",
 			"COUNT", "1" };
@@ -318,6 +435,8 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, str
 		worker_free(w);
 		return NULL;
 	}
+	/* A step counts once the replicas redis.wait_replicas asks for have it. */
+	store_durable_replies(w->store);
 	/* First look: steps a dead worker left are taken at once if idle long enough. */
 	worker_schedule(w, 50);
 	return w;

@@ -1,10 +1,12 @@
 -- Puts a failed batch back to work: queues steps for the rows without a
 -- result. ARGV: seq, step size, now. Returns the rows queued, or -1 when the
--- batch does not exist, -2 when it is not failed.
+-- batch does not exist, -2 when it is not failed, -3 when its rows were
+-- removed (batch retention).
 local seq, step = ARGV[1], tonumber(ARGV[2])
 local bkey = 'bd:b:' .. seq
-local b = redis.call('HMGET', bkey, 'status', 'total')
+local b = redis.call('HMGET', bkey, 'status', 'total', 'pruned')
 if not b[1] then return -1 end
+if b[3] then return -3 end
 if b[1] ~= 'failed' then return -2 end
 local total = tonumber(b[2])
 local rkey = bkey .. ':r'

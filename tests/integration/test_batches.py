@@ -802,5 +802,32 @@ class MemoryPressure(BatchAsserts, HarnessCase):
             self.assertAnswer("pkM", dn, EU_ANSWER)
 
 
+class Retention(BatchAsserts, HarnessCase):
+    """worker.batch_retention_s: a finished batch's rows and results go after
+    the retention; the batch and the devices' assignments stay."""
+    harness_args = {"config": {"worker": {"pause_ms": 0, "batch_retention_s": 2}}}
+
+    @classmethod
+    def prepare(cls):
+        cls.h.put_product("pkR")
+        cls.h.register("pkR", ["ret-1", "ret-2"])
+
+    def test_results_removed_assignments_kept(self):
+        bid = self.upload(rows_csv("pkR", ["ret-1", "ret-2"]), EU)
+        self.assertCompleted(bid, 2, 2)
+        self.assertNotIn("prunedAt", self.h.get_batch(bid))
+        self.assertResults(bid, [("pkR", "ret-1", None), ("pkR", "ret-2", None)])
+        b = harness.wait_until(lambda: (lambda b: b if "prunedAt" in b else None)(self.h.get_batch(bid)), 15,
+                               "the batch pruned")
+        self.assertRegex(b["prunedAt"], TIME_RE)
+        self.assertEqual((b["status"], b["total"], b["succeeded"]), ("completed", 2, 2), b)
+        self.assertAdminError(self.h.admin("GET", "/v1/batches/%s/results" % bid), 410, "batch_expired")
+        self.assertAdminError(self.h.admin("POST", "/v1/batches/%s/retry" % bid), 410, "batch_expired")
+        self.assertIn(bid, self.h.all_batch_ids())
+        # The assignment is the batch's: the devices still go where it sent them.
+        self.assertAnswer("pkR", "ret-1", EU_ANSWER)
+        self.assertAnswer("pkR", "ret-2", EU_ANSWER)
+
+
 if __name__ == "__main__":
     harness.main()

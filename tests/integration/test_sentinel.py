@@ -335,5 +335,36 @@ class SentinelBatchFailover(SentinelCase):
             self.answers(n, US1, n=1)
 
 
+class SentinelDurable(SentinelCase):
+    # redis.wait_replicas 1: an operator's write is acknowledged only once the
+    # replica has it, so a failover cannot take it back.
+    harness_args = {"config": {"redis": {"timeout_ms": 1000, "wait_replicas": 1}}}
+
+    def test_acknowledged_means_replicated(self):
+        replica = next(n for n in self.h.data if n.port != self.h.master_port())
+        r = self.h.admin("PUT", "/v1/products/a1D", {"homeRegion": "cn-shanghai", "homeInstance": "iot-cn-sh-public",
+                                                    "account": "acct-a"})
+        self.assertIn(r.status, (200, 201), r)
+        self.assertIn("hr", replica.cli("HGETALL", "bd:p:a1D"))
+        # A replica that does not answer: the write cannot be confirmed, and
+        # is not reported done. Reads still answer.
+        replica.kill(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            r = self.h.admin("PUT", "/v1/products/a1D", {"homeRegion": "eu-central-1", "homeInstance": "iot-eu-1",
+                                                        "account": "acct-a"})
+            self.assertEqual(r.status, 503, r)
+            self.assertLess(time.monotonic() - started, 3)
+            r = self.h.admin("GET", "/v1/products/a1D")
+            self.assertEqual(r.status, 200, r)
+            self.answers("ff-0", SH, n=2)
+        finally:
+            replica.kill(signal.SIGCONT)
+        # Back: writes are confirmed again.
+        harness.wait_until(lambda: self.h.admin("PUT", "/v1/products/a1D", {
+            "homeRegion": "cn-shanghai", "homeInstance": "iot-cn-sh-public", "account": "acct-a"}).status == 200,
+            10, "a confirmed write after the replica came back", interval=0.2)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -979,7 +979,7 @@ static void test_dump_keys(void **state)
 		n++;
 	}
 	free(buf);
-	assert_int_equal(n, 36);
+	assert_int_equal(n, 38);
 	buf = dump_keys();
 	assert_non_null(strstr(buf, "redis.url\tstring\t\"redis://127.0.0.1:6379/0\"\t"));
 	assert_non_null(strstr(buf, "threads\tint\t0\t"));

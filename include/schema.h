@@ -19,6 +19,11 @@
 #include "catalog.h"
 
 #define SCHEMA_BATCHES_KEY "bd:batches"
+#define SCHEMA_STEPS_KEY "bd:q:batches"             /* stream of batch steps for the workers */
+#define SCHEMA_PRODUCTS_KEY "bd:products"           /* set of product keys */
+#define SCHEMA_STATS_KEY "bd:stats"                 /* devices, active, activations */
+#define SCHEMA_STATS_REGION_KEY "bd:stats:region"   /* devices per region */
+#define SCHEMA_STATS_BATCHES_KEY "bd:stats:batches" /* batches per status */
 #define SCHEMA_BUCKET_BITS 20
 #define SCHEMA_KEY_MAX 96
 #define SCHEMA_FIELD_MAX (CATALOG_PRODUCT_KEY_MAX + 1 + CATALOG_DEVICE_NAME_MAX + 1)
@@ -84,6 +89,14 @@ int schema_secret_key(char *buf, size_t len, const char *product_key, const char
 int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
 	__attribute__((warn_unused_result));
 int schema_batch_key(char *buf, size_t len, uint64_t seq) __attribute__((warn_unused_result));
+/* The hash of the latest notify of each device of a bucket: "bd:nd:{bucket}". */
+int schema_notify_key(char *buf, size_t len, const char *product_key, const char *device_name)
+	__attribute__((warn_unused_result));
+/* A live cross-account authorization code: "bd:ac:{account}:{code}". */
+int schema_auth_code_key(char *buf, size_t len, const char *account, const char *code)
+	__attribute__((warn_unused_result));
+/* A notify broker's outbox stream: "bd:n:q:{broker}". */
+int schema_outbox_key(char *buf, size_t len, const char *broker) __attribute__((warn_unused_result));
 /* A batch's rows ('i'), results ('r') or notify states ('n'). */
 int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part) __attribute__((warn_unused_result));
 

@@ -9,11 +9,13 @@
 #include <stdbool.h>
 #include <event2/event.h>
 
+#include "schema.h"
+
 struct config;
 struct notify;
 struct worker;
 
-#define WORKER_STREAM "bd:q:batches"
+#define WORKER_STREAM SCHEMA_STEPS_KEY
 #define WORKER_GROUP "workers"
 /* A step that fails this often marks its batch failed. */
 #define WORKER_MAX_ATTEMPTS 3

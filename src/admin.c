@@ -213,10 +213,10 @@ static void admin_product_put(struct adminreq *ar)
 	}
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	{
-		const char *argv[] = { "EVAL", lua_put_product, "1", key, p.region->id, p.instance->id, p.account,
-			p.locked ? "1" : "0", p.auth, now, ar->pk };
+		const char *argv[] = { "EVAL", lua_put_product, "2", key, SCHEMA_PRODUCTS_KEY, p.region->id, p.instance->id,
+			p.account, p.locked ? "1" : "0", p.auth, now, ar->pk };
 		ar->refs++;
-		if (store_write(adminreq_store(ar->t), admin_product_put_reply, ar, 11, argv, NULL) < 0) {
+		if (store_write(adminreq_store(ar->t), admin_product_put_reply, ar, 12, argv, NULL) < 0) {
 			ar->refs--;
 			adminreq_unavailable(ar);
 		}
@@ -340,7 +340,7 @@ static void admin_devices_post(struct adminreq *ar)
 	if (n < 0)
 		return;
 	ra = calloc((size_t)n, sizeof(*ra));
-	argc = 4 + 5 * (size_t)n;
+	argc = 5 + 5 * (size_t)n;
 	argv = calloc(argc, sizeof(*argv));
 	argvlen = calloc(argc, sizeof(*argvlen));
 	cap = 64 + (size_t)n * (CATALOG_PRODUCT_KEY_MAX + CATALOG_DEVICE_NAME_MAX + 2 * SECRET_PLAIN_MAX + 8);
@@ -352,7 +352,7 @@ static void admin_devices_post(struct adminreq *ar)
 	ar->out[0] = '\0';
 	if (schema_product_key(pkey, sizeof(pkey), ar->pk) < 0)
 		goto fail;
-	snprintf(numkeys, sizeof(numkeys), "%ld", 1 + 2 * n);
+	snprintf(numkeys, sizeof(numkeys), "%ld", 2 + 2 * n);
 	argv[0] = "EVAL";
 	argv[1] = lua_register;
 	argv[2] = numkeys;
@@ -374,6 +374,7 @@ static void admin_devices_post(struct adminreq *ar)
 		argv[k++] = a->dkey;
 		argv[k++] = a->skey;
 	}
+	argv[k++] = SCHEMA_STATS_KEY;
 	for (long i = 0; i < n; i++) {
 		argv[k++] = ra[i].field;
 		argv[k++] = ra[i].record;
@@ -735,7 +736,8 @@ static void admin_device_get(struct adminreq *ar)
 		return;
 	}
 	char nkey[SCHEMA_KEY_MAX];
-	snprintf(nkey, sizeof(nkey), "bd:nd:%05x", schema_bucket(ar->pk, ar->dn));
+	if (schema_notify_key(nkey, sizeof(nkey), ar->pk, ar->dn) < 0)
+		nkey[0] = '\0'; /* cannot happen: names are bounded */
 	const char *nargv[] = { "HGET", nkey, field };
 	ar->refs++;
 	if (store_command(adminreq_store(ar->t), admin_device_notify_reply, ar, 3, nargv, NULL) < 0) {

@@ -133,8 +133,10 @@ static void admin_batch_create(struct adminreq *ar)
 			goto out;
 		}
 	}
-	if (b->target_account)
-		snprintf(authkey, sizeof(authkey), "bd:ac:%s:%s", b->target_account, b->auth_code);
+	if (b->target_account && schema_auth_code_key(authkey, sizeof(authkey), b->target_account, b->auth_code) < 0) {
+		adminreq_error(ar, 400, "invalid_auth_code", "authCode or targetAccount too long");
+		goto out;
+	}
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	snprintf(step, sizeof(step), "%d", cfg->worker_chunk_size);
 	kind[0] = (char)b->kind;
@@ -366,10 +368,14 @@ static void admin_batch_results(struct adminreq *ar)
 	char bkey[SCHEMA_KEY_MAX], ikey[SCHEMA_KEY_MAX + 4], rkey[SCHEMA_KEY_MAX + 4], nkey[SCHEMA_KEY_MAX + 4];
 	const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
 
-	snprintf(bkey, sizeof(bkey), "bd:b:%s", ar->id);
-	snprintf(ikey, sizeof(ikey), "%s:i", bkey);
-	snprintf(rkey, sizeof(rkey), "%s:r", bkey);
-	snprintf(nkey, sizeof(nkey), "%s:n", bkey);
+	uint64_t seq = strtoull(ar->id, NULL, 10);
+
+	if (schema_batch_key(bkey, sizeof(bkey), seq) < 0 || schema_batch_part_key(ikey, sizeof(ikey), seq, 'i') < 0 ||
+	    schema_batch_part_key(rkey, sizeof(rkey), seq, 'r') < 0 ||
+	    schema_batch_part_key(nkey, sizeof(nkey), seq, 'n') < 0) {
+		adminreq_error(ar, 404, "batch_not_found", "no such batch");
+		return;
+	}
 	const char *total[] = { "HMGET", bkey, "total", "pruned" };
 	const char *lrange[] = { "LRANGE", ikey, "0", "-1" };
 	const char *hgetall[] = { "HGETALL", rkey };
@@ -533,7 +539,10 @@ static void admin_batch_code(struct adminreq *ar)
 		}
 	} while (r >= 4294000000u);
 	snprintf(ar->id, sizeof(ar->id), "%06u", r % 1000000u);
-	snprintf(key, sizeof(key), "bd:ac:%s:%s", ar->account, ar->id);
+	if (schema_auth_code_key(key, sizeof(key), ar->account, ar->id) < 0) {
+		adminreq_error(ar, 400, "invalid_account", "account too long");
+		return;
+	}
 	snprintf(ttl, sizeof(ttl), "%d", ar->t->srv->cfg->auth_code_ttl_s);
 	const char *argv[] = { "SET", key, "1", "EX", ttl, "NX" };
 	ar->refs++;
@@ -641,11 +650,12 @@ bool admin_batch_handle(struct server_thread *t, struct http_request *req, const
 		return true;
 	}
 	if (strcmp(path, "/v1/stats") == 0) {
-		const char *argv[] = { "EVAL", lua_stats, "0" };
+		const char *argv[] = { "EVAL", lua_stats, "3", SCHEMA_STATS_KEY, SCHEMA_STATS_REGION_KEY,
+			SCHEMA_STATS_BATCHES_KEY };
 		if (m != HTTP_GET)
 			admin_batch_not_allowed(ar, "GET");
 		else
-			admin_batch_simple(ar, admin_batch_stats_reply, 3, argv, false);
+			admin_batch_simple(ar, admin_batch_stats_reply, 6, argv, false);
 	} else if (sscanf(path, "/v1/accounts/%79[^/]/auth-codes%n", acct, &n) == 1 && path[n] == '\0') {
 		if (m != HTTP_POST) {
 			admin_batch_not_allowed(ar, "POST");
@@ -675,7 +685,8 @@ bool admin_batch_handle(struct server_thread *t, struct http_request *req, const
 		   strlen(path) == 12 + strlen(id) + (n == 2 ? 1 + strlen(rest) : 0)) {
 		char key[SCHEMA_KEY_MAX], step[16], now[24];
 		memcpy(ar->id, id, strlen(id) + 1);
-		snprintf(key, sizeof(key), "bd:b:%s", id);
+		if (schema_batch_key(key, sizeof(key), strtoull(id, NULL, 10)) < 0)
+			key[0] = '\0'; /* cannot happen: at most 20 digits */
 		if (n == 1) {
 			const char *argv[] = { "HGETALL", key };
 			if (m != HTTP_GET)
@@ -690,11 +701,15 @@ bool admin_batch_handle(struct server_thread *t, struct http_request *req, const
 		} else if (strcmp(rest, "retry") == 0) {
 			snprintf(step, sizeof(step), "%d", t->srv->cfg->worker_chunk_size);
 			snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-			const char *argv[] = { "EVAL", lua_retry, "0", id, step, now };
+			char rkey[SCHEMA_KEY_MAX];
+			if (schema_batch_part_key(rkey, sizeof(rkey), strtoull(id, NULL, 10), 'r') < 0)
+				rkey[0] = '\0';
+			const char *argv[] = { "EVAL", lua_retry, "4", key, rkey, SCHEMA_STEPS_KEY, SCHEMA_STATS_BATCHES_KEY,
+				id, step, now };
 			if (m != HTTP_POST)
 				admin_batch_not_allowed(ar, "POST");
 			else
-				admin_batch_simple(ar, admin_batch_retry_reply, 6, argv, true);
+				admin_batch_simple(ar, admin_batch_retry_reply, 10, argv, true);
 		} else {
 			adminreq_error(ar, 404, "not_found", "no such path");
 		}

@@ -326,9 +326,9 @@ static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *re
 		goto send;
 	snprintf(batch, sizeof(batch), "%" PRIu64, br->device.batch);
 	snprintf(now, sizeof(now), "%lld", (long long)t);
-	const char *argv[] = { "EVAL", lua_activate, "1", key, br->field, batch, now, region };
+	const char *argv[] = { "EVAL", lua_activate, "2", key, SCHEMA_STATS_KEY, br->field, batch, now, region };
 	br->refs++;
-	if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_recorded, br, 8, argv,
+	if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_recorded, br, 9, argv,
 		    NULL) == 0)
 		return;
 	br->refs--;

@@ -213,20 +213,23 @@ static void notify_sent_reply(redisReply *reply, void *arg)
 static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 {
 	struct notify_broker *b = arg;
-	char bucket[8], field[SCHEMA_FIELD_MAX], seq[24], idx[16];
+	char field[SCHEMA_FIELD_MAX], seq[24], idx[16];
 
 	(void)m;
 	for (size_t i = 0; i < b->ninflight; i++) {
 		struct notify_msg *msg = &b->inflight[i];
 		if (msg->mid != mid)
 			continue;
-		snprintf(bucket, sizeof(bucket), "%05x", schema_bucket(msg->pk, msg->dn));
+		char ndkey[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX];
 		snprintf(field, sizeof(field), "%s/%s", msg->pk, msg->dn);
 		snprintf(seq, sizeof(seq), "%" PRIu64, msg->seq);
 		snprintf(idx, sizeof(idx), "%u", msg->idx);
-		const char *argv[] = { "EVAL", lua_notify_sent, "0", b->stream, NOTIFY_GROUP, msg->entry, seq, idx,
-			bucket, field };
-		if (store_command(b->n->store, notify_sent_reply, b, 10, argv, NULL) < 0)
+		if (schema_notify_key(ndkey, sizeof(ndkey), msg->pk, msg->dn) < 0 ||
+		    schema_batch_part_key(nkey, sizeof(nkey), msg->seq, 'n') < 0)
+			ndkey[0] = nkey[0] = '\0';
+		const char *argv[] = { "EVAL", lua_notify_sent, "3", b->stream, nkey, ndkey, NOTIFY_GROUP, msg->entry, seq,
+			idx, field };
+		if (store_command(b->n->store, notify_sent_reply, b, 11, argv, NULL) < 0)
 			log_warn("notify", "%s: Redis unreachable; an acknowledged notify will be sent again", b->key);
 		b->sent++;
 		metrics_count(METRICS_NOTIFY_SENT);
@@ -567,7 +570,10 @@ static struct notify_broker *notify_broker_new(struct notify *n, const struct ca
 		notify_broker_free(b);
 		return NULL;
 	}
-	snprintf(b->stream, sizeof(b->stream), "bd:n:q:%s", key);
+	if (schema_outbox_key(b->stream, sizeof(b->stream), key) < 0) {
+		notify_broker_free(b);
+		return NULL;
+	}
 	snprintf(b->reason, sizeof(b->reason), "connecting");
 	clock_gettime(CLOCK_MONOTONIC, &b->refilled);
 	b->next_claim = b->refilled;

@@ -57,7 +57,7 @@ static int schema_bucket_key(char *buf, size_t len, const char *prefix, uint32_t
 
 	for (int i = 4; i >= 0; i--, bucket >>= 4)
 		digits[i] = hex[bucket & 15];
-	return schema_join(buf, len, prefix, 5, digits, 5);
+	return schema_join(buf, len, prefix, strlen(prefix), digits, 5);
 }
 
 int schema_product_key(char *buf, size_t len, const char *product_key)
@@ -75,6 +75,11 @@ int schema_secret_key(char *buf, size_t len, const char *product_key, const char
 	return schema_bucket_key(buf, len, "bd:s:", schema_bucket(product_key, device_name));
 }
 
+int schema_notify_key(char *buf, size_t len, const char *product_key, const char *device_name)
+{
+	return schema_bucket_key(buf, len, "bd:nd:", schema_bucket(product_key, device_name));
+}
+
 int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
 {
 	size_t pl = strlen(product_key), dl = strlen(device_name);
@@ -90,6 +95,16 @@ int schema_device_field(char *buf, size_t len, const char *product_key, const ch
 int schema_batch_key(char *buf, size_t len, uint64_t seq)
 {
 	return schema_fit(snprintf(buf, len, "bd:b:%" PRIu64, seq), len);
+}
+
+int schema_auth_code_key(char *buf, size_t len, const char *account, const char *code)
+{
+	return schema_fit(snprintf(buf, len, "bd:ac:%s:%s", account, code), len);
+}
+
+int schema_outbox_key(char *buf, size_t len, const char *broker)
+{
+	return schema_fit(snprintf(buf, len, "bd:n:q:%s", broker), len);
 }
 
 int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part)

@@ -174,8 +174,14 @@ static void worker_applied(redisReply *reply, void *arg)
 		snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 		char attempts[8];
 		snprintf(attempts, sizeof(attempts), "%d", oom ? 1 : WORKER_MAX_ATTEMPTS);
-		const char *argv[] = { "EVAL", lua_fail, "0", w->seq, w->start, reason, now, attempts };
-		worker_send(w, worker_failed_reply, 8, argv);
+		char bkey[SCHEMA_KEY_MAX];
+		if (schema_batch_key(bkey, sizeof(bkey), strtoull(w->seq, NULL, 10)) < 0) {
+			worker_ack(w);
+			return;
+		}
+		const char *argv[] = { "EVAL", lua_fail, "2", bkey, SCHEMA_STATS_BATCHES_KEY, w->seq, w->start, reason, now,
+			attempts };
+		worker_send(w, worker_failed_reply, 10, argv);
 	}
 }
 

@@ -1,5 +1,6 @@
 -- Records a successful bootstrap of a device, unless a distribution changed
--- its assignment since the request read it. KEYS[1]: the device's bucket.
+-- its assignment since the request read it. KEYS[1]: the device's bucket,
+-- KEYS[2]: the counters (bd:stats).
 -- ARGV: field, the batch the request saw, now, resolved region.
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
@@ -7,8 +8,8 @@ local b, s, r, a = string.match(v, '^(%d+);(%a);(%-?%d+);(%-?%d+);')
 if b ~= ARGV[2] then return 0 end
 if s ~= 'a' then
   a = ARGV[3]
-  redis.call('HINCRBY', 'bd:stats', 'active', 1)
-  redis.call('HINCRBY', 'bd:stats', 'activations', 1)
+  redis.call('HINCRBY', KEYS[2], 'active', 1)
+  redis.call('HINCRBY', KEYS[2], 'activations', 1)
 end
 redis.call('HSET', KEYS[1], ARGV[1], b .. ';a;' .. r .. ';' .. a .. ';' .. ARGV[3] .. ';' .. ARGV[4])
 return 1

@@ -1,19 +1,20 @@
 -- Puts a failed batch back to work: queues steps for the rows without a
 -- result. ARGV: seq, step size, now. Returns the rows queued, or -1 when the
 -- batch does not exist, -2 when it is not failed, -3 when its rows were
--- removed (batch retention).
+-- removed (batch retention). KEYS: the batch, its results, the step queue
+-- (bd:q:batches), the batch counters (bd:stats:batches).
 local seq, step = ARGV[1], tonumber(ARGV[2])
-local bkey = 'bd:b:' .. seq
+local bkey = KEYS[1]
 local b = redis.call('HMGET', bkey, 'status', 'total', 'pruned')
 if not b[1] then return -1 end
 if b[3] then return -3 end
 if b[1] ~= 'failed' then return -2 end
 local total = tonumber(b[2])
-local rkey = bkey .. ':r'
+local rkey = KEYS[2]
 local queued, run_start, run_len = 0, nil, 0
 local function flush()
   if run_start then
-    redis.call('XADD', 'bd:q:batches', '*', 'b', seq, 's', run_start, 'n', run_len)
+    redis.call('XADD', KEYS[3], '*', 'b', seq, 's', run_start, 'n', run_len)
     queued = queued + run_len
   end
   run_start, run_len = nil, 0
@@ -33,6 +34,6 @@ for _, f in ipairs(redis.call('HKEYS', bkey)) do
 end
 redis.call('HSET', bkey, 'status', 'running', 'ut', ARGV[3])
 redis.call('HDEL', bkey, 'error')
-redis.call('HINCRBY', 'bd:stats:batches', 'failed', -1)
-redis.call('HINCRBY', 'bd:stats:batches', 'running', 1)
+redis.call('HINCRBY', KEYS[4], 'failed', -1)
+redis.call('HINCRBY', KEYS[4], 'running', 1)
 return queued

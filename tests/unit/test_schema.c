@@ -115,6 +115,8 @@ static void test_batch_key(void **state)
 	assert_string_equal(buf, "bd:b:12");
 	assert_int_equal(schema_batch_key(buf, sizeof(buf), UINT64_MAX), 25);
 	assert_string_equal(buf, "bd:b:18446744073709551615");
+	assert_int_equal(schema_notify_key(buf, sizeof(buf), "a1PK", "dev1"), 11);
+	assert_int_equal(strncmp(buf, "bd:nd:", 6), 0);
 	assert_int_equal(schema_batch_part_key(buf, sizeof(buf), 12, 'r'), 9);
 	assert_string_equal(buf, "bd:b:12:r");
 	assert_int_equal(schema_batch_part_key(buf, sizeof(buf), 12, 'x'), -1);

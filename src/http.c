@@ -597,8 +597,10 @@ static void http_request_begin(struct http_conn *c, bool parsed)
 	struct http_request *req = &c->w->req;
 	const char *given = parsed ? httpreq_header(&req->r, "X-Request-Id") : NULL;
 
-	if (!parsed)
+	if (!parsed) {
 		memset(&req->r, 0, offsetof(struct httpreq, headers));
+		req->r.nheaders = 0;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &req->started);
 	req->route = c->srv->svc->fallback;
 	req->matched = NULL;
@@ -999,6 +1001,13 @@ static void http_on_write(evutil_socket_t fd, short what, void *arg)
 			http_conn_input(c);
 	} else if (c->out) {
 		http_conn_flush(c);
+		/* The answer left from here, not from a read: whatever the client
+		 * pipelined behind it waits in the buffer (or in OpenSSL). */
+		if (!c->closing && c->state == HTTP_C_IDLE) {
+			http_conn_process(c);
+			if (!c->closing && c->state == HTTP_C_IDLE && c->ssl && SSL_pending(c->ssl) > 0)
+				http_conn_input(c);
+		}
 	} else {
 		http_wr(c, false);
 	}

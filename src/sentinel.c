@@ -48,6 +48,25 @@ struct sentinel {
 };
 
 static void sentinel_sub_connect(struct sentinel *sn);
+static void sentinel_sub_schedule(struct sentinel *sn);
+
+/* A connection that failed to connect is freed by hiredis right after this,
+ * without its disconnect callback: forget it here. */
+static void sentinel_on_connect(const redisAsyncContext *ac, int status)
+{
+	struct sentinel *sn = ac->data;
+
+	if (status == REDIS_OK || sn == NULL)
+		return;
+	if (ac == sn->qac) {
+		sn->qac = NULL;
+		event_active(sn->qnext, EV_TIMEOUT, 0);
+	} else if (ac == sn->sac) {
+		sn->sac = NULL;
+		evtimer_del(sn->stimer);
+		sentinel_sub_schedule(sn);
+	}
+}
 
 static bool sentinel_split(const char *node, char *host, size_t cap, int *port)
 {
@@ -93,6 +112,7 @@ static redisAsyncContext *sentinel_open(struct sentinel *sn, size_t i,
 		redisAsyncFree(ac);
 		return NULL;
 	}
+	redisAsyncSetConnectCallback(ac, sentinel_on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	if (cfg->redis_password && cfg->redis_password[0]) {
 		const char *argv[] = { "AUTH", cfg->redis_password };

@@ -265,7 +265,9 @@ static void store_master_found(void *arg, const char *host, int port)
 {
 	struct store *st = arg;
 
-	if (st->freeing)
+	/* A late answer while a connection is up or on its way (a switch made
+	 * it): the follower and the 5 s recheck see to changes. */
+	if (st->freeing || st->ac != NULL)
 		return;
 	if (host == NULL) {
 		st->was_down_logged = true;
@@ -944,8 +946,8 @@ static void store_fence_reply(redisAsyncContext *ac, void *reply, void *privdata
 	unsigned long held;
 
 	(void)ac;
-	if (call->write && st->durable && st->cfg->redis_wait_replicas > 0 &&
-	    (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer < st->cfg->redis_wait_replicas)) {
+	if (call->write && st->durable && st->cfg->redis_wait_replicas > 0 && call->held != NULL &&
+	    call->held->type != REDIS_REPLY_ERROR && (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer < st->cfg->redis_wait_replicas)) {
 		if (r != NULL && log_limit_pass(&store_wait_log, &held))
 			log_warn("store", "%lld of %d replicas confirmed a write in time; reported as unknown "
 				"(%lu more not logged)", r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL,
@@ -966,7 +968,10 @@ static void store_call_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	if ((st->fenced || (call->write && st->durable)) && reply != NULL && !call->answered && !st->freeing && ac == st->ac &&
 	    (call->held = store_reply_copy(reply)) != NULL) {
 		int rc;
-		if (call->write && st->durable && st->cfg->redis_wait_replicas > 0)
+		/* An error reply wrote nothing to wait for (and on a demoted
+		 * master WAIT itself fails, hiding the READONLY). */
+		if (call->write && st->durable && st->cfg->redis_wait_replicas > 0 &&
+		    ((redisReply *)reply)->type != REDIS_REPLY_ERROR)
 			rc = redisAsyncCommand(ac, store_fence_reply, call, "WAIT %d %d", st->cfg->redis_wait_replicas,
 				st->cfg->redis_timeout_ms / 2 > 0 ? st->cfg->redis_timeout_ms / 2 : 1);
 		else

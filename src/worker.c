@@ -35,6 +35,9 @@ struct worker {
 	struct timespec next_claim;
 	struct timespec next_prune;
 	uint64_t prune_from; /* batches up to this seq need no more pruning */
+	uint64_t prune_scan; /* the page of this round starts after this seq */
+	uint64_t prune_last; /* the last seq of the page being pruned */
+	bool prune_round;    /* a round over every batch is under way */
 	/* The step being applied. */
 	char entry_id[64];
 	char seq[24], start[24], count[24];
@@ -62,6 +65,8 @@ static void worker_later(struct timespec *at, const struct timespec *now, int ms
 static void worker_prune_later(struct worker *w)
 {
 	struct timespec now;
+
+	w->prune_round = false;
 	long long ms = (long long)w->cfg->worker_batch_retention_s * 250;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
@@ -194,12 +199,14 @@ static void worker_pruned(redisReply *reply, void *arg)
 		if (reply->element[0]->integer > 0)
 			log_info("worker", "batch retention: rows and results of %lld batches removed",
 				reply->element[0]->integer);
-		if ((uint64_t)reply->element[1]->integer > w->prune_from) {
+		/* The settled run counts only from where nothing is left to do. */
+		if (w->prune_scan == w->prune_from && (uint64_t)reply->element[1]->integer > w->prune_from)
 			w->prune_from = (uint64_t)reply->element[1]->integer;
-			/* A whole run settled: the next one at once. */
-			worker_schedule(w, 0);
-			return;
-		}
+		/* The next page at once: a batch that must wait does not hide
+		 * the ones after it. */
+		w->prune_scan = w->prune_last;
+		worker_schedule(w, 0);
+		return;
 	} else if (reply != NULL) {
 		log_warn("worker", "batch retention: %s", reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
 	}
@@ -218,11 +225,13 @@ static void worker_prune_list(redisReply *reply, void *arg)
 	size_t n, argc = 0;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+		/* The end of the round (or Redis away): the next in a while. */
 		worker_prune_later(w);
 		worker_schedule(w, reply == NULL ? 200 : 0);
 		return;
 	}
 	n = reply->elements;
+	w->prune_last = strtoull(reply->element[n - 1]->str ? reply->element[n - 1]->str : "0", NULL, 10);
 	keys = calloc(n, sizeof(*keys));
 	argv = calloc(3 + 5 * n + 2, sizeof(*argv));
 	if (keys == NULL || argv == NULL) {
@@ -264,7 +273,11 @@ static void worker_prune(struct worker *w)
 {
 	char from[32], count[16];
 
-	snprintf(from, sizeof(from), "(%" PRIu64, w->prune_from);
+	if (!w->prune_round) {
+		w->prune_round = true;
+		w->prune_scan = w->prune_from;
+	}
+	snprintf(from, sizeof(from), "(%" PRIu64, w->prune_scan);
 	snprintf(count, sizeof(count), "%d", WORKER_PRUNE_BATCH);
 	const char *argv[] = { "ZRANGEBYSCORE", SCHEMA_BATCHES_KEY, from, "+inf", "LIMIT", "0", count };
 	w->busy = true;

@@ -110,7 +110,12 @@ class SentinelHarness(harness.Harness):
     def config(self):
         cfg = super().config()
         del cfg["redis"]["url"]
-        cfg["redis"]["sentinels"] = ["127.0.0.1:%d" % s.port for s in self.sentinels]
+        # The first one listed is down (a free port): asking and following
+        # must step over it.
+        if not hasattr(self, "dead_sentinel"):
+            self.dead_sentinel = harness.free_port()
+        cfg["redis"]["sentinels"] = (["127.0.0.1:%d" % self.dead_sentinel] +
+                                     ["127.0.0.1:%d" % s.port for s in self.sentinels])
         cfg["redis"]["master_name"] = MASTER
         return cfg
 
@@ -360,6 +365,17 @@ class SentinelDurable(SentinelCase):
             self.answers("ff-0", SH, n=2)
         finally:
             replica.kill(signal.SIGCONT)
+        # Redis refusing a write (maxmemory) is an answer, not something to
+        # WAIT for: its reason reaches the operator.
+        master = self.h.master()
+        master.cli("CONFIG", "SET", "maxmemory", "1")
+        try:
+            r = self.h.admin("PUT", "/v1/products/a1D", {"homeRegion": "eu-central-1", "homeInstance": "iot-eu-1",
+                                                        "account": "acct-a"})
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.json()["error"]["code"], "out_of_memory", r)
+        finally:
+            master.cli("CONFIG", "SET", "maxmemory", "0")
         # Back: writes are confirmed again.
         harness.wait_until(lambda: self.h.admin("PUT", "/v1/products/a1D", {
             "homeRegion": "cn-shanghai", "homeInstance": "iot-cn-sh-public", "account": "acct-a"}).status == 200,

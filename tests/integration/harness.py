@@ -561,9 +561,15 @@ class Harness:
             return False
 
     def redis(self, *args, check=True):
-        """redis-cli -p PORT ARGS...; returns stdout without the final newline."""
+        """redis-cli -p PORT ARGS...; returns stdout without the final newline.
+        Then a PING: Redis writes a command's answer before the tracking
+        invalidations it caused, in the same pass, so a request sent the
+        moment the answer came could, on a loaded machine, reach bootstrapd
+        first. An answer to a command sent after it proves that pass over
+        (the admin API fences its writes the same way)."""
         r = subprocess.run(["redis-cli", "-p", str(self.redis_port), *[str(a) for a in args]],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        self.redis_ping()
         out = r.stdout.decode(errors="replace")
         if check and (r.returncode != 0 or out.startswith("ERR") or out.startswith("(error)")):
             raise RuntimeError("redis-cli %s: rc=%d %s %s" % (args, r.returncode, out, r.stderr.decode()))

@@ -135,14 +135,20 @@ static void store_forget_master(struct store *st)
 	st->gen++;
 }
 
+/* Arms TIMER (unless armed) after *BACKOFF_MS, which then doubles up to 1 s. */
+static void store_backoff(struct store *st, struct event *timer, int *backoff_ms)
+{
+	struct timeval tv = { *backoff_ms / 1000, (*backoff_ms % 1000) * 1000 };
+
+	if (st->freeing || evtimer_pending(timer, NULL))
+		return;
+	evtimer_add(timer, &tv);
+	*backoff_ms = *backoff_ms * 2 > 1000 ? 1000 : *backoff_ms * 2;
+}
+
 static void store_schedule_retry(struct store *st)
 {
-	struct timeval tv = { st->backoff_ms / 1000, (st->backoff_ms % 1000) * 1000 };
-
-	if (st->freeing || evtimer_pending(st->retry, NULL))
-		return;
-	evtimer_add(st->retry, &tv);
-	st->backoff_ms = st->backoff_ms * 2 > 1000 ? 1000 : st->backoff_ms * 2;
+	store_backoff(st, st->retry, &st->backoff_ms);
 }
 
 static void store_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -410,12 +416,7 @@ static void store_track_connect(struct store *st);
 
 static void store_track_schedule(struct store *st)
 {
-	struct timeval tv = { st->tbackoff_ms / 1000, (st->tbackoff_ms % 1000) * 1000 };
-
-	if (st->freeing || evtimer_pending(st->tretry, NULL))
-		return;
-	evtimer_add(st->tretry, &tv);
-	st->tbackoff_ms = st->tbackoff_ms * 2 > 1000 ? 1000 : st->tbackoff_ms * 2;
+	store_backoff(st, st->tretry, &st->tbackoff_ms);
 }
 
 static void store_track_retry_cb(evutil_socket_t fd, short what, void *arg)

@@ -3,6 +3,7 @@ finds the master through the sentinels, follows a failover, and never writes
 to a demoted master. A real set on loopback ports: one master, one replica,
 three sentinels (down-after-milliseconds 1000)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -193,7 +194,6 @@ class SentinelBasics(SentinelCase):
         cfg["redis"]["url"] = "redis://127.0.0.1:%d/0" % self.h.master_port()
         path = os.path.join(self.h.dir, "both.json")
         with open(path, "w") as f:
-            import json
             json.dump(cfg, f)
         r = subprocess.run([harness.daemon_path(), "--config", path, "--check-config"], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=20, env=harness.daemon_env())
@@ -258,7 +258,8 @@ class SentinelFailover(SentinelCase):
         t = threading.Thread(target=load, daemon=True)
         t.start()
         try:
-            time.sleep(0.5)
+            harness.wait_until(lambda: sum(1 for _, st, _ in results if st == 200) >= 20, 10,
+                               "the load answered before the kill")
             old = self.h.master()
             killed = time.monotonic()
             old.kill()

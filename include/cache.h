@@ -11,9 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Key, field and value bytes of one entry together. The largest record the
- * device path caches fits: a device bucket key, the longest field and the
- * longest sealed secret (10 + 65 + 93). Bigger ones are simply not cached. */
+/* Key, field and value bytes of one entry together: three cache lines an
+ * entry. Every device record fits with its key and field, and every sealed
+ * secret but those of the longest names with the longest secrets (16 + 65 +
+ * 93 = 174 bytes); bigger ones are simply not cached. */
 #define CACHE_DATA_MAX 168
 
 enum cache_result {

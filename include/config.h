@@ -67,6 +67,9 @@ struct config {
 	char **redis_sentinels;
 	size_t nredis_sentinels;
 	char *redis_master_name;  /* "" unless Sentinel */
+	/* Redis Cluster: seed nodes; the slots are discovered (redis.cluster). */
+	char **redis_cluster;
+	size_t nredis_cluster;
 	char *redis_password_env; /* "" or the variable redis_password came from */
 	int redis_wait_replicas;  /* WAIT for this many replicas after durable writes; 0 = no */
 

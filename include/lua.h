@@ -2,17 +2,19 @@
 #ifndef BOOTSTRAPD_LUA_H
 #define BOOTSTRAPD_LUA_H
 
-extern const char lua_apply[];  /* one step of a batch (worker) */
-extern const char lua_create[]; /* a new batch and its steps (admin) */
-extern const char lua_retry[];  /* a failed batch back to work (admin) */
-extern const char lua_fail[];   /* a failed attempt at a step (worker) */
-extern const char lua_prune[];  /* batch retention (worker) */
-extern const char lua_list[];   /* a page of batches (admin) */
-extern const char lua_stats[];  /* the statistics counters (admin) */
-extern const char lua_activate[]; /* a successful bootstrap (device endpoint) */
-extern const char lua_register[]; /* device registration (admin) */
-extern const char lua_put_product[]; /* product create/update (admin) */
-extern const char lua_notify_sent[]; /* a notify acknowledged by its broker (worker) */
-extern const char lua_notify_ack[];  /* a device's answer to a notify (worker) */
+extern const char lua_step_read[];      /* a batch step's open rows (worker) */
+extern const char lua_apply_products[]; /* a step's product rows (worker) */
+extern const char lua_apply_devices[];  /* a step's device rows of one group (worker) */
+extern const char lua_record[];         /* a step's results and counts (worker) */
+extern const char lua_create[];         /* a new batch and its steps (admin) */
+extern const char lua_retry[];          /* a failed batch back to work (admin) */
+extern const char lua_fail[];           /* a failed attempt at a step (worker) */
+extern const char lua_prune[];          /* batch retention (worker) */
+extern const char lua_activate[];       /* a successful bootstrap (device endpoint) */
+extern const char lua_register[];       /* device registration (admin) */
+extern const char lua_put_product[];    /* product create/update (admin) */
+extern const char lua_notify_sent[];    /* a notify taken by its broker: the device's side (worker) */
+extern const char lua_notify_mark[];    /* a notify's state in its batch (worker) */
+extern const char lua_notify_ack[];     /* a device's answer to a notify (worker) */
 
 #endif

@@ -30,6 +30,10 @@ struct netaddr_list {
 int netaddr_parse(const char *s, size_t len, struct netaddr *out) __attribute__((warn_unused_result));
 void netaddr_format(const struct netaddr *a, char out[NETADDR_TEXT_MAX]);
 
+/* Splits a node address "host:port" or "[v6]:port" into HOST (CAP bytes
+ * with its NUL) and *PORT (1..65535). False when it is not one. */
+bool netaddr_split_hostport(const char *node, char *host, size_t cap, int *port);
+
 /* Parses N CIDR strings ("10.0.0.0/8", "::1/128", a bare address). On error
  * returns -1 with *cause naming the entry. Free with netaddr_list_clear. */
 int netaddr_list_parse(char *const *cidrs, size_t n, struct netaddr_list *out, char **cause)

@@ -1,14 +1,24 @@
 /* schema: the Redis key schema and the compact records stored in it. Pure.
+ * Every key bootstrapd touches is named here (docs/key-schema.md, checked
+ * against this file by tests/lint/test_key_schema.py). The part in braces is
+ * the Redis Cluster hash tag: what one script touches shares one tag.
  *
- *   bd:p:{productKey}      hash  product (hr hi ac lk ba pb ct ut)
- *   bd:d:{bucket}          hash  field "{productKey}/{deviceName}" -> device record
- *   bd:s:{bucket}          hash  field "{productKey}/{deviceName}" -> sealed secret
- *   bd:b:{seq}             hash  batch (st tg ac ct ... pruned)
- *   bd:b:{seq}:i :r :n     list, hashes  its rows, results, notify states (until pruned)
- *   bd:batches             zset  every batch's seq, scored by seq
+ *   bd:{p}:{productKey}     hash    product (hr hi ac lk ba pb ct ut)
+ *   bd:{p}                  set     every product key
+ *   bd:{G}:d:{bucket}       hash    field "{productKey}/{deviceName}" -> device record
+ *   bd:{G}:s:{bucket}       hash    same field -> sealed secret
+ *   bd:{G}:n:{bucket}       hash    same field -> the device's latest notify
+ *   bd:{G}:c                hash    the group's counters (devices, active, ...)
+ *   bd:{b}:{seq}            hash    batch (st tg ac ct ... pruned)
+ *   bd:{b}:{seq}:i :r :n    list, hashes  its rows, results, notify states
+ *   bd:{b}  bd:{b}:seq  bd:{b}:q  bd:{b}:stats  bd:{b}:ac:{account}:{code}
+ *                           the batch index, numbering, steps, counts, codes
+ *   bd:o:{broker}           stream  a notify broker's outbox (tag: the broker)
  *
  * Devices are spread over SCHEMA_BUCKETS hashes so that each stays small enough
- * for Redis' compact listpack encoding (docs/key-schema.md has the figures). */
+ * for Redis' compact listpack encoding (docs/key-schema.md has the figures);
+ * the buckets fall in SCHEMA_GROUPS groups G, each one hash tag, so that a
+ * script can update a device together with its group's counters. */
 #ifndef BOOTSTRAPD_SCHEMA_H
 #define BOOTSTRAPD_SCHEMA_H
 
@@ -18,13 +28,22 @@
 
 #include "catalog.h"
 
-#define SCHEMA_BATCHES_KEY "bd:batches"
-#define SCHEMA_STEPS_KEY "bd:q:batches"             /* stream of batch steps for the workers */
-#define SCHEMA_PRODUCTS_KEY "bd:products"           /* set of product keys */
-#define SCHEMA_STATS_KEY "bd:stats"                 /* devices, active, activations */
-#define SCHEMA_STATS_REGION_KEY "bd:stats:region"   /* devices per region */
-#define SCHEMA_STATS_BATCHES_KEY "bd:stats:batches" /* batches per status */
+#define SCHEMA_BATCHES_KEY "bd:{b}"             /* zset of every batch's seq */
+#define SCHEMA_BATCH_SEQ_KEY "bd:{b}:seq"        /* the last batch seq (INCR) */
+#define SCHEMA_STEPS_KEY "bd:{b}:q"              /* stream of batch steps for the workers */
+#define SCHEMA_STATS_BATCHES_KEY "bd:{b}:stats"  /* batches per status */
+#define SCHEMA_PRODUCTS_KEY "bd:{p}"             /* set of product keys */
+/* Not a key: each tracking connection's liveness channel is this and its client id. */
+#define SCHEMA_SYNC_CHANNEL_PREFIX "bd:sync:"
+/* A group's counters: these fields, and SCHEMA_REGION_FIELD_PREFIX{region}
+ * for the devices distributed to each region. */
+#define SCHEMA_C_DEVICES "devices"
+#define SCHEMA_C_ACTIVE "active"
+#define SCHEMA_C_ACTIVATIONS "activations"
+#define SCHEMA_REGION_FIELD_PREFIX "r:"
 #define SCHEMA_BUCKET_BITS 20
+#define SCHEMA_GROUP_BITS 10
+#define SCHEMA_GROUPS (1u << SCHEMA_GROUP_BITS)
 #define SCHEMA_KEY_MAX 96
 #define SCHEMA_FIELD_MAX (CATALOG_PRODUCT_KEY_MAX + 1 + CATALOG_DEVICE_NAME_MAX + 1)
 #define SCHEMA_DEVICE_RECORD_MAX 128
@@ -78,6 +97,11 @@ struct schema_batch {
 
 /* FNV-1a 32-bit of "{productKey}/{deviceName}", masked to SCHEMA_BUCKET_BITS. */
 uint32_t schema_bucket(const char *product_key, const char *device_name);
+/* The group of a bucket: its top SCHEMA_GROUP_BITS bits. */
+static inline uint32_t schema_group(uint32_t bucket)
+{
+	return bucket >> (SCHEMA_BUCKET_BITS - SCHEMA_GROUP_BITS);
+}
 
 /* Key and field builders. Each returns the length written (with a NUL), or -1
  * if it does not fit. */
@@ -88,17 +112,28 @@ int schema_secret_key(char *buf, size_t len, const char *product_key, const char
 	__attribute__((warn_unused_result));
 int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
 	__attribute__((warn_unused_result));
+/* A bucket's keys by its number: PART 'd' records, 's' secrets, 'n' notifies. */
+int schema_bucket_key(char *buf, size_t len, char part, uint32_t bucket) __attribute__((warn_unused_result));
+/* A group's counters "bd:{G}:c". */
+int schema_counters_key(char *buf, size_t len, uint32_t group) __attribute__((warn_unused_result));
 int schema_batch_key(char *buf, size_t len, uint64_t seq) __attribute__((warn_unused_result));
-/* The hash of the latest notify of each device of a bucket: "bd:nd:{bucket}". */
+/* The hash of the latest notify of each device of a bucket. */
 int schema_notify_key(char *buf, size_t len, const char *product_key, const char *device_name)
 	__attribute__((warn_unused_result));
-/* A live cross-account authorization code: "bd:ac:{account}:{code}". */
+/* A live cross-account authorization code. */
 int schema_auth_code_key(char *buf, size_t len, const char *account, const char *code)
 	__attribute__((warn_unused_result));
-/* A notify broker's outbox stream: "bd:n:q:{broker}". */
+/* A notify broker's outbox stream. */
 int schema_outbox_key(char *buf, size_t len, const char *broker) __attribute__((warn_unused_result));
 /* A batch's rows ('i'), results ('r') or notify states ('n'). */
 int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part) __attribute__((warn_unused_result));
+
+/* A key by its kind, for tools and tests (`bootstrapd --key KIND ARG...`):
+ * product PK; device, secret, notify, counters PK DN; batch, rows, results,
+ * notifies SEQ; outbox BROKER; and the fixed ones batches, batch-seq, steps,
+ * batch-counters, products. -1 for an unknown kind or wrong arguments. */
+int schema_key_named(char *buf, size_t len, const char *kind, const char *const *args, size_t nargs)
+	__attribute__((warn_unused_result));
 
 /* Device record "batch;status;registeredAt;activatedAt;lastBootstrapAt;lastRegion". */
 int schema_device_parse(const char *s, size_t len, struct schema_device *out) __attribute__((warn_unused_result));

@@ -28,6 +28,10 @@ void store_free(struct store *st);
 
 bool store_connected(const struct store *st);
 
+/* A Redis Cluster: a script may only touch keys of one slot (one hash tag),
+ * and commands on different slots may run on different nodes. */
+bool store_clustered(const struct store *st);
+
 /* Sends a command. Returns 0 when queued (FN will be called), or -1 when Redis
  * is not connected (FN is not called). ARGVLEN may be NULL for C strings. */
 int store_command(struct store *st, store_reply_fn fn, void *arg, int argc, const char **argv,
@@ -44,6 +48,20 @@ int store_write(struct store *st, store_reply_fn fn, void *arg, int argc, const 
 	const size_t *argvlen) __attribute__((warn_unused_result));
 int store_write_timed(struct store *st, int timeout_ms, store_reply_fn fn, void *arg, int argc,
 	const char **argv, const size_t *argvlen) __attribute__((warn_unused_result));
+
+/* Sends N commands (ARGCS[i], ARGVS[i], lengths by strlen) at once, each
+ * bounded by TIMEOUT_MS, and calls FN once with all their replies: an
+ * array reply of N elements in the order sent (error replies included),
+ * or NULL when any of them got none. The commands may run on different
+ * servers (a Redis Cluster): nothing orders them but this. Returns 0 when
+ * FN will be called, -1 when none was sent (FN is not called). */
+int store_gather(struct store *st, int timeout_ms, size_t n, const int *argcs, const char *const *const *argvs,
+	store_reply_fn fn, void *arg) __attribute__((warn_unused_result));
+/* The same with argument lengths (LENS[i][j]; 0 means strlen), for binary
+ * arguments. */
+int store_gather_lens(struct store *st, int timeout_ms, size_t n, const int *argcs,
+	const char *const *const *argvs, const size_t *const *lens, store_reply_fn fn, void *arg)
+	__attribute__((warn_unused_result));
 
 /* Sends a command whose answer nobody waits for (best-effort writes). */
 void store_command_noreply(struct store *st, int argc, const char **argv, const size_t *argvlen);

@@ -319,50 +319,282 @@ out:
 }
 
 struct admin_regargs {
-	char dkey[SCHEMA_KEY_MAX], skey[SCHEMA_KEY_MAX];
+	char dkey[SCHEMA_KEY_MAX], skey[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX];
 	char field[SCHEMA_FIELD_MAX];
 	char record[SCHEMA_DEVICE_RECORD_MAX];
 	unsigned char sealed[SECRET_PLAIN_MAX + SECRET_SEALED_OVERHEAD];
 	size_t sealed_len;
 };
 
+/* A registration ready to send, once the product is known to exist. */
+struct admin_register {
+	struct admin_regargs *ra;
+	long n;
+	const char **argv;
+	size_t *argvlen;
+	size_t argc;
+	char numkeys[24];
+};
+
+static void admin_register_free(void *p)
+{
+	struct admin_register *r = p;
+
+	if (r == NULL)
+		return;
+	if (r->ra)
+		OPENSSL_cleanse(r->ra, (size_t)r->n * sizeof(*r->ra));
+	free(r->ra);
+	free(r->argv);
+	free(r->argvlen);
+	free(r);
+}
+
+/* A cluster's groups answered: 0 each, or the first device (numbered in
+ * its group's call) that was registered meanwhile. */
+static void admin_register_groups_reply(redisReply *all, void *arg)
+{
+	struct adminreq *ar = arg;
+	char msg[160];
+
+	if (all == NULL) {
+		adminreq_error(ar, 503, "outcome_unknown",
+			"Redis did not confirm in time; the devices may be registered: look them up before retrying");
+		goto out;
+	}
+	for (size_t g = 0; g < all->elements; g++) {
+		const redisReply *e = all->element[g];
+		if (e->type != REDIS_REPLY_INTEGER) {
+			adminreq_redis_failed(ar, e);
+			goto out;
+		}
+		if (e->integer > 0) {
+			/* Another registration of the same devices ran between the check
+			 * and the writes: the other groups' devices are registered. */
+			snprintf(msg, sizeof(msg), "a device of the upload was registered by another request meanwhile; "
+				"look the devices up before retrying");
+			adminreq_error(ar, 409, "device_exists", msg);
+			goto out;
+		}
+	}
+	if (!ar->answered) {
+		ar->answered = true;
+		adminreq_send(ar->req, 200, adminreq_csv, ar->out, ar->outlen);
+	}
+out:
+	adminreq_unref(ar);
+}
+
+static int admin_cmp_group(const void *a, const void *b, void *arg)
+{
+	const struct admin_regargs *ra = arg;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int c = strcmp(ra[x].ckey, ra[y].ckey);
+
+	return c ? c : x < y ? -1 : x > y;
+}
+
+/* In a cluster each device group is a slot of its own: one script per
+ * group, all of them sent at once. The whole upload was checked first. */
+static void admin_register_groups(struct adminreq *ar)
+{
+	struct admin_register *r = ar->data;
+	size_t n = (size_t)r->n, ngroups = 0;
+	size_t *order = calloc(n, sizeof(*order));
+	const char ***argvs = NULL;
+	size_t **lens = NULL;
+	int *argcs = NULL;
+	char (*numkeys)[24] = NULL;
+
+	if (order == NULL)
+		goto oom;
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	qsort_r(order, n, sizeof(*order), admin_cmp_group, r->ra);
+	for (size_t i = 0; i < n; i++)
+		ngroups += i == 0 || strcmp(r->ra[order[i]].ckey, r->ra[order[i - 1]].ckey) != 0;
+	argvs = calloc(ngroups, sizeof(*argvs));
+	lens = calloc(ngroups, sizeof(*lens));
+	argcs = calloc(ngroups, sizeof(*argcs));
+	numkeys = calloc(ngroups, sizeof(*numkeys));
+	if (argvs == NULL || lens == NULL || argcs == NULL || numkeys == NULL)
+		goto oom;
+	for (size_t i = 0, g = 0; i < n; g++) {
+		size_t j = i, k = 3;
+		while (j < n && strcmp(r->ra[order[j]].ckey, r->ra[order[i]].ckey) == 0)
+			j++;
+		if ((argvs[g] = calloc(3 + 6 * (j - i), sizeof(**argvs))) == NULL ||
+		    (lens[g] = calloc(3 + 6 * (j - i), sizeof(**lens))) == NULL)
+			goto oom;
+		snprintf(numkeys[g], sizeof(numkeys[g]), "%zu", 3 * (j - i));
+		argvs[g][0] = "EVAL";
+		argvs[g][1] = lua_register;
+		argvs[g][2] = numkeys[g];
+		for (size_t d = i; d < j; d++) {
+			struct admin_regargs *a = &r->ra[order[d]];
+			argvs[g][k++] = a->dkey;
+			argvs[g][k++] = a->skey;
+			argvs[g][k++] = a->ckey;
+		}
+		for (size_t d = i; d < j; d++) {
+			struct admin_regargs *a = &r->ra[order[d]];
+			argvs[g][k++] = a->field;
+			argvs[g][k++] = a->record;
+			lens[g][k] = a->sealed_len;
+			argvs[g][k++] = (const char *)a->sealed;
+		}
+		argcs[g] = (int)k;
+		i = j;
+	}
+	ar->refs++;
+	if (store_gather_lens(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), ngroups, argcs,
+		    (const char *const *const *)argvs, (const size_t *const *)lens, admin_register_groups_reply, ar) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+	goto out;
+oom:
+	adminreq_error(ar, 500, "internal", "out of memory");
+out:
+	for (size_t g = 0; argvs && g < ngroups; g++) {
+		free(argvs[g]);
+		free(lens[g]);
+	}
+	free(argvs);
+	free(lens);
+	free(argcs);
+	free(numkeys);
+	free(order);
+}
+
+/* The check of a cluster's registration: any device already there? */
+static void admin_register_check_reply(redisReply *all, void *arg)
+{
+	struct adminreq *ar = arg;
+	char msg[160];
+
+	if (all == NULL) {
+		adminreq_unavailable(ar);
+		goto out;
+	}
+	for (size_t i = 0; i < all->elements; i++) {
+		if (all->element[i]->type != REDIS_REPLY_INTEGER) {
+			adminreq_redis_failed(ar, all->element[i]);
+			goto out;
+		}
+		if (all->element[i]->integer == 1) {
+			snprintf(msg, sizeof(msg), "device %zu of the upload is already registered; nothing was registered",
+				i + 1);
+			adminreq_error(ar, 409, "device_exists", msg);
+			goto out;
+		}
+	}
+	admin_register_groups(ar);
+out:
+	adminreq_unref(ar);
+}
+
+static void admin_register_check(struct adminreq *ar)
+{
+	struct admin_register *r = ar->data;
+	size_t n = (size_t)r->n;
+	const char *(*argvs)[3] = calloc(n, sizeof(*argvs));
+	const char *const **pargvs = calloc(n, sizeof(*pargvs));
+	int *argcs = calloc(n, sizeof(*argcs));
+
+	if (argvs == NULL || pargvs == NULL || argcs == NULL) {
+		adminreq_error(ar, 500, "internal", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		argvs[i][0] = "HEXISTS";
+		argvs[i][1] = r->ra[i].dkey;
+		argvs[i][2] = r->ra[i].field;
+		pargvs[i] = argvs[i];
+		argcs[i] = 3;
+	}
+	ar->refs++;
+	if (store_gather(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), n, argcs, pargvs,
+		    admin_register_check_reply, ar) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+out:
+	free(argvs);
+	free(pargvs);
+	free(argcs);
+}
+
+/* The product lives in another slot than its devices: looked at first. */
+static void admin_register_product_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	struct admin_register *r = ar->data;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		if (reply == NULL)
+			adminreq_unavailable(ar);
+		else
+			adminreq_redis_failed(ar, reply);
+	} else if (reply->integer == 0) {
+		adminreq_error(ar, 404, "product_not_found", "no such product");
+	} else if (store_clustered(adminreq_store(ar->t))) {
+		/* One script per group: not all or nothing across the groups, so
+		 * the whole upload is checked first. */
+		admin_register_check(ar);
+	} else {
+		ar->refs++;
+		if (store_write_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_register_reply, ar,
+			    (int)r->argc, r->argv, r->argvlen) < 0) {
+			ar->refs--;
+			adminreq_unavailable(ar);
+		}
+	}
+	adminreq_unref(ar);
+}
+
 static void admin_devices_post(struct adminreq *ar)
 {
 	struct registry_device *devs = NULL;
-	struct admin_regargs *ra = NULL;
-	const char **argv = NULL;
-	size_t *argvlen = NULL;
-	char pkey[SCHEMA_KEY_MAX], numkeys[24];
+	struct admin_register *r = NULL;
+	char pkey[SCHEMA_KEY_MAX];
 	long n = admin_register_read(ar, &devs);
 	size_t argc, k, off = 0, cap;
 	struct schema_device rec = { .status = SCHEMA_INACTIVE, .registered_at = (int64_t)time(NULL) };
 
 	if (n < 0)
 		return;
-	ra = calloc((size_t)n, sizeof(*ra));
-	argc = 5 + 5 * (size_t)n;
-	argv = calloc(argc, sizeof(*argv));
-	argvlen = calloc(argc, sizeof(*argvlen));
+	argc = 3 + 6 * (size_t)n;
 	cap = 64 + (size_t)n * (CATALOG_PRODUCT_KEY_MAX + CATALOG_DEVICE_NAME_MAX + 2 * SECRET_PLAIN_MAX + 8);
-	ar->out = malloc(cap);
-	if (ra == NULL || argv == NULL || argvlen == NULL || ar->out == NULL) {
+	if ((r = calloc(1, sizeof(*r))) == NULL || (r->ra = calloc((size_t)n, sizeof(*r->ra))) == NULL ||
+	    (r->argv = calloc(argc, sizeof(*r->argv))) == NULL ||
+	    (r->argvlen = calloc(argc, sizeof(*r->argvlen))) == NULL || (ar->out = malloc(cap)) == NULL) {
+		admin_register_free(r);
 		adminreq_error(ar, 500, "internal", "out of memory");
 		goto out;
 	}
+	r->n = n;
+	r->argc = argc;
+	ar->data = r;
+	ar->data_free = admin_register_free;
 	ar->out[0] = '\0';
 	if (schema_product_key(pkey, sizeof(pkey), ar->pk) < 0)
 		goto fail;
-	snprintf(numkeys, sizeof(numkeys), "%ld", 2 + 2 * n);
+	snprintf(r->numkeys, sizeof(r->numkeys), "%ld", 3 * n);
+	const char **argv = r->argv;
+	size_t *argvlen = r->argvlen;
+	struct admin_regargs *ra = r->ra;
 	argv[0] = "EVAL";
 	argv[1] = lua_register;
-	argv[2] = numkeys;
-	argv[3] = pkey;
-	k = 4;
+	argv[2] = r->numkeys;
+	k = 3;
 	for (long i = 0; i < n; i++) {
 		struct admin_regargs *a = &ra[i];
+		uint32_t bucket = schema_bucket(ar->pk, devs[i].name);
 		int sl;
-		if (schema_device_key(a->dkey, sizeof(a->dkey), ar->pk, devs[i].name) < 0 ||
-		    schema_secret_key(a->skey, sizeof(a->skey), ar->pk, devs[i].name) < 0 ||
+		if (schema_bucket_key(a->dkey, sizeof(a->dkey), 'd', bucket) < 0 ||
+		    schema_bucket_key(a->skey, sizeof(a->skey), 's', bucket) < 0 ||
+		    schema_counters_key(a->ckey, sizeof(a->ckey), schema_group(bucket)) < 0 ||
 		    schema_device_field(a->field, sizeof(a->field), ar->pk, devs[i].name) < 0 ||
 		    schema_device_format(&rec, a->record, sizeof(a->record)) < 0)
 			goto fail;
@@ -373,8 +605,8 @@ static void admin_devices_post(struct adminreq *ar)
 		a->sealed_len = (size_t)sl;
 		argv[k++] = a->dkey;
 		argv[k++] = a->skey;
+		argv[k++] = a->ckey;
 	}
-	argv[k++] = SCHEMA_STATS_KEY;
 	for (long i = 0; i < n; i++) {
 		argv[k++] = ra[i].field;
 		argv[k++] = ra[i].record;
@@ -399,9 +631,9 @@ static void admin_devices_post(struct adminreq *ar)
 		ar->out[off++] = '\n';
 	}
 	ar->outlen = off;
+	const char *hexists[] = { "HEXISTS", pkey, "hr" };
 	ar->refs++;
-	if (store_write_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_register_reply, ar,
-		    (int)argc, argv, argvlen) < 0) {
+	if (store_command(adminreq_store(ar->t), admin_register_product_reply, ar, 3, hexists, NULL) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);
 	}
@@ -411,12 +643,7 @@ fail:
 out:
 	if (devs)
 		OPENSSL_cleanse(devs, (size_t)n * sizeof(*devs));
-	if (ra)
-		OPENSSL_cleanse(ra, (size_t)n * sizeof(*ra));
 	free(devs);
-	free(ra);
-	free(argv);
-	free(argvlen);
 }
 
 /* "notify": the latest bootstrap notify of the device, or null. */
@@ -649,26 +876,25 @@ out:
 	adminreq_unref(ar);
 }
 
-static void admin_device_product_reply(redisReply *reply, void *arg)
+static void admin_device_product(struct adminreq *ar, redisReply *reply)
 {
-	struct adminreq *ar = arg;
 	uint64_t seq;
 	int found;
 
 	if (ar->answered)
-		goto out;
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR || ar->failed) {
-		adminreq_redis_failed(ar, reply);
-		goto out;
+		return;
+	if (reply->type == REDIS_REPLY_ERROR || ar->failed) {
+		adminreq_redis_failed(ar, reply->type == REDIS_REPLY_ERROR ? reply : NULL);
+		return;
 	}
 	found = admin_product_from_reply(reply, &ar->product);
 	if (found < 0) {
 		adminreq_error(ar, 500, "internal", "stored product is unreadable");
-		goto out;
+		return;
 	}
 	if (found == 0 || !ar->device_found) {
 		adminreq_error(ar, 404, "device_not_found", "no such device");
-		goto out;
+		return;
 	}
 	seq = ar->device.batch ? ar->device.batch : ar->product.batch;
 	if (seq == 0) {
@@ -676,12 +902,12 @@ static void admin_device_product_reply(redisReply *reply, void *arg)
 			admin_device_explain(ar, NULL);
 		else
 			admin_device_answer(ar, NULL);
-		goto out;
+		return;
 	}
 	char key[SCHEMA_KEY_MAX];
 	if (schema_batch_key(key, sizeof(key), seq) < 0) {
 		adminreq_error(ar, 500, "internal", "bad batch");
-		goto out;
+		return;
 	}
 	const char *argv[] = { "HMGET", key, "st", "tg", "ac", "ct" };
 	ar->refs++;
@@ -689,15 +915,11 @@ static void admin_device_product_reply(redisReply *reply, void *arg)
 		ar->refs--;
 		adminreq_unavailable(ar);
 	}
-out:
-	adminreq_unref(ar);
 }
 
-static void admin_device_record_reply(redisReply *reply, void *arg)
+static void admin_device_record(struct adminreq *ar, const redisReply *reply)
 {
-	struct adminreq *ar = arg;
-
-	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL))
+	if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)
 		ar->failed = 1;
 	else if (reply->type == REDIS_REPLY_STRING) {
 		if (schema_device_parse(reply->str, reply->len, &ar->device) == 0)
@@ -705,49 +927,56 @@ static void admin_device_record_reply(redisReply *reply, void *arg)
 		else
 			adminreq_error(ar, 500, "internal", "stored device record is unreadable");
 	}
-	adminreq_unref(ar);
 }
 
-static void admin_device_notify_reply(redisReply *reply, void *arg)
+static void admin_device_notify(struct adminreq *ar, const redisReply *reply)
 {
-	struct adminreq *ar = arg;
-
-	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL))
+	if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)
 		ar->failed = 1;
 	else if (reply->type == REDIS_REPLY_STRING && reply->len < sizeof(ar->notify))
 		memcpy(ar->notify, reply->str, reply->len + 1);
+}
+
+/* The record, its notify and its product: each may be on another node, so
+ * they are taken together. */
+static void admin_device_read(redisReply *all, void *arg)
+{
+	struct adminreq *ar = arg;
+
+	if (all == NULL || all->elements != 3) {
+		adminreq_unavailable(ar);
+	} else {
+		admin_device_record(ar, all->element[0]);
+		admin_device_notify(ar, all->element[1]);
+		admin_device_product(ar, all->element[2]);
+	}
 	adminreq_unref(ar);
 }
 
 static void admin_device_get(struct adminreq *ar)
 {
-	char dkey[SCHEMA_KEY_MAX], field[SCHEMA_FIELD_MAX];
+	char dkey[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX], pkey[SCHEMA_KEY_MAX], field[SCHEMA_FIELD_MAX];
+	const char *pargv[2 + SCHEMA_P_NFIELDS] = { "HMGET", pkey };
 
 	if (schema_device_key(dkey, sizeof(dkey), ar->pk, ar->dn) < 0 ||
+	    schema_notify_key(nkey, sizeof(nkey), ar->pk, ar->dn) < 0 ||
+	    schema_product_key(pkey, sizeof(pkey), ar->pk) < 0 ||
 	    schema_device_field(field, sizeof(field), ar->pk, ar->dn) < 0) {
 		adminreq_error(ar, 404, "device_not_found", "no such device");
 		return;
 	}
-	const char *argv[] = { "HGET", dkey, field };
-	ar->refs++;
-	if (store_command(adminreq_store(ar->t), admin_device_record_reply, ar, 3, argv, NULL) < 0) {
-		ar->refs--;
-		adminreq_unavailable(ar);
-		return;
-	}
-	char nkey[SCHEMA_KEY_MAX];
-	if (schema_notify_key(nkey, sizeof(nkey), ar->pk, ar->dn) < 0)
-		nkey[0] = '\0'; /* cannot happen: names are bounded */
+	for (size_t i = 0; i < SCHEMA_P_NFIELDS; i++)
+		pargv[2 + i] = schema_product_fields[i];
+	const char *dargv[] = { "HGET", dkey, field };
 	const char *nargv[] = { "HGET", nkey, field };
+	const char *const *argvs[] = { dargv, nargv, pargv };
+	const int argcs[] = { 3, 3, 2 + SCHEMA_P_NFIELDS };
 	ar->refs++;
-	if (store_command(adminreq_store(ar->t), admin_device_notify_reply, ar, 3, nargv, NULL) < 0) {
+	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 3, argcs, argvs, admin_device_read,
+		    ar) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);
-		return;
 	}
-	/* Pipelined: the record's and the notify's answers arrive first. */
-	if (admin_product_hmget(ar, admin_device_product_reply) < 0)
-		adminreq_unavailable(ar);
 }
 
 /* --- routing --- */

@@ -28,6 +28,15 @@ struct admin_batch_upload {
 	char **items;
 	size_t nitems;
 	size_t total;
+	const char **argv; /* the create script's, sent once the number is taken */
+	size_t argc;
+	char seq[24];
+	char keys[2][SCHEMA_KEY_MAX];
+	char authkey[128];
+	char targets[SCHEMA_TARGETS_MAX * (CATALOG_REGION_ID_MAX + CATALOG_INSTANCE_ID_MAX + 2) + 1];
+	char account[SCHEMA_ACCOUNT_MAX + 1];
+	char now[24], step[16], kind[2];
+	char strategy[8];
 };
 
 static void admin_batch_upload_free(void *p)
@@ -39,6 +48,7 @@ static void admin_batch_upload_free(void *p)
 	for (size_t i = 0; i < u->nitems; i++)
 		free(u->items[i]);
 	free(u->items);
+	free(u->argv);
 	free(u);
 }
 
@@ -85,6 +95,60 @@ static char *admin_batch_item(const struct batch_request *b, const struct batch_
 	return n < 0 ? NULL : s;
 }
 
+/* The batch's number is taken first, so that the create script is given
+ * every key it writes (docs/key-schema.md). A number whose script then
+ * fails is simply never used. */
+static void admin_batch_numbered(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	struct admin_batch_upload *u = ar->data;
+	const char **argv = u->argv;
+	size_t k = 3;
+	uint64_t seq;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
+		if (reply == NULL)
+			adminreq_unavailable(ar);
+		else
+			adminreq_redis_failed(ar, reply);
+		goto out;
+	}
+	seq = (uint64_t)reply->integer;
+	snprintf(u->seq, sizeof(u->seq), "%" PRIu64, seq);
+	if (schema_batch_key(u->keys[0], sizeof(u->keys[0]), seq) < 0 ||
+	    schema_batch_part_key(u->keys[1], sizeof(u->keys[1]), seq, 'i') < 0) {
+		adminreq_error(ar, 500, "internal", "bad batch number");
+		goto out;
+	}
+	argv[0] = "EVAL";
+	argv[1] = lua_create;
+	argv[2] = u->authkey[0] ? "6" : "5";
+	argv[k++] = u->keys[0];
+	argv[k++] = u->keys[1];
+	argv[k++] = SCHEMA_BATCHES_KEY;
+	argv[k++] = SCHEMA_STEPS_KEY;
+	argv[k++] = SCHEMA_STATS_BATCHES_KEY;
+	if (u->authkey[0])
+		argv[k++] = u->authkey;
+	argv[k++] = u->seq;
+	argv[k++] = u->strategy;
+	argv[k++] = u->targets;
+	argv[k++] = u->account;
+	argv[k++] = u->kind;
+	argv[k++] = u->now;
+	argv[k++] = u->step;
+	for (size_t i = 0; i < u->nitems; i++)
+		argv[k++] = u->items[i];
+	ar->refs++;
+	if (store_write_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_batch_created, ar,
+		    (int)k, argv, NULL) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+out:
+	adminreq_unref(ar);
+}
+
 static void admin_batch_create(struct adminreq *ar)
 {
 	const struct config *cfg = ar->t->srv->cfg;
@@ -92,10 +156,7 @@ static void admin_batch_create(struct adminreq *ar)
 	struct batch_request *b = NULL;
 	struct admin_batch_upload *u = NULL;
 	struct batch_error err = { 0 };
-	char targets[SCHEMA_TARGETS_MAX * (CATALOG_REGION_ID_MAX + CATALOG_INSTANCE_ID_MAX + 2) + 1];
-	char authkey[128] = "", now[24], step[16], kind[2] = { 0 };
-	const char **argv = NULL;
-	size_t len, argc;
+	size_t len;
 	char *body = adminreq_body(ar->req, &len);
 
 	if (body == NULL) {
@@ -108,9 +169,8 @@ static void admin_batch_create(struct adminreq *ar)
 		goto out;
 	}
 	u = calloc(1, sizeof(*u));
-	argc = 10 + b->nitems;
-	argv = calloc(argc, sizeof(*argv));
-	if (u == NULL || argv == NULL || (u->items = calloc(b->nitems, sizeof(char *))) == NULL) {
+	if (u == NULL || (u->argv = calloc(16 + b->nitems, sizeof(*u->argv))) == NULL ||
+	    (u->items = calloc(b->nitems, sizeof(char *))) == NULL) {
 		admin_batch_upload_free(u);
 		adminreq_error(ar, 500, "internal", "out of memory");
 		goto out;
@@ -128,38 +188,28 @@ static void admin_batch_create(struct adminreq *ar)
 	{
 		struct schema_batch sb = { .ntargets = b->ntargets };
 		memcpy(sb.targets, b->targets, sizeof(sb.targets));
-		if (schema_targets_format(&sb, targets, sizeof(targets)) < 0) {
+		if (schema_targets_format(&sb, u->targets, sizeof(u->targets)) < 0) {
 			adminreq_error(ar, 500, "internal", "targets too long");
 			goto out;
 		}
 	}
-	if (b->target_account && schema_auth_code_key(authkey, sizeof(authkey), b->target_account, b->auth_code) < 0) {
+	if (b->target_account && schema_auth_code_key(u->authkey, sizeof(u->authkey), b->target_account,
+					 b->auth_code) < 0) {
 		adminreq_error(ar, 400, "invalid_auth_code", "authCode or targetAccount too long");
 		goto out;
 	}
-	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-	snprintf(step, sizeof(step), "%d", cfg->worker_chunk_size);
-	kind[0] = (char)b->kind;
-	argv[0] = "EVAL";
-	argv[1] = lua_create;
-	argv[2] = "1";
-	argv[3] = authkey;
-	argv[4] = b->strategy == SCHEMA_NEAREST ? "nearest" : "region";
-	argv[5] = targets;
-	argv[6] = b->target_account ? b->target_account : "";
-	argv[7] = kind;
-	argv[8] = now;
-	argv[9] = step;
-	for (size_t i = 0; i < u->nitems; i++)
-		argv[10 + i] = u->items[i];
+	snprintf(u->account, sizeof(u->account), "%s", b->target_account ? b->target_account : "");
+	snprintf(u->strategy, sizeof(u->strategy), "%s", b->strategy == SCHEMA_NEAREST ? "nearest" : "region");
+	snprintf(u->now, sizeof(u->now), "%lld", (long long)time(NULL));
+	snprintf(u->step, sizeof(u->step), "%d", cfg->worker_chunk_size);
+	u->kind[0] = (char)b->kind;
+	const char *incr[] = { "INCR", SCHEMA_BATCH_SEQ_KEY };
 	ar->refs++;
-	if (store_write_timed(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), admin_batch_created, ar,
-		    (int)argc, argv, NULL) < 0) {
+	if (store_write(adminreq_store(ar->t), admin_batch_numbered, ar, 2, incr, NULL) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);
 	}
 out:
-	free(argv);
 	batch_request_free(b);
 	free(body);
 }
@@ -252,7 +302,8 @@ static void admin_batch_expired(struct adminreq *ar)
 		"the batch's rows and results were removed after worker.batch_retention_s; its assignments stay");
 }
 
-/* The results: [[total, pruned], items, results, notify states] from a MULTI. */
+/* The results: [[total, pruned], items, results, notify states]. The rows
+ * never change and results are only added, so four reads make one view. */
 static void admin_batch_results_reply(redisReply *reply, void *arg)
 {
 	struct adminreq *ar = arg;
@@ -366,7 +417,6 @@ out:
 static void admin_batch_results(struct adminreq *ar)
 {
 	char bkey[SCHEMA_KEY_MAX], ikey[SCHEMA_KEY_MAX + 4], rkey[SCHEMA_KEY_MAX + 4], nkey[SCHEMA_KEY_MAX + 4];
-	const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
 
 	uint64_t seq = strtoull(ar->id, NULL, 10);
 
@@ -380,45 +430,114 @@ static void admin_batch_results(struct adminreq *ar)
 	const char *lrange[] = { "LRANGE", ikey, "0", "-1" };
 	const char *hgetall[] = { "HGETALL", rkey };
 	const char *notify[] = { "HGETALL", nkey };
-	/* MULTI/EXEC: one consistent view; the queued replies are only "QUEUED". */
-	store_command_noreply(adminreq_store(ar->t), 1, multi, NULL);
-	store_command_noreply(adminreq_store(ar->t), 4, total, NULL);
-	store_command_noreply(adminreq_store(ar->t), 4, lrange, NULL);
-	store_command_noreply(adminreq_store(ar->t), 2, hgetall, NULL);
-	store_command_noreply(adminreq_store(ar->t), 2, notify, NULL);
+	const char *const *argvs[] = { total, lrange, hgetall, notify };
+	const int argcs[] = { 4, 4, 2, 2 };
 	ar->refs++;
-	if (store_command(adminreq_store(ar->t), admin_batch_results_reply, ar, 1, exec, NULL) < 0) {
+	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 4, argcs, argvs,
+		    admin_batch_results_reply, ar) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);
 	}
 }
 
+struct admin_batch_page {
+	size_t limit;
+	size_t n;         /* batches read: LIMIT, or one more when there is a next page */
+	char (*seqs)[24];
+};
+
+static void admin_batch_page_free(void *p)
+{
+	struct admin_batch_page *pg = p;
+
+	if (pg == NULL)
+		return;
+	free(pg->seqs);
+	free(pg);
+}
+
+/* Each batch's hash, in the order of the page. */
 static void admin_batch_list_reply(redisReply *reply, void *arg)
 {
 	struct adminreq *ar = arg;
-	size_t limit = (size_t)(uintptr_t)ar->data;
-	size_t n;
+	struct admin_batch_page *pg = ar->data;
 	yajl_gen g;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != pg->n) {
 		adminreq_unavailable(ar);
 		goto out;
 	}
-	ar->data = NULL;
-	n = reply->elements / 2;
 	g = yajl_gen_alloc(NULL);
 	yajl_gen_map_open(g);
 	adminreq_gen_string(g, "batches");
 	yajl_gen_array_open(g);
-	for (size_t i = 0; i < n && i < limit; i++)
-		if (reply->element[2 * i + 1]->type == REDIS_REPLY_ARRAY)
-			admin_batch_gen(g, reply->element[2 * i]->str, reply->element[2 * i + 1]);
+	for (size_t i = 0; i < pg->n && i < pg->limit; i++)
+		if (reply->element[i]->type == REDIS_REPLY_ARRAY && reply->element[i]->elements > 0)
+			admin_batch_gen(g, pg->seqs[i], reply->element[i]);
 	yajl_gen_array_close(g);
 	/* One more than asked for means there is a next page, after the last shown. */
-	adminreq_gen_kv(g, "nextCursor", n > limit ? reply->element[2 * (limit - 1)]->str : NULL);
+	adminreq_gen_kv(g, "nextCursor", pg->n > pg->limit ? pg->seqs[pg->limit - 1] : NULL);
 	yajl_gen_map_close(g);
 	adminreq_answer_gen(ar, 200, g);
 out:
+	adminreq_unref(ar);
+}
+
+/* The page's numbers, newest first; then their hashes. */
+static void admin_batch_index_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	struct admin_batch_page *pg = ar->data;
+	char (*keys)[SCHEMA_KEY_MAX] = NULL;
+	const char *(*argvs)[2] = NULL;
+	const char *const **pargvs = NULL;
+	int *argcs = NULL;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		adminreq_redis_failed(ar, reply);
+		goto out;
+	}
+	pg->n = reply->elements;
+	if (pg->n == 0) {
+		redisReply none = { .type = REDIS_REPLY_ARRAY };
+		ar->refs++;
+		admin_batch_list_reply(&none, ar);
+		goto out;
+	}
+	pg->seqs = calloc(pg->n, sizeof(*pg->seqs));
+	keys = calloc(pg->n, sizeof(*keys));
+	argvs = calloc(pg->n, sizeof(*argvs));
+	pargvs = calloc(pg->n, sizeof(*pargvs));
+	argcs = calloc(pg->n, sizeof(*argcs));
+	if (pg->seqs == NULL || keys == NULL || argvs == NULL || pargvs == NULL || argcs == NULL) {
+		adminreq_error(ar, 500, "internal", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < pg->n; i++) {
+		uint64_t seq;
+		const redisReply *e = reply->element[i];
+		if (e->type != REDIS_REPLY_STRING || schema_parse_u64(e->str, e->len, &seq) < 0 ||
+		    schema_batch_key(keys[i], sizeof(keys[i]), seq) < 0) {
+			adminreq_error(ar, 500, "internal", "the batch index is unreadable");
+			goto out;
+		}
+		snprintf(pg->seqs[i], sizeof(pg->seqs[i]), "%" PRIu64, seq);
+		argvs[i][0] = "HGETALL";
+		argvs[i][1] = keys[i];
+		pargvs[i] = argvs[i];
+		argcs[i] = 2;
+	}
+	ar->refs++;
+	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, pg->n, argcs, pargvs,
+		    admin_batch_list_reply, ar) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+out:
+	free(keys);
+	free(argvs);
+	free(pargvs);
+	free(argcs);
 	adminreq_unref(ar);
 }
 
@@ -441,7 +560,7 @@ static void admin_batch_list(struct adminreq *ar)
 	struct form_param q[FORM_PARAMS_MAX];
 	const struct form_param *p;
 	const char *limit_s, *cursor, *why;
-	char limit[16];
+	char limit[16], max[32];
 	size_t nq = 0;
 	long n = 20;
 
@@ -461,11 +580,20 @@ static void admin_batch_list(struct adminreq *ar)
 		adminreq_error(ar, 400, "invalid_parameter", "cursor must be a nextCursor value");
 		goto out;
 	}
-	snprintf(limit, sizeof(limit), "%ld", n);
-	ar->data = (void *)(uintptr_t)n;
-	const char *argv[] = { "EVAL", lua_list, "0", cursor ? cursor : "", limit };
+	snprintf(limit, sizeof(limit), "%ld", n + 1);
+	snprintf(max, sizeof(max), "(%s", cursor && cursor[0] ? cursor : "");
+	struct admin_batch_page *pg = calloc(1, sizeof(*pg));
+	if (pg == NULL) {
+		adminreq_error(ar, 500, "internal", "out of memory");
+		goto out;
+	}
+	pg->limit = (size_t)n;
+	ar->data = pg;
+	ar->data_free = admin_batch_page_free;
+	const char *argv[] = { "ZREVRANGEBYSCORE", SCHEMA_BATCHES_KEY, cursor && cursor[0] ? max : "+inf", "-inf",
+		"LIMIT", "0", limit };
 	ar->refs++;
-	if (store_command(adminreq_store(ar->t), admin_batch_list_reply, ar, 5, argv, NULL) < 0) {
+	if (store_command(adminreq_store(ar->t), admin_batch_index_reply, ar, 7, argv, NULL) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);
 	}
@@ -561,23 +689,66 @@ static long long admin_batch_count(const redisReply *hash, const char *name)
 	return v ? strtoll(v, NULL, 10) : 0;
 }
 
+/* The devices of one region, summed over the groups. */
+struct admin_batch_region {
+	const char *id; /* borrowed from the reply */
+	size_t len;
+	long long n;
+};
+
+/* Every group's counters (SCHEMA_GROUPS hashes), then the batch counters. */
 static void admin_batch_stats_reply(redisReply *reply, void *arg)
 {
 	static const char *const states[] = { "initializing", "running", "completed", "failed" };
 	struct adminreq *ar = arg;
-	const redisReply *st, *reg, *bat;
-	long long total, active;
+	struct admin_batch_region *regions = NULL;
+	size_t nregions = 0, cap = 0;
+	long long total = 0, active = 0, activations = 0;
+	const redisReply *bat;
 	yajl_gen g;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != SCHEMA_GROUPS + 1) {
 		adminreq_unavailable(ar);
 		goto out;
 	}
-	st = reply->element[0];
-	reg = reply->element[1];
-	bat = reply->element[2];
-	total = admin_batch_count(st, "devices");
-	active = admin_batch_count(st, "active");
+	for (size_t k = 0; k < SCHEMA_GROUPS; k++) {
+		const redisReply *h = reply->element[k];
+		if (h->type != REDIS_REPLY_ARRAY) {
+			adminreq_redis_failed(ar, h);
+			goto out;
+		}
+		for (size_t i = 0; i + 1 < h->elements; i += 2) {
+			const redisReply *f = h->element[i];
+			long long v = strtoll(h->element[i + 1]->str ? h->element[i + 1]->str : "0", NULL, 10);
+			size_t pl = sizeof(SCHEMA_REGION_FIELD_PREFIX) - 1;
+			if (strcmp(f->str, SCHEMA_C_DEVICES) == 0) {
+				total += v;
+			} else if (strcmp(f->str, SCHEMA_C_ACTIVE) == 0) {
+				active += v;
+			} else if (strcmp(f->str, SCHEMA_C_ACTIVATIONS) == 0) {
+				activations += v;
+			} else if (f->len > pl && memcmp(f->str, SCHEMA_REGION_FIELD_PREFIX, pl) == 0) {
+				size_t j;
+				for (j = 0; j < nregions; j++)
+					if (regions[j].len == f->len - pl && memcmp(regions[j].id, f->str + pl, f->len - pl) == 0)
+						break;
+				if (j == nregions) {
+					if (nregions == cap) {
+						struct admin_batch_region *r2 = realloc(regions, (cap = cap ? 2 * cap : 16) *
+							sizeof(*regions));
+						if (r2 == NULL) {
+							adminreq_error(ar, 500, "internal", "out of memory");
+							goto out;
+						}
+						regions = r2;
+					}
+					regions[nregions++] = (struct admin_batch_region){ f->str + pl, f->len - pl, 0 };
+				}
+				regions[j].n += v;
+			}
+		}
+	}
+	bat = reply->element[SCHEMA_GROUPS];
 	g = yajl_gen_alloc(NULL);
 	yajl_gen_map_open(g);
 	adminreq_gen_string(g, "devices");
@@ -593,28 +764,63 @@ static void admin_batch_stats_reply(redisReply *reply, void *arg)
 	yajl_gen_map_open(g);
 	adminreq_gen_string(g, "byRegion");
 	yajl_gen_map_open(g);
-	for (size_t i = 0; i + 1 < reg->elements; i += 2) {
-		long long n = strtoll(reg->element[i + 1]->str, NULL, 10);
-		if (n <= 0)
+	for (size_t i = 0; i < nregions; i++) {
+		if (regions[i].n <= 0)
 			continue;
-		adminreq_gen_string(g, reg->element[i]->str);
-		yajl_gen_integer(g, n);
+		yajl_gen_string(g, (const unsigned char *)regions[i].id, regions[i].len);
+		yajl_gen_integer(g, regions[i].n);
 	}
 	yajl_gen_map_close(g);
 	yajl_gen_map_close(g);
 	adminreq_gen_string(g, "activations");
-	yajl_gen_integer(g, admin_batch_count(st, "activations"));
+	yajl_gen_integer(g, activations);
 	adminreq_gen_string(g, "batches");
 	yajl_gen_map_open(g);
 	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
 		adminreq_gen_string(g, states[i]);
-		yajl_gen_integer(g, admin_batch_count(bat, states[i]));
+		yajl_gen_integer(g, bat->type == REDIS_REPLY_ARRAY ? admin_batch_count(bat, states[i]) : 0);
 	}
 	yajl_gen_map_close(g);
 	yajl_gen_map_close(g);
 	adminreq_answer_gen(ar, 200, g);
 out:
+	free(regions);
 	adminreq_unref(ar);
+}
+
+/* The counters are kept per device group, in the groups' own slots: the
+ * statistics read them all (SCHEMA_GROUPS small hashes). */
+static void admin_batch_stats(struct adminreq *ar)
+{
+	struct {
+		char keys[SCHEMA_GROUPS][16];
+		const char *argvs[SCHEMA_GROUPS + 1][2];
+		const char *const *pargvs[SCHEMA_GROUPS + 1];
+		int argcs[SCHEMA_GROUPS + 1];
+	} *q = malloc(sizeof(*q));
+
+	if (q == NULL) {
+		adminreq_error(ar, 500, "internal", "out of memory");
+		return;
+	}
+	for (uint32_t k = 0; k <= SCHEMA_GROUPS; k++) {
+		q->argvs[k][0] = "HGETALL";
+		if (k == SCHEMA_GROUPS)
+			q->argvs[k][1] = SCHEMA_STATS_BATCHES_KEY;
+		else if (schema_counters_key(q->keys[k], sizeof(q->keys[k]), k) >= 0)
+			q->argvs[k][1] = q->keys[k];
+		else
+			q->argvs[k][1] = ""; /* cannot happen: the key has a fixed size */
+		q->pargvs[k] = q->argvs[k];
+		q->argcs[k] = 2;
+	}
+	ar->refs++;
+	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, SCHEMA_GROUPS + 1, q->argcs,
+		    q->pargvs, admin_batch_stats_reply, ar) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+	free(q);
 }
 
 /* --- routing --- */
@@ -650,12 +856,10 @@ bool admin_batch_handle(struct server_thread *t, struct http_request *req, const
 		return true;
 	}
 	if (strcmp(path, "/v1/stats") == 0) {
-		const char *argv[] = { "EVAL", lua_stats, "3", SCHEMA_STATS_KEY, SCHEMA_STATS_REGION_KEY,
-			SCHEMA_STATS_BATCHES_KEY };
 		if (m != HTTP_GET)
 			admin_batch_not_allowed(ar, "GET");
 		else
-			admin_batch_simple(ar, admin_batch_stats_reply, 6, argv, false);
+			admin_batch_stats(ar);
 	} else if (sscanf(path, "/v1/accounts/%79[^/]/auth-codes%n", acct, &n) == 1 && path[n] == '\0') {
 		if (m != HTTP_POST) {
 			admin_batch_not_allowed(ar, "POST");

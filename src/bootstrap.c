@@ -316,17 +316,19 @@ static void bootstrap_on_recorded(redisReply *reply, void *arg)
  * A device reassigned in the meantime is left as it is (the script checks). */
 static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *region)
 {
-	char key[SCHEMA_KEY_MAX], batch[24], now[24];
+	char key[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX], batch[24], now[24];
 	time_t t = time(NULL);
+	uint32_t bucket = schema_bucket(br->form.product_key, br->form.device_name);
 
 	br->answered = true;
 	if ((br->device.status == SCHEMA_ACTIVE && strcmp(br->device.last_region, region) == 0 &&
 		    t - br->device.last_bootstrap_at < BOOTSTRAP_TOUCH_INTERVAL_S) ||
-	    schema_device_key(key, sizeof(key), br->form.product_key, br->form.device_name) < 0)
+	    schema_bucket_key(key, sizeof(key), 'd', bucket) < 0 ||
+	    schema_counters_key(ckey, sizeof(ckey), schema_group(bucket)) < 0)
 		goto send;
 	snprintf(batch, sizeof(batch), "%" PRIu64, br->device.batch);
 	snprintf(now, sizeof(now), "%lld", (long long)t);
-	const char *argv[] = { "EVAL", lua_activate, "2", key, SCHEMA_STATS_KEY, br->field, batch, now, region };
+	const char *argv[] = { "EVAL", lua_activate, "2", key, ckey, br->field, batch, now, region };
 	br->refs++;
 	if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_recorded, br, 9, argv,
 		    NULL) == 0)
@@ -538,6 +540,11 @@ static void bootstrap_cache_put(struct bootstrap_req *br, uint64_t token, const 
 {
 	struct cache *cache = token ? store_cache(br->t->store) : NULL;
 
+	/* In a cluster a key that does not exist is in no node's tracking
+	 * table once its slot moves: "absent" could go stale unheard. A key
+	 * that exists is invalidated by the node it leaves. */
+	if (value == NULL && store_clustered(br->t->store))
+		return;
 	if (cache)
 		(void)cache_put(cache, token, key, strlen(key), field, strlen(field), value, vlen);
 }

@@ -125,6 +125,8 @@ static const struct config_key config_keys[] = {
 		"Connect and command timeout for Redis, milliseconds"),
 	{ "redis.sentinels", CONFIG_STRINGS, "[]", 0, 0, CF(redis_sentinels), CF(nredis_sentinels), 0,
 		config_check_node, 0, "Redis Sentinels (host:port each) that name the master; instead of redis.url" },
+	{ "redis.cluster", CONFIG_STRINGS, "[]", 0, 0, CF(redis_cluster), CF(nredis_cluster), 0,
+		config_check_node, 0, "Seed nodes (host:port each) of a Redis Cluster; instead of redis.url" },
 	KEY_STR("redis.master_name", redis_master_name, "\"\"", NULL, CONFIG_EMPTY_OK,
 		"The master's name as the Sentinels know it (with redis.sentinels)"),
 	KEY_INT("redis.wait_replicas", redis_wait_replicas, "0", 0, 16,
@@ -1262,15 +1264,35 @@ static const char *config_getenv(char *const *envp, const char *name)
 	return NULL;
 }
 
+/* The default URL's parts, unused under Sentinel or Cluster. */
+static void config_drop_redis_url(struct config *cfg)
+{
+	free(cfg->redis_host);
+	cfg->redis_host = NULL;
+	free(cfg->redis_unix);
+	cfg->redis_unix = NULL;
+	cfg->redis_port = 0;
+	cfg->redis_db = 0;
+}
+
 /* One Redis topology, and its password from the environment. */
 static int config_finish_redis(struct config_loader *ld, char **cause)
 {
 	struct config *cfg = ld->cfg;
 	const struct config_key *url = config_find_key("redis.url");
 	const struct config_key *sen = config_find_key("redis.sentinels");
+	const struct config_key *clu = config_find_key("redis.cluster");
 	const struct config_key *name = config_find_key("redis.master_name");
 	const struct config_key *penv = config_find_key("redis.password_env");
 
+	if (cfg->nredis_cluster > 0 && (ld->set[url - config_keys] || cfg->nredis_sentinels > 0)) {
+		config_fail(cause, "%s: \"redis.cluster\" and \"%s\": give exactly one Redis topology",
+			ld->origin[clu - config_keys], cfg->nredis_sentinels > 0 ? "redis.sentinels" : "redis.url");
+		return -1;
+	}
+	/* The nodes are found at run time; a cluster has one database. */
+	if (cfg->nredis_cluster > 0)
+		config_drop_redis_url(cfg);
 	if (cfg->nredis_sentinels > 0) {
 		if (ld->set[url - config_keys]) {
 			config_fail(cause, "%s: \"redis.url\" and \"redis.sentinels\": give exactly one Redis topology",
@@ -1282,13 +1304,8 @@ static int config_finish_redis(struct config_loader *ld, char **cause)
 				ld->origin[sen - config_keys]);
 			return -1;
 		}
-		/* The master is found at run time; the URL's parts stay unused. */
-		free(cfg->redis_host);
-		cfg->redis_host = NULL;
-		free(cfg->redis_unix);
-		cfg->redis_unix = NULL;
-		cfg->redis_port = 0;
-		cfg->redis_db = 0;
+		/* The master is found at run time. */
+		config_drop_redis_url(cfg);
 	} else if (cfg->redis_master_name[0] != '\0') {
 		config_fail(cause, "%s: \"redis.master_name\" needs \"redis.sentinels\"",
 			ld->origin[name - config_keys]);
@@ -1528,6 +1545,7 @@ void config_free(struct config *cfg)
 	free(cfg->redis_url);
 	config_redis_clear(cfg);
 	config_free_list(cfg->redis_sentinels);
+	config_free_list(cfg->redis_cluster);
 	free(cfg->redis_master_name);
 	free(cfg->redis_password_env);
 	free(cfg->regions);

@@ -10,16 +10,19 @@
 #include "geo.h"
 #include "tls.h"
 #include "log.h"
+#include "schema.h"
 #include "server.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: bootstrapd --config FILE [--role api|worker|all] [--check-config] [--version] [--help]\n"
+		"       bootstrapd --key KIND [ARG...]\n"
 		"\n"
 		"  -c, --config FILE   configuration file (JSON)\n"
 		"  -r, --role ROLE     api, worker or all (default: all)\n"
 		"  -t, --check-config  validate FILE and the files it names, then exit\n"
+		"  -k, --key KIND      print the Redis key of KIND for ARGs (docs/key-schema.md), then exit\n"
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n");
 }
@@ -46,11 +49,12 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "role", required_argument, NULL, 'r' },
 		{ "check-config", no_argument, NULL, 't' },
+		{ "key", required_argument, NULL, 'k' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config_path = NULL;
+	const char *config_path = NULL, *key_kind = NULL;
 	enum server_role role = SERVER_ROLE_ALL;
 	bool check = false;
 	struct config *cfg = NULL;
@@ -61,7 +65,7 @@ int main(int argc, char **argv)
 	enum log_level level;
 	int opt, rc = 1;
 
-	while ((opt = getopt_long(argc, argv, "c:r:tVh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+c:r:tk:Vh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config_path = optarg;
@@ -81,6 +85,9 @@ int main(int argc, char **argv)
 		case 't':
 			check = true;
 			break;
+		case 'k':
+			key_kind = optarg;
+			break;
 		case 'V':
 			printf("bootstrapd %s\n", BOOTSTRAPD_VERSION);
 			return 0;
@@ -91,6 +98,17 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (key_kind != NULL) {
+		char key[SCHEMA_KEY_MAX];
+		if (schema_key_named(key, sizeof(key), key_kind, (const char *const *)argv + optind,
+			    (size_t)(argc - optind)) < 0) {
+			fprintf(stderr, "bootstrapd: --key %s: unknown kind or wrong arguments (docs/key-schema.md)\n",
+				key_kind);
+			return 2;
+		}
+		printf("%s\n", key);
+		return 0;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "bootstrapd: unexpected argument \"%s\"\n", argv[optind]);

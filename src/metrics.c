@@ -24,6 +24,7 @@ static const struct {
 	{ "bootstrapd_redis_errors_total", "Redis commands that failed or found Redis unreachable." },
 	{ "bootstrapd_redis_timeouts_total", "Redis commands that exceeded redis.timeout_ms." },
 	{ "bootstrapd_redis_reconnects_total", "Connections made to Redis after the first." },
+	{ "bootstrapd_redis_redirects_total", "Commands a Redis Cluster node sent elsewhere (MOVED, ASK)." },
 	{ "bootstrapd_activations_total", "Device status changes to active through bootstrap." },
 	{ "bootstrapd_catalog_reloads_total", "Region catalog reloads that took effect." },
 	{ "bootstrapd_catalog_reload_failures_total", "Region catalog reloads rejected." },

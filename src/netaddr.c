@@ -179,3 +179,24 @@ void netaddr_client(const struct netaddr *peer, const char *xff, const char *for
 		end = start ? start - 1 : 0;
 	}
 }
+
+bool netaddr_split_hostport(const char *node, char *host, size_t cap, int *port)
+{
+	const char *colon = strrchr(node, ':');
+	const char *h = node;
+	size_t hl;
+
+	if (colon == NULL)
+		return false;
+	hl = (size_t)(colon - node);
+	if (node[0] == '[' && hl >= 2 && node[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= cap)
+		return false;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = atoi(colon + 1);
+	return *port > 0 && *port < 65536;
+}

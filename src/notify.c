@@ -210,6 +210,9 @@ static void notify_sent_reply(redisReply *reply, void *arg)
 		log_warn("notify", "%s: could not record a PUBACK; the message will be sent again", b->key);
 }
 
+/* The states are marked before the outbox entry goes: should this stop in
+ * between, the message is sent again rather than left "pending". Each of the
+ * three lives in its own slot (device group, batch, outbox). */
 static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 {
 	struct notify_broker *b = arg;
@@ -227,10 +230,15 @@ static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 		if (schema_notify_key(ndkey, sizeof(ndkey), msg->pk, msg->dn) < 0 ||
 		    schema_batch_part_key(nkey, sizeof(nkey), msg->seq, 'n') < 0)
 			ndkey[0] = nkey[0] = '\0';
-		const char *argv[] = { "EVAL", lua_notify_sent, "3", b->stream, nkey, ndkey, NOTIFY_GROUP, msg->entry, seq,
-			idx, field };
-		if (store_command(b->n->store, notify_sent_reply, b, 11, argv, NULL) < 0)
+		const char *dev[] = { "EVAL", lua_notify_sent, "1", ndkey, seq, idx, field };
+		const char *row[] = { "EVAL", lua_notify_mark, "1", nkey, idx, "sent" };
+		const char *ack[] = { "XACK", b->stream, NOTIFY_GROUP, msg->entry };
+		const char *del[] = { "XDEL", b->stream, msg->entry };
+		if (store_command(b->n->store, notify_sent_reply, b, 7, dev, NULL) < 0 ||
+		    store_command(b->n->store, notify_sent_reply, b, 6, row, NULL) < 0)
 			log_warn("notify", "%s: Redis unreachable; an acknowledged notify will be sent again", b->key);
+		else if (store_command(b->n->store, notify_sent_reply, b, 4, ack, NULL) == 0)
+			store_command_noreply(b->n->store, 3, del, NULL);
 		b->sent++;
 		metrics_count(METRICS_NOTIFY_SENT);
 		b->inflight[i] = b->inflight[--b->ninflight];
@@ -239,21 +247,80 @@ static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 	}
 }
 
+/* A device's answer, in up to three steps: is the id it answered a row of
+ * ours (the batch's slot)? is it the device's latest notify (the device's
+ * slot)? then that row is marked acked (the batch's slot). */
+struct notify_ackreq {
+	struct notify_broker *b;
+	char field[SCHEMA_FIELD_MAX];
+	char id[32];
+	char ndkey[SCHEMA_KEY_MAX];
+	char nkey[SCHEMA_KEY_MAX];
+	char idx[16];
+};
+
+static void notify_ack_marked(redisReply *reply, void *arg)
+{
+	struct notify_ackreq *q = arg;
+
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+		log_warn("notify", "%s: a device's acknowledgement was not recorded in its batch", q->b->key);
+	free(q);
+}
+
 static void notify_ack_reply(redisReply *reply, void *arg)
 {
-	struct notify_broker *b = arg;
+	struct notify_ackreq *q = arg;
+	struct notify_broker *b = q->b;
+	uint64_t seq;
+	unsigned long idx;
+	const char *semi;
 
-	if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
-		b->acked++;
-		metrics_count(METRICS_NOTIFY_ACKED);
-		notify_snapshot(b->n);
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING || reply->len == 0 ||
+	    (semi = memchr(reply->str, ';', reply->len)) == NULL ||
+	    schema_parse_u64(reply->str, (size_t)(semi - reply->str), &seq) < 0 ||
+	    (idx = strtoul(semi + 1, NULL, 10)) > 999999 ||
+	    schema_batch_part_key(q->nkey, sizeof(q->nkey), seq, 'n') < 0) {
+		free(q);
+		return;
 	}
+	b->acked++;
+	metrics_count(METRICS_NOTIFY_ACKED);
+	notify_snapshot(b->n);
+	snprintf(q->idx, sizeof(q->idx), "%lu", idx);
+	const char *argv[] = { "EVAL", lua_notify_mark, "1", q->nkey, q->idx, "acked" };
+	if (store_command(b->n->store, notify_ack_marked, q, 6, argv, NULL) < 0)
+		free(q);
+}
+
+static void notify_ack_send(struct notify_ackreq *q, bool ours)
+{
+	const char *argv[] = { "EVAL", lua_notify_ack, "1", q->ndkey, q->field, q->id, ours ? "1" : "0" };
+
+	if (store_command(q->b->n->store, notify_ack_reply, q, 7, argv, NULL) < 0) {
+		log_warn("notify", "%s: Redis unreachable; a device's notify reply was not recorded", q->b->key);
+		free(q);
+	}
+}
+
+static void notify_ack_ours_reply(redisReply *reply, void *arg)
+{
+	struct notify_ackreq *q = arg;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		free(q);
+		return;
+	}
+	notify_ack_send(q, reply->integer == 1);
 }
 
 static void notify_on_message(struct mqtt *m, const char *topic, const void *payload, size_t len, void *arg)
 {
 	struct notify_broker *b = arg;
-	char pk[33], dn[33], id[32], bucket[8], field[SCHEMA_FIELD_MAX];
+	char pk[33], dn[33], id[32];
+	struct notify_ackreq *q;
+	uint64_t seq;
+	size_t idlen;
 	int rc;
 
 	(void)m;
@@ -267,11 +334,28 @@ static void notify_on_message(struct mqtt *m, const char *topic, const void *pay
 	}
 	if (rc == 0)
 		return; /* the device refused (code other than 200): nothing to mark */
-	snprintf(bucket, sizeof(bucket), "%05x", schema_bucket(pk, dn));
-	snprintf(field, sizeof(field), "%s/%s", pk, dn);
-	const char *argv[] = { "EVAL", lua_notify_ack, "0", bucket, field, id };
-	if (store_command(b->n->store, notify_ack_reply, b, 6, argv, NULL) < 0)
-		log_warn("notify", "%s: Redis unreachable; a device's notify reply was not recorded", b->key);
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return;
+	q->b = b;
+	snprintf(q->field, sizeof(q->field), "%s/%s", pk, dn);
+	snprintf(q->id, sizeof(q->id), "%s", id);
+	if (schema_notify_key(q->ndkey, sizeof(q->ndkey), pk, dn) < 0) {
+		free(q);
+		return;
+	}
+	/* Our ids are the batch number and the row in 6 digits. */
+	idlen = strlen(id);
+	if (idlen > 6 && schema_parse_u64(id, idlen - 6, &seq) == 0 && strspn(id + idlen - 6, "0123456789") == 6 &&
+	    schema_batch_part_key(q->nkey, sizeof(q->nkey), seq, 'n') >= 0) {
+		snprintf(q->idx, sizeof(q->idx), "%lu", strtoul(id + idlen - 6, NULL, 10));
+		const char *argv[] = { "HEXISTS", q->nkey, q->idx };
+		if (store_command(b->n->store, notify_ack_ours_reply, q, 3, argv, NULL) < 0) {
+			log_warn("notify", "%s: Redis unreachable; a device's notify reply was not recorded", b->key);
+			free(q);
+		}
+		return;
+	}
+	notify_ack_send(q, false);
 }
 
 static void notify_on_state(struct mqtt *m, bool connected, const char *why, void *arg)

@@ -50,34 +50,69 @@ static int schema_join(char *buf, size_t len, const char *a, size_t al, const ch
 	return (int)(al + bl);
 }
 
-static int schema_bucket_key(char *buf, size_t len, const char *prefix, uint32_t bucket)
+static char schema_hex(unsigned v)
 {
-	static const char hex[] = "0123456789abcdef";
-	char digits[5];
+	return "0123456789abcdef"[v & 15];
+}
 
+/* "bd:{G}:" for the group of BUCKET: 7 + 3 bytes, no NUL. */
+static size_t schema_group_prefix(char *p, uint32_t group)
+{
+	memcpy(p, "bd:{", 4);
+	p[4] = schema_hex(group >> 8);
+	p[5] = schema_hex(group >> 4);
+	p[6] = schema_hex(group);
+	memcpy(p + 7, "}:", 2);
+	return 9;
+}
+
+/* Key building is on every device request: by hand, not printf. */
+int schema_bucket_key(char *buf, size_t len, char part, uint32_t bucket)
+{
+	size_t n;
+
+	if ((part != 'd' && part != 's' && part != 'n') || len < 17 || bucket >> SCHEMA_BUCKET_BITS)
+		return -1;
+	n = schema_group_prefix(buf, schema_group(bucket));
+	buf[n++] = part;
+	buf[n++] = ':';
 	for (int i = 4; i >= 0; i--, bucket >>= 4)
-		digits[i] = hex[bucket & 15];
-	return schema_join(buf, len, prefix, strlen(prefix), digits, 5);
+		buf[n + (size_t)i] = schema_hex(bucket);
+	buf[n + 5] = '\0';
+	return (int)(n + 5);
+}
+
+int schema_counters_key(char *buf, size_t len, uint32_t group)
+{
+	size_t n;
+
+	if (len < 11 || group >= SCHEMA_GROUPS)
+		return -1;
+	n = schema_group_prefix(buf, group);
+	buf[n++] = 'c';
+	buf[n] = '\0';
+	return (int)n;
 }
 
 int schema_product_key(char *buf, size_t len, const char *product_key)
 {
-	return schema_join(buf, len, "bd:p:", 5, product_key, strlen(product_key));
+	return schema_join(buf, len, SCHEMA_PRODUCTS_KEY ":", sizeof(SCHEMA_PRODUCTS_KEY), product_key,
+		strlen(product_key));
 }
 
 int schema_device_key(char *buf, size_t len, const char *product_key, const char *device_name)
 {
-	return schema_bucket_key(buf, len, "bd:d:", schema_bucket(product_key, device_name));
+	return schema_bucket_key(buf, len, 'd', schema_bucket(product_key, device_name));
 }
 
 int schema_secret_key(char *buf, size_t len, const char *product_key, const char *device_name)
 {
-	return schema_bucket_key(buf, len, "bd:s:", schema_bucket(product_key, device_name));
+	return schema_bucket_key(buf, len, 's', schema_bucket(product_key, device_name));
 }
 
 int schema_notify_key(char *buf, size_t len, const char *product_key, const char *device_name)
 {
-	return schema_bucket_key(buf, len, "bd:nd:", schema_bucket(product_key, device_name));
+	return schema_bucket_key(buf, len, 'n', schema_bucket(product_key, device_name));
 }
 
 int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
@@ -94,24 +129,65 @@ int schema_device_field(char *buf, size_t len, const char *product_key, const ch
 
 int schema_batch_key(char *buf, size_t len, uint64_t seq)
 {
-	return schema_fit(snprintf(buf, len, "bd:b:%" PRIu64, seq), len);
+	return schema_fit(snprintf(buf, len, "bd:{b}:%" PRIu64, seq), len);
 }
 
 int schema_auth_code_key(char *buf, size_t len, const char *account, const char *code)
 {
-	return schema_fit(snprintf(buf, len, "bd:ac:%s:%s", account, code), len);
+	return schema_fit(snprintf(buf, len, "bd:{b}:ac:%s:%s", account, code), len);
 }
 
 int schema_outbox_key(char *buf, size_t len, const char *broker)
 {
-	return schema_fit(snprintf(buf, len, "bd:n:q:%s", broker), len);
+	return schema_fit(snprintf(buf, len, "bd:o:{%s}", broker), len);
 }
 
 int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part)
 {
 	if (part != 'i' && part != 'r' && part != 'n')
 		return -1;
-	return schema_fit(snprintf(buf, len, "bd:b:%" PRIu64 ":%c", seq, part), len);
+	return schema_fit(snprintf(buf, len, "bd:{b}:%" PRIu64 ":%c", seq, part), len);
+}
+
+int schema_key_named(char *buf, size_t len, const char *kind, const char *const *args, size_t nargs)
+{
+	static const struct {
+		const char *kind, *key;
+	} fixed[] = {
+		{ "batches", SCHEMA_BATCHES_KEY }, { "batch-seq", SCHEMA_BATCH_SEQ_KEY }, { "steps", SCHEMA_STEPS_KEY },
+		{ "batch-counters", SCHEMA_STATS_BATCHES_KEY }, { "products", SCHEMA_PRODUCTS_KEY },
+	};
+	static const struct {
+		const char *kind;
+		char part;
+	} device[] = { { "device", 'd' }, { "secret", 's' }, { "notify", 'n' }, { "counters", 'c' } },
+	  batch[] = { { "batch", 0 }, { "rows", 'i' }, { "results", 'r' }, { "notifies", 'n' } };
+	uint64_t seq;
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (strcmp(kind, fixed[i].kind) == 0)
+			return nargs == 0 ? schema_join(buf, len, fixed[i].key, strlen(fixed[i].key), "", 0) : -1;
+	if (strcmp(kind, "product") == 0)
+		return nargs == 1 ? schema_product_key(buf, len, args[0]) : -1;
+	if (strcmp(kind, "outbox") == 0)
+		return nargs == 1 ? schema_outbox_key(buf, len, args[0]) : -1;
+	for (size_t i = 0; i < sizeof(device) / sizeof(device[0]); i++) {
+		if (strcmp(kind, device[i].kind) != 0)
+			continue;
+		if (nargs != 2)
+			return -1;
+		uint32_t b = schema_bucket(args[0], args[1]);
+		return device[i].part == 'c' ? schema_counters_key(buf, len, schema_group(b))
+					     : schema_bucket_key(buf, len, device[i].part, b);
+	}
+	for (size_t i = 0; i < sizeof(batch) / sizeof(batch[0]); i++) {
+		if (strcmp(kind, batch[i].kind) != 0)
+			continue;
+		if (nargs != 1 || schema_parse_u64(args[0], strlen(args[0]), &seq) < 0)
+			return -1;
+		return batch[i].part ? schema_batch_part_key(buf, len, seq, batch[i].part) : schema_batch_key(buf, len, seq);
+	}
+	return -1;
 }
 
 int schema_parse_u64(const char *s, size_t len, uint64_t *out)

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "netaddr.h"
 
 #define SENTINEL_HOST_MAX 256
 #define SENTINEL_BACKOFF_MAX_MS 1000
@@ -68,27 +69,6 @@ static void sentinel_on_connect(const redisAsyncContext *ac, int status)
 	}
 }
 
-static bool sentinel_split(const char *node, char *host, size_t cap, int *port)
-{
-	const char *colon = strrchr(node, ':');
-	const char *h = node;
-	size_t hl;
-
-	if (colon == NULL)
-		return false;
-	hl = (size_t)(colon - node);
-	if (node[0] == '[' && hl >= 2 && node[hl - 1] == ']') {
-		h++;
-		hl -= 2;
-	}
-	if (hl == 0 || hl >= cap)
-		return false;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	*port = atoi(colon + 1);
-	return *port > 0 && *port < 65536;
-}
-
 /* A connection to sentinel I, AUTH sent when a password is configured (a
  * sentinel without one refuses it, which changes nothing). NULL on failure. */
 static redisAsyncContext *sentinel_open(struct sentinel *sn, size_t i,
@@ -99,7 +79,7 @@ static redisAsyncContext *sentinel_open(struct sentinel *sn, size_t i,
 	redisAsyncContext *ac;
 	int port;
 
-	if (!sentinel_split(cfg->redis_sentinels[i], host, sizeof(host), &port))
+	if (!netaddr_split_hostport(cfg->redis_sentinels[i], host, sizeof(host), &port))
 		return NULL;
 	ac = redisAsyncConnect(host, port);
 	if (ac == NULL || ac->err) {

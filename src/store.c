@@ -10,9 +10,12 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "cache.h"
+#include "cluster.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
+#include "schema.h"
 #include "sentinel.h"
 
 enum store_state { STORE_DOWN, STORE_CONNECTING, STORE_UP };
@@ -49,7 +52,22 @@ struct store {
 	int port;
 	unsigned gen, dgen, tgen;
 
-	/* The record cache (NULL: none) and what keeps it exact. */
+	/* Under Redis Cluster: the store the caller holds (map not NULL) has no
+	 * connection of its own but a child store per master (nodes[i] for the
+	 * map's node i) and per seed node; each child keeps its connections as
+	 * any store does, host and port fixed, and points back (parent). */
+	struct store *parent;
+	struct cluster_map *map;
+	struct store **nodes, **seeds, **graves;
+	size_t nnodes, nseeds, ngraves;
+	struct event *refresh;  /* asks for the slot map again */
+	struct event *reap;     /* frees retired children, outside their callbacks */
+	bool refreshing;        /* a CLUSTER SLOTS is out */
+	bool map_logged;
+	struct timespec refreshed;
+
+	/* The record cache (NULL: none) and what keeps it exact. A cluster's
+	 * children share their parent's. */
 	struct cache *cache;
 	redisAsyncContext *tac; /* the tracking connection, subscribed to the invalidations */
 	enum store_track_state tstate;
@@ -89,9 +107,16 @@ static void store_track_maybe(struct store *st);
 static void store_track_reset_later(struct store *st, const char *why);
 static bool store_is(const redisReply *r, const char *s);
 
+static void store_cluster_refresh_soon(struct store *p);
+
 static void store_report(struct store *st)
 {
-	int64_t n = st->cache ? (int64_t)cache_count(st->cache) : 0;
+	int64_t n;
+
+	/* A cluster's children share one cache: its parent reports it. */
+	if (st->parent != NULL)
+		st = st->parent;
+	n = st->cache ? (int64_t)cache_count(st->cache) : 0;
 
 	if (n != st->reported) {
 		metrics_gauge_add(METRICS_CACHE_ENTRIES, n - st->reported);
@@ -122,6 +147,9 @@ static void store_set_state(struct store *st, enum store_state to)
 {
 	if ((st->state == STORE_UP) != (to == STORE_UP))
 		metrics_gauge_add(METRICS_REDIS_DOWN, to == STORE_UP ? -1 : 1);
+	/* A node lost: its slots may have moved (a failover). */
+	if (st->parent != NULL && st->state != STORE_DOWN && to == STORE_DOWN && !st->freeing)
+		store_cluster_refresh_soon(st->parent);
 	st->state = to;
 }
 
@@ -350,7 +378,7 @@ static void store_connect(struct store *st)
 			store_schedule_retry(st);
 		return;
 	}
-	if (st->sn != NULL)
+	if (st->host != NULL)
 		ac = redisAsyncConnect(st->host, st->port);
 	else if (cfg->redis_unix && cfg->redis_unix[0])
 		ac = redisAsyncConnectUnix(cfg->redis_unix);
@@ -589,7 +617,7 @@ static void store_track_id_reply(redisAsyncContext *ac, void *reply, void *privd
 		return;
 	}
 	st->tid = r->integer;
-	snprintf(st->channel, sizeof(st->channel), "bd:sync:%lld", st->tid);
+	snprintf(st->channel, sizeof(st->channel), SCHEMA_SYNC_CHANNEL_PREFIX "%lld", st->tid);
 	const char *argv[] = { "SUBSCRIBE", STORE_INVALIDATE_CHANNEL, st->channel };
 	if (redisAsyncCommandArgv(ac, store_track_message, st, 3, argv, NULL) != REDIS_OK)
 		store_track_reset_later(st, "cannot subscribe on the Redis tracking connection");
@@ -649,7 +677,7 @@ static void store_track_connect(struct store *st)
 		return;
 	}
 	st->tgen = st->gen;
-	if (st->sn != NULL)
+	if (st->host != NULL)
 		ac = redisAsyncConnect(st->host, st->port);
 	else if (cfg->redis_unix && cfg->redis_unix[0])
 		ac = redisAsyncConnectUnix(cfg->redis_unix);
@@ -741,19 +769,36 @@ static void store_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-int store_cache_enable(struct store *st, size_t entries)
+/* Starts the tracking connection and its timers; the cache is set. */
+static int store_track_start(struct store *st)
 {
 	struct timeval tick = { 0, STORE_TICK_MS * 1000 };
 
-	st->cache = cache_new(entries);
 	st->tretry = evtimer_new(st->base, store_track_retry_cb, st);
 	st->treset = evtimer_new(st->base, store_track_reset_cb, st);
 	st->tick = event_new(st->base, -1, EV_PERSIST, store_tick_cb, st);
-	if (st->cache == NULL || st->tretry == NULL || st->treset == NULL || st->tick == NULL)
+	if (st->tretry == NULL || st->treset == NULL || st->tick == NULL)
 		return -1;
 	st->tbackoff_ms = 50;
 	event_add(st->tick, &tick);
 	store_track_connect(st);
+	return 0;
+}
+
+int store_cache_enable(struct store *st, size_t entries)
+{
+	if ((st->cache = cache_new(entries)) == NULL)
+		return -1;
+	if (st->map == NULL)
+		return store_track_start(st);
+	/* Each node tracks what was read from it into the one cache. */
+	for (size_t i = 0; i < st->nnodes; i++) {
+		if (st->nodes[i] == NULL)
+			continue;
+		st->nodes[i]->cache = st->cache;
+		if (store_track_start(st->nodes[i]) < 0)
+			return -1;
+	}
 	return 0;
 }
 
@@ -785,32 +830,64 @@ static void store_track_sync(struct store *st)
 	}
 }
 
+/* A cluster's nodes made later copy these from their parent. */
 void store_durable_replies(struct store *st)
 {
 	st->durable = st->cfg->redis_wait_replicas > 0;
+	for (size_t i = 0; i < st->nnodes; i++)
+		if (st->nodes[i] != NULL)
+			store_durable_replies(st->nodes[i]);
 }
 
 void store_fence_replies(struct store *st)
 {
 	st->fenced = true;
+	for (size_t i = 0; i < st->nnodes; i++)
+		if (st->nodes[i] != NULL)
+			store_fence_replies(st->nodes[i]);
 }
 
 struct cache *store_cache(struct store *st)
 {
 	struct timeval now;
+	bool sync;
 
-	if (!st->tracked)
+	if (st->map != NULL) {
+		/* Any key may be on any node: the cache answers only while every
+		 * node serving slots is tracked, so no write goes unheard. */
+		if (st->cache == NULL || !cluster_map_complete(st->map))
+			return NULL;
+		for (size_t i = 0; i < st->nnodes; i++)
+			if (cluster_map_serves(st->map, i) && (st->nodes[i] == NULL || !st->nodes[i]->tracked))
+				return NULL;
+	} else if (!st->tracked) {
 		return NULL;
+	}
 	/* libevent's cached time changes once per loop turn. */
 	event_base_gettimeofday_cached(st->base, &now);
-	if (now.tv_sec != st->synced.tv_sec || now.tv_usec != st->synced.tv_usec) {
+	sync = now.tv_sec != st->synced.tv_sec || now.tv_usec != st->synced.tv_usec;
+	if (sync)
 		st->synced = now;
-		store_track_sync(st);
+	if (st->map == NULL) {
+		if (sync)
+			store_track_sync(st);
+		return st->tracked ? st->cache : NULL;
 	}
-	return st->tracked ? st->cache : NULL;
+	for (size_t i = 0; i < st->nnodes; i++) {
+		if (!cluster_map_serves(st->map, i))
+			continue;
+		if (sync)
+			store_track_sync(st->nodes[i]);
+		if (!st->nodes[i]->tracked)
+			return NULL;
+	}
+	return st->cache;
 }
 
-struct store *store_new(struct event_base *base, const struct config *cfg)
+/* A store with its own connections (one server, the Sentinels' master, or
+ * one node of a cluster when HOST is given). */
+static struct store *store_single_new(struct event_base *base, const struct config *cfg, struct store *parent,
+	const char *host, int port)
 {
 	struct store *st = calloc(1, sizeof(*st));
 
@@ -818,17 +895,230 @@ struct store *store_new(struct event_base *base, const struct config *cfg)
 		return NULL;
 	st->base = base;
 	st->cfg = cfg;
+	st->parent = parent;
 	st->backoff_ms = 50;
 	metrics_gauge_add(METRICS_REDIS_DOWN, 1); /* born down */
 	st->retry = evtimer_new(base, store_retry_cb, st);
 	st->reset = evtimer_new(base, store_reset_cb, st);
-	if (st->retry == NULL || st->reset == NULL ||
-	    (cfg->nredis_sentinels > 0 && (st->sn = sentinel_new(base, cfg, store_master_switched, st)) == NULL)) {
+	if (st->retry == NULL || st->reset == NULL || (host != NULL && (st->host = strdup(host)) == NULL) ||
+	    (host == NULL && cfg->nredis_sentinels > 0 &&
+		    (st->sn = sentinel_new(base, cfg, store_master_switched, st)) == NULL)) {
 		store_free(st);
 		return NULL;
 	}
+	st->port = port;
+	if (parent != NULL) {
+		st->fenced = parent->fenced;
+		st->durable = parent->durable;
+		st->cache = parent->cache;
+		if (st->cache != NULL && store_track_start(st) < 0) {
+			store_free(st);
+			return NULL;
+		}
+	}
 	store_connect(st);
 	return st;
+}
+
+static void store_cluster_refresh_cb(evutil_socket_t fd, short what, void *arg);
+
+static void store_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *p = arg;
+
+	(void)fd;
+	(void)what;
+	for (size_t i = 0; i < p->ngraves; i++)
+		store_free(p->graves[i]);
+	p->ngraves = 0;
+}
+
+/* A child no longer wanted: freed on the next loop turn (this may be one
+ * of its own callbacks). */
+static void store_cluster_retire(struct store *p, struct store *child)
+{
+	struct store **g = realloc(p->graves, (p->ngraves + 1) * sizeof(*g));
+
+	if (g == NULL)
+		return; /* kept: it only costs a connection */
+	p->graves = g;
+	p->graves[p->ngraves++] = child;
+	event_active(p->reap, EV_TIMEOUT, 0);
+}
+
+/* One child per node that serves slots, none for the others. */
+static void store_cluster_sync_nodes(struct store *p)
+{
+	size_t n = cluster_map_nodes(p->map);
+
+	if (n > p->nnodes) {
+		struct store **grown = realloc(p->nodes, n * sizeof(*grown));
+		if (grown == NULL)
+			return;
+		memset(grown + p->nnodes, 0, (n - p->nnodes) * sizeof(*grown));
+		p->nodes = grown;
+		p->nnodes = n;
+	}
+	for (size_t i = 0; i < p->nnodes; i++) {
+		bool serves = cluster_map_serves(p->map, i);
+		if (serves && p->nodes[i] == NULL) {
+			p->nodes[i] = store_single_new(p->base, p->cfg, p, cluster_map_host(p->map, i),
+				cluster_map_port(p->map, i));
+			if (p->nodes[i] != NULL)
+				log_info("store", "Redis Cluster node %s:%d serves slots", cluster_map_host(p->map, i),
+					cluster_map_port(p->map, i));
+		} else if (!serves && p->nodes[i] != NULL) {
+			log_info("store", "Redis Cluster node %s:%d serves no slot now", p->nodes[i]->host,
+				p->nodes[i]->port);
+			store_cluster_retire(p, p->nodes[i]);
+			p->nodes[i] = NULL;
+		}
+	}
+}
+
+/* Every slot served, by a node that is connected. */
+static bool store_cluster_ready(const struct store *p)
+{
+	if (!cluster_map_complete(p->map))
+		return false;
+	for (size_t i = 0; i < p->nnodes; i++)
+		if (cluster_map_serves(p->map, i) && (p->nodes[i] == NULL || p->nodes[i]->state != STORE_UP))
+			return false;
+	return true;
+}
+
+/* While anything is missing the map is asked for every 200 ms, else every
+ * 5 s (and at once on a MOVED or a lost node, at most every 100 ms). */
+static void store_cluster_refresh_in(struct store *p, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (p->freeing)
+		return;
+	evtimer_del(p->refresh);
+	evtimer_add(p->refresh, &tv);
+}
+
+static void store_cluster_refresh_soon(struct store *p)
+{
+	struct timespec now;
+	long long ms;
+
+	if (p->freeing || p->refreshing)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (now.tv_sec - p->refreshed.tv_sec) * 1000LL + (now.tv_nsec - p->refreshed.tv_nsec) / 1000000;
+	store_cluster_refresh_in(p, ms >= 100 ? 0 : (int)(100 - ms));
+}
+
+struct store_slots_ask {
+	struct store *p;
+	char host[CLUSTER_HOST_MAX + 1];
+};
+
+static void store_cluster_slots_reply(redisReply *reply, void *arg)
+{
+	struct store_slots_ask *q = arg;
+	struct store *p = q->p;
+	char *cause = NULL;
+
+	p->refreshing = false;
+	if (p->freeing) {
+		free(q);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && cluster_map_load(p->map, reply, q->host, &cause) == 0) {
+		if (p->map_logged || !cluster_map_complete(p->map))
+			log_info("store", "Redis Cluster slot map from %s: %zu nodes, %s", q->host, cluster_map_nodes(p->map),
+				cluster_map_complete(p->map) ? "every slot served" : "some slots served by none");
+		p->map_logged = !cluster_map_complete(p->map);
+		store_cluster_sync_nodes(p);
+	} else if (!p->map_logged) {
+		log_warn("store", "no usable Redis Cluster slot map from %s: %s", q->host,
+			cause ? cause : reply == NULL ? "no answer" : reply->type == REDIS_REPLY_ERROR ? reply->str
+			: "unexpected answer");
+		p->map_logged = true;
+	}
+	free(cause);
+	free(q);
+	store_cluster_refresh_in(p, store_cluster_ready(p) ? 5000 : 200);
+}
+
+/* Asks a connected node (a serving one first, else a seed) for the slots. */
+static void store_cluster_refresh_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *p = arg;
+	struct store *from = NULL;
+	struct store_slots_ask *q;
+
+	(void)fd;
+	(void)what;
+	if (p->freeing || p->refreshing)
+		return;
+	for (size_t i = 0; i < p->nnodes && from == NULL; i++)
+		if (p->nodes[i] != NULL && p->nodes[i]->state == STORE_UP)
+			from = p->nodes[i];
+	for (size_t i = 0; i < p->nseeds && from == NULL; i++)
+		if (p->seeds[i] != NULL && p->seeds[i]->state == STORE_UP)
+			from = p->seeds[i];
+	clock_gettime(CLOCK_MONOTONIC, &p->refreshed);
+	if (from == NULL || (q = calloc(1, sizeof(*q))) == NULL) {
+		store_cluster_refresh_in(p, 200);
+		return;
+	}
+	q->p = p;
+	snprintf(q->host, sizeof(q->host), "%s", from->host);
+	const char *argv[] = { "CLUSTER", "SLOTS" };
+	if (store_command(from, store_cluster_slots_reply, q, 2, argv, NULL) < 0) {
+		free(q);
+		store_cluster_refresh_in(p, 200);
+		return;
+	}
+	p->refreshing = true;
+}
+
+/* The parent of a cluster's children: the seeds' connections find the slot
+ * map; the nodes' are made as it names them. */
+static struct store *store_cluster_new(struct event_base *base, const struct config *cfg)
+{
+	struct store *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->base = base;
+	p->cfg = cfg;
+	if ((p->map = cluster_map_new()) == NULL) {
+		free(p);
+		return NULL;
+	}
+	p->refresh = evtimer_new(base, store_cluster_refresh_cb, p);
+	p->reap = event_new(base, -1, 0, store_reap_cb, p);
+	p->seeds = calloc(cfg->nredis_cluster, sizeof(*p->seeds));
+	if (p->refresh == NULL || p->reap == NULL || p->seeds == NULL) {
+		store_free(p);
+		return NULL;
+	}
+	for (size_t i = 0; i < cfg->nredis_cluster; i++) {
+		char host[CLUSTER_HOST_MAX + 1];
+		int port;
+		if (!netaddr_split_hostport(cfg->redis_cluster[i], host, sizeof(host), &port))
+			continue; /* the config checked it */
+		if ((p->seeds[p->nseeds] = store_single_new(base, cfg, p, host, port)) == NULL) {
+			store_free(p);
+			return NULL;
+		}
+		p->nseeds++;
+	}
+	/* The first ask goes as soon as a seed is connected. */
+	store_cluster_refresh_in(p, 10);
+	return p;
+}
+
+struct store *store_new(struct event_base *base, const struct config *cfg)
+{
+	if (cfg->nredis_cluster > 0)
+		return store_cluster_new(base, cfg);
+	return store_single_new(base, cfg, NULL, NULL, 0);
 }
 
 void store_free(struct store *st)
@@ -836,6 +1126,27 @@ void store_free(struct store *st)
 	if (st == NULL)
 		return;
 	st->freeing = true;
+	if (st->map != NULL) {
+		/* The children's pending callbacks run (with NULL) as they go. */
+		for (size_t i = 0; i < st->nnodes; i++)
+			store_free(st->nodes[i]);
+		for (size_t i = 0; i < st->nseeds; i++)
+			store_free(st->seeds[i]);
+		store_reap_cb(-1, 0, st);
+		free(st->nodes);
+		free(st->seeds);
+		free(st->graves);
+		cluster_map_free(st->map);
+		if (st->refresh)
+			event_free(st->refresh);
+		if (st->reap)
+			event_free(st->reap);
+		cache_free(st->cache);
+		st->cache = NULL;
+		store_report(st);
+		free(st);
+		return;
+	}
 	sentinel_free(st->sn);
 	st->sn = NULL;
 	store_track_drop(st);
@@ -853,14 +1164,23 @@ void store_free(struct store *st)
 		event_free(st->treset);
 	if (st->tick)
 		event_free(st->tick);
-	cache_free(st->cache);
+	if (st->parent == NULL)
+		cache_free(st->cache);
 	st->cache = NULL;
-	store_report(st);
+	if (st->parent == NULL)
+		store_report(st);
 	free(st);
+}
+
+bool store_clustered(const struct store *st)
+{
+	return st->map != NULL;
 }
 
 bool store_connected(const struct store *st)
 {
+	if (st->map != NULL)
+		return store_cluster_ready(st);
 	return st->state == STORE_UP;
 }
 
@@ -1012,11 +1332,14 @@ int store_write(struct store *st, store_reply_fn fn, void *arg, int argc, const 
 	return store_send(st, st->cfg->redis_timeout_ms, true, fn, arg, argc, argv, argvlen);
 }
 
-static int store_send(struct store *st, int timeout_ms, bool write, store_reply_fn fn, void *arg, int argc,
-	const char **argv, const size_t *argvlen)
+/* Sends on this store's own connection: ARGV, or CMD (LEN bytes, already
+ * in the protocol) when CMD is not NULL. */
+static int store_send_own(struct store *st, int timeout_ms, bool write, store_reply_fn fn, void *arg, int argc,
+	const char **argv, const size_t *argvlen, const char *cmd, size_t len)
 {
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	struct store_call *call;
+	int rc;
 
 	if (timeout_ms <= 0) {
 		metrics_count(METRICS_REDIS_TIMEOUTS);
@@ -1041,7 +1364,11 @@ static int store_send(struct store *st, int timeout_ms, bool write, store_reply_
 		free(call);
 		return -1;
 	}
-	if (redisAsyncCommandArgv(st->ac, store_call_reply, call, argc, argv, argvlen) != REDIS_OK) {
+	if (cmd != NULL)
+		rc = redisAsyncFormattedCommand(st->ac, store_call_reply, call, cmd, len);
+	else
+		rc = redisAsyncCommandArgv(st->ac, store_call_reply, call, argc, argv, argvlen);
+	if (rc != REDIS_OK) {
 		event_free(call->timer);
 		free(call);
 		metrics_count(METRICS_REDIS_ERRORS);
@@ -1051,8 +1378,259 @@ static int store_send(struct store *st, int timeout_ms, bool write, store_reply_
 	return 0;
 }
 
+/* --- Redis Cluster: routing a command to the node of its key's slot --- */
+
+#define STORE_REDIRECTS_MAX 5
+
+/* A command on its way through a cluster: it keeps its bytes so that a
+ * MOVED or ASK answer can send it again elsewhere, within its time. */
+struct store_ccall {
+	struct store *p;
+	store_reply_fn fn;
+	void *arg;
+	bool write, keyless, asking;
+	unsigned slot;
+	int redirects;
+	struct store *ask_to;  /* the node an ASK named, this command only */
+	struct store *sent_to;
+	struct timespec deadline;
+	char *cmd;
+	size_t len;
+};
+
+static void store_ccall_free(struct store_ccall *c)
+{
+	redisFreeCommand(c->cmd);
+	free(c);
+}
+
+static int store_ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+	long long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (deadline->tv_sec - now.tv_sec) * 1000LL + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+	return ms <= 0 ? 0 : ms > 600000 ? 600000 : (int)ms;
+}
+
+static void store_cluster_reply(redisReply *reply, void *arg);
+
+/* The node for the command now: an ASK's target, any serving node for a
+ * keyless command, else the one the map names for its slot. */
+static int store_cluster_dispatch(struct store_ccall *c)
+{
+	struct store *p = c->p, *to = c->ask_to;
+
+	if (to == NULL && c->keyless) {
+		for (size_t i = 0; i < p->nnodes && to == NULL; i++)
+			if (p->nodes[i] != NULL && p->nodes[i]->state == STORE_UP)
+				to = p->nodes[i];
+	} else if (to == NULL) {
+		int i = cluster_map_node_for_slot(p->map, c->slot);
+		to = i >= 0 && (size_t)i < p->nnodes ? p->nodes[i] : NULL;
+	}
+	if (to == NULL || to->state != STORE_UP) {
+		metrics_count(METRICS_REDIS_ERRORS);
+		store_cluster_refresh_soon(p);
+		return -1;
+	}
+	/* ASKING and the command go together on the same connection. */
+	if (c->asking && redisAsyncCommand(to->ac, NULL, NULL, "ASKING") != REDIS_OK)
+		return -1;
+	c->sent_to = to;
+	return store_send_own(to, store_ms_left(&c->deadline), c->write, store_cluster_reply, c, 0, NULL, NULL, c->cmd,
+		c->len);
+}
+
+/* The node HOST:PORT of the table, made when the map names it serving. */
+static struct store *store_cluster_node(struct store *p, const char *host, int port)
+{
+	int i = cluster_map_find(p->map, host, port);
+
+	return i >= 0 && (size_t)i < p->nnodes ? p->nodes[i] : NULL;
+}
+
+static void store_cluster_reply(redisReply *reply, void *arg)
+{
+	struct store_ccall *c = arg;
+	struct store *p = c->p;
+	struct cluster_redirect rd;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR && !p->freeing && c->redirects < STORE_REDIRECTS_MAX &&
+	    cluster_redirect_parse(reply->str, reply->len, &rd) == 0) {
+		const char *host = rd.host[0] ? rd.host : c->sent_to->host;
+		c->redirects++;
+		c->ask_to = NULL;
+		c->asking = rd.ask;
+		if (rd.ask) {
+			/* A slot on its way: this command only goes to the importer. */
+			c->ask_to = store_cluster_node(p, host, rd.port);
+		} else {
+			/* The slot moved for good: the map learns it now, the rest of
+			 * the topology with the next refresh. */
+			if (cluster_map_moved(p->map, rd.slot, host, rd.port) == 0)
+				store_cluster_sync_nodes(p);
+			store_cluster_refresh_soon(p);
+		}
+		metrics_count(METRICS_REDIS_REDIRECTS);
+		if (store_cluster_dispatch(c) == 0)
+			return;
+		reply = NULL; /* nowhere to go in time: unknown, as with a timeout */
+	}
+	c->fn(reply, c->arg);
+	store_ccall_free(c);
+}
+
+static int store_cluster_send(struct store *p, int timeout_ms, bool write, store_reply_fn fn, void *arg, int argc,
+	const char **argv, const size_t *argvlen)
+{
+	struct store_ccall *c;
+	const char *key;
+	size_t klen;
+	int route = cluster_command_key(argc, argv, argvlen, &key, &klen);
+	long long len;
+
+	if (route < 0) {
+		log_error("store", "%s: a command that a Redis Cluster cannot route", argc > 0 ? argv[0] : "?");
+		return -1;
+	}
+	if (timeout_ms <= 0 || (c = calloc(1, sizeof(*c))) == NULL)
+		return -1;
+	c->p = p;
+	c->fn = fn;
+	c->arg = arg;
+	c->write = write;
+	c->keyless = route == 1;
+	c->slot = route == 0 ? cluster_key_slot(key, klen) : 0;
+	clock_gettime(CLOCK_MONOTONIC, &c->deadline);
+	c->deadline.tv_sec += timeout_ms / 1000;
+	c->deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (c->deadline.tv_nsec >= 1000000000L) {
+		c->deadline.tv_sec++;
+		c->deadline.tv_nsec -= 1000000000L;
+	}
+	if ((len = redisFormatCommandArgv(&c->cmd, argc, argv, argvlen)) < 0) {
+		free(c);
+		return -1;
+	}
+	c->len = (size_t)len;
+	if (store_cluster_dispatch(c) < 0) {
+		store_ccall_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+static int store_send(struct store *st, int timeout_ms, bool write, store_reply_fn fn, void *arg, int argc,
+	const char **argv, const size_t *argvlen)
+{
+	if (st->map != NULL)
+		return store_cluster_send(st, timeout_ms, write, fn, arg, argc, argv, argvlen);
+	return store_send_own(st, timeout_ms, write, fn, arg, argc, argv, argvlen, NULL, 0);
+}
+
+struct store_gather {
+	store_reply_fn fn;
+	void *arg;
+	size_t pending;
+	bool failed;
+	redisReply *all;              /* an array reply of the copies */
+	struct store_gather **slots;  /* slot i points here: each reply knows its place */
+};
+
+static void store_gather_free(struct store_gather *g)
+{
+	if (g == NULL)
+		return;
+	freeReplyObject(g->all);
+	free(g->slots);
+	free(g);
+}
+
+static void store_gather_reply(redisReply *reply, void *arg)
+{
+	struct store_gather **slot = arg;
+	struct store_gather *g = *slot;
+	size_t i = (size_t)(slot - g->slots);
+
+	if (reply == NULL || (g->all->element[i] = store_reply_copy(reply)) == NULL)
+		g->failed = true;
+	if (--g->pending == 0) {
+		g->fn(g->failed ? NULL : g->all, g->arg);
+		store_gather_free(g);
+	}
+}
+
+int store_gather(struct store *st, int timeout_ms, size_t n, const int *argcs, const char *const *const *argvs,
+	store_reply_fn fn, void *arg)
+{
+	return store_gather_lens(st, timeout_ms, n, argcs, argvs, NULL, fn, arg);
+}
+
+int store_gather_lens(struct store *st, int timeout_ms, size_t n, const int *argcs,
+	const char *const *const *argvs, const size_t *const *lens, store_reply_fn fn, void *arg)
+{
+	struct store_gather *g = calloc(1, sizeof(*g));
+	size_t sent = 0;
+
+	if (g == NULL || n == 0 || (g->all = calloc(1, sizeof(*g->all))) == NULL ||
+	    (g->all->element = calloc(n, sizeof(*g->all->element))) == NULL ||
+	    (g->slots = calloc(n, sizeof(*g->slots))) == NULL) {
+		store_gather_free(g);
+		return -1;
+	}
+	g->all->type = REDIS_REPLY_ARRAY;
+	g->all->elements = n;
+	g->fn = fn;
+	g->arg = arg;
+	g->pending = n + 1; /* one held until every command is out */
+	for (size_t i = 0; i < n; i++) {
+		g->slots[i] = g;
+		size_t *len = NULL;
+		if (lens != NULL && lens[i] != NULL) {
+			/* Zero means a C string: filled in here, on a copy. */
+			if ((len = calloc((size_t)argcs[i], sizeof(*len))) == NULL) {
+				g->failed = true;
+				g->pending--;
+				continue;
+			}
+			for (int j = 0; j < argcs[i]; j++)
+				len[j] = lens[i][j] ? lens[i][j] : strlen(argvs[i][j]);
+		}
+		int rc = store_command_timed(st, timeout_ms, store_gather_reply, &g->slots[i], argcs[i],
+			(const char **)argvs[i], len);
+		free(len);
+		if (rc < 0) {
+			g->failed = true;
+			g->pending--;
+			continue;
+		}
+		sent++;
+	}
+	if (sent == 0) {
+		store_gather_free(g);
+		return -1;
+	}
+	if (--g->pending == 0) {
+		g->fn(g->failed ? NULL : g->all, g->arg);
+		store_gather_free(g);
+	}
+	return 0;
+}
+
+static void store_noreply(redisReply *reply, void *arg)
+{
+	(void)reply;
+	(void)arg;
+}
+
 void store_command_noreply(struct store *st, int argc, const char **argv, const size_t *argvlen)
 {
+	if (st->map != NULL) {
+		(void)store_cluster_send(st, st->cfg->redis_timeout_ms, false, store_noreply, NULL, argc, argv, argvlen);
+		return;
+	}
 	if (st->ac != NULL && (st->state == STORE_UP || (st->state == STORE_CONNECTING && !st->needs_handshake)))
 		redisAsyncCommandArgv(st->ac, NULL, NULL, argc, argv, argvlen);
 }

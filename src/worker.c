@@ -14,10 +14,13 @@
 #include "metrics.h"
 #include "notify.h"
 #include "schema.h"
+#include "step.h"
 #include "store.h"
 
 /* How long a worker waits for new work in one read. */
 #define WORKER_BLOCK_MS 1000
+/* Rounds of one step whose records keep changing under it, before it waits. */
+#define WORKER_ROUNDS_MAX 10
 /* Batches looked at by one pruning script; how often pruning runs at most. */
 #define WORKER_PRUNE_BATCH 50
 #define WORKER_PRUNE_EVERY_MS 60000
@@ -41,6 +44,7 @@ struct worker {
 	/* The step being applied. */
 	char entry_id[64];
 	char seq[24], start[24], count[24];
+	int rounds;
 };
 
 static void worker_next(struct worker *w);
@@ -138,43 +142,49 @@ static void worker_failed_reply(redisReply *reply, void *arg)
 	worker_after_step(w);
 }
 
-static void worker_applied(redisReply *reply, void *arg)
+static void worker_run_step(struct worker *w);
+
+static void worker_applied(enum step_rc rc, const struct step_outcome *out, const char *error, void *arg)
 {
 	struct worker *w = arg;
 
-	if (reply == NULL) {
-		/* Unknown whether it ran; the step stays pending and applying it again is harmless. */
+	if (rc == STEP_UNKNOWN) {
+		/* Unknown how far it got; the step stays pending and running it again is harmless. */
 		worker_schedule(w, 200);
 		return;
 	}
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-	    reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER &&
-	    reply->element[2]->type == REDIS_REPLY_INTEGER) {
-		long long n = reply->element[0]->integer + reply->element[1]->integer;
+	if (rc == STEP_DONE || rc == STEP_AGAIN) {
+		long long n = out->succeeded + out->failed;
 		metrics_count(METRICS_BATCH_STEPS);
 		for (long long i = 0; i < n; i++)
 			metrics_count(METRICS_BATCH_ITEMS);
-		for (long long i = 0; i < reply->element[2]->integer; i++)
+		for (long long i = 0; i < out->queued; i++)
 			metrics_count(METRICS_NOTIFY_QUEUED);
-		if (reply->element[2]->integer > 0)
+		if (out->queued > 0)
 			notify_kick(w->notify);
-		log_debug("worker", "batch %s rows %s+%s: %lld recorded", w->seq, w->start, w->count, n);
-		worker_ack(w);
+		log_debug("worker", "batch %s rows %s+%s: %lld recorded%s", w->seq, w->start, w->count, n,
+			rc == STEP_AGAIN ? ", some again" : "");
+		if (rc == STEP_DONE) {
+			worker_ack(w);
+		} else if (++w->rounds < WORKER_ROUNDS_MAX) {
+			worker_run_step(w);
+		} else {
+			w->rounds = 0;
+			worker_schedule(w, 200);
+		}
 		return;
 	}
 	metrics_count(METRICS_BATCH_STEP_FAILURES);
 	{
 		/* Out of memory: trying again cannot help until an operator acts,
 		 * so the batch fails now, with the reason, and can be retried. */
-		bool oom = reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "OOM", 3) == 0;
+		bool oom = strncmp(error, "OOM", 3) == 0;
 		char reason[200], now[24];
 		if (oom)
 			snprintf(reason, sizeof(reason), "rows from %s: Redis is out of memory (maxmemory); free memory "
 				"or raise maxmemory, then retry the batch", w->start);
 		else
-			snprintf(reason, sizeof(reason), "rows from %s: %.*s", w->start,
-				reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 17,
-				reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
+			snprintf(reason, sizeof(reason), "rows from %s: %.150s", w->start, error);
 		log_warn("worker", "batch %s: %s", w->seq, reason);
 		snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 		char attempts[8];
@@ -188,6 +198,19 @@ static void worker_applied(redisReply *reply, void *arg)
 			attempts };
 		worker_send(w, worker_failed_reply, 10, argv);
 	}
+}
+
+/* The brokers of the worker's catalog: the step picks each moved device's
+ * old instance's outbox from them. */
+static void worker_run_step(struct worker *w)
+{
+	size_t nmap;
+	const char *const *map = notify_broker_map(w->notify, &nmap);
+
+	w->busy = true;
+	if (step_run(w->store, strtoull(w->seq, NULL, 10), strtoul(w->start, NULL, 10), strtoul(w->count, NULL, 10),
+		    map, nmap, worker_applied, w) < 0)
+		worker_schedule(w, 200);
 }
 
 static void worker_pruned(redisReply *reply, void *arg)
@@ -312,29 +335,8 @@ static bool worker_take(struct worker *w, redisReply *entry)
 		worker_ack(w);
 		return true;
 	}
-	char now[24];
-	size_t nmap;
-	const char *const *map = notify_broker_map(w->notify, &nmap);
-	const char **argv = calloc(7 + nmap, sizeof(*argv));
-
-	if (argv == NULL) {
-		worker_schedule(w, 200);
-		return true;
-	}
-	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-	argv[0] = "EVAL";
-	argv[1] = lua_apply;
-	argv[2] = "0";
-	argv[3] = w->seq;
-	argv[4] = w->start;
-	argv[5] = w->count;
-	argv[6] = now;
-	/* The brokers of the worker's catalog: the script picks each moved
-	 * device's old instance's outbox from them. */
-	for (size_t i = 0; i < nmap; i++)
-		argv[7 + i] = map[i];
-	worker_send(w, worker_applied, (int)(7 + nmap), argv);
-	free(argv);
+	w->rounds = 0;
+	worker_run_step(w);
 	return true;
 }
 

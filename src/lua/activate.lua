@@ -1,6 +1,6 @@
 -- Records a successful bootstrap of a device, unless a distribution changed
 -- its assignment since the request read it. KEYS[1]: the device's bucket,
--- KEYS[2]: the counters (bd:stats).
+-- KEYS[2]: its group's counters.
 -- ARGV: field, the batch the request saw, now, resolved region.
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end

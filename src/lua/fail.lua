@@ -2,7 +2,7 @@
 -- Counts a failed attempt at a step; the third marks the batch failed.
 -- allow-oom: a batch whose steps Redis refuses at maxmemory must still be
 -- marked failed (a few bytes over the limit), or nobody learns why it stopped.
--- KEYS[1]: the batch, KEYS[2]: the batch counters (bd:stats:batches).
+-- KEYS[1]: the batch, KEYS[2]: the batch counters.
 -- ARGV: seq, start, reason, now, max attempts. Returns 1 when the batch is
 -- now failed (the step is then dropped), else 0 (the step is tried again).
 local bkey = KEYS[1]

@@ -1,23 +1,22 @@
--- A device answered a notify with code 200. ARGV: device bucket, device
--- field, and the id it answered when it is one of ours ('' otherwise: some
--- firmware answers with an id of its own, and a reply after the notify counts).
--- Returns 1 when the device's latest notify is now acknowledged, else 0.
-local dkey = 'bd:nd:' .. ARGV[1]
-local d = redis.call('HGET', dkey, ARGV[2])
-if not d then return 0 end
+-- A device answered a notify with code 200.
+-- KEYS[1]: the device's notify bucket. ARGV: device field, the id it
+-- answered when it is one of ours ('' otherwise: some firmware answers with
+-- an id of its own, and a reply after the notify counts), and '1' when that
+-- id names a row of a batch (the notifier looked in the batch's slot).
+-- Returns "{seq};{row}" of the device's latest notify when it is now
+-- acknowledged, else ''.
+local d = redis.call('HGET', KEYS[1], ARGV[1])
+if not d then return '' end
 local seq, idx, state, rest = string.match(d, '^(%d+);(%d+);(%a+)(.*)$')
-if not seq then return 0 end
-local ours = ARGV[3] ~= '' and string.len(ARGV[3]) > 6 and
-  redis.call('HEXISTS', 'bd:b:' .. string.sub(ARGV[3], 1, -7) .. ':n', tonumber(string.sub(ARGV[3], -6))) == 1
-if ours then
+if not seq then return '' end
+if ARGV[3] == '1' then
   -- One of our ids naming an older notify is a late answer to that one.
-  if ARGV[3] ~= string.format('%s%06d', seq, tonumber(idx)) then return 0 end
+  if ARGV[2] ~= string.format('%s%06d', seq, tonumber(idx)) then return '' end
 elseif state == 'pending' then
   -- An id of the device's own counts only after the notify went out.
-  return 0
+  return ''
 end
 if state ~= 'acked' then
-  redis.call('HSET', dkey, ARGV[2], seq .. ';' .. idx .. ';acked' .. rest)
-  redis.call('HSET', 'bd:b:' .. seq .. ':n', idx, 'acked')
+  redis.call('HSET', KEYS[1], ARGV[1], seq .. ';' .. idx .. ';acked' .. rest)
 end
-return 1
+return seq .. ';' .. idx

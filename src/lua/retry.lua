@@ -2,7 +2,7 @@
 -- result. ARGV: seq, step size, now. Returns the rows queued, or -1 when the
 -- batch does not exist, -2 when it is not failed, -3 when its rows were
 -- removed (batch retention). KEYS: the batch, its results, the step queue
--- (bd:q:batches), the batch counters (bd:stats:batches).
+-- the batch counters.
 local seq, step = ARGV[1], tonumber(ARGV[2])
 local bkey = KEYS[1]
 local b = redis.call('HMGET', bkey, 'status', 'total', 'pruned')

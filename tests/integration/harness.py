@@ -114,16 +114,20 @@ def wait_until(pred, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
-def fnv1a32(data):
-    h = 0x811C9DC5
-    for b in data:
-        h ^= b
-        h = (h * 0x01000193) & 0xFFFFFFFF
-    return h
+_keys = {}
 
 
-def device_bucket(pk, dn):
-    return "%05x" % (fnv1a32(("%s/%s" % (pk, dn)).encode()) & 0xFFFFF)
+def key(kind, *args):
+    """The Redis key of KIND for ARGS, as the daemon names it
+    (`bootstrapd --key`, docs/key-schema.md): the tests never build one."""
+    k = (kind,) + tuple(str(a) for a in args)
+    if k not in _keys:
+        r = subprocess.run([daemon_path(), "--key", *k], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=10, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+        if r.returncode != 0:
+            raise AssertionError("bootstrapd --key %s: %s" % (" ".join(k), r.stderr.decode(errors="replace")))
+        _keys[k] = r.stdout.decode().strip()
+    return _keys[k]
 
 
 def deep_merge(base, over):
@@ -799,11 +803,11 @@ class Harness:
         return out
 
     def seed_batch(self, seq, region, instance, account="acct-a", strategy="region", created=None):
-        self.redis("HSET", "bd:b:%d" % seq, "st", strategy, "tg", "%s/%s" % (region, instance),
+        self.redis("HSET", key("batch", seq), "st", strategy, "tg", "%s/%s" % (region, instance),
                    "ac", account, "ct", str(int(created if created is not None else time.time())))
 
     def device_record(self, pk, dn):
-        return self.redis("HGET", "bd:d:" + device_bucket(pk, dn), "%s/%s" % (pk, dn))
+        return self.redis("HGET", key("device", pk, dn), "%s/%s" % (pk, dn))
 
     def set_device_batch(self, pk, dn, seq):
         """Points the device's record at batch SEQ, keeping its other fields."""
@@ -812,10 +816,10 @@ class Harness:
         if len(fields) != 6:
             raise AssertionError("device record of %s/%s is %r, expected 6 ';' fields" % (pk, dn, rec))
         fields[0] = str(seq)
-        self.redis("HSET", "bd:d:" + device_bucket(pk, dn), "%s/%s" % (pk, dn), ";".join(fields))
+        self.redis("HSET", key("device", pk, dn), "%s/%s" % (pk, dn), ";".join(fields))
 
     def set_product_batch(self, pk, seq):
-        self.redis("HSET", "bd:p:" + pk, "pb", str(seq))
+        self.redis("HSET", key("product", pk), "pb", str(seq))
 
     # -- distribution batches (docs/batches.md)
 

@@ -221,7 +221,7 @@ class Devices(AdminAsserts, HarnessCase):
         self.assertEqual(r.status, 200, r)
         self.assertNotIn(secret.encode(), r.body.lower())
         # Secrets are stored encrypted at rest (SPEC §8).
-        sealed = self.h.redis("HGET", "bd:s:" + harness.device_bucket("pkDev", "entry-dev2"), "pkDev/entry-dev2")
+        sealed = self.h.redis("HGET", harness.key("secret", "pkDev", "entry-dev2"), "pkDev/entry-dev2")
         self.assertTrue(sealed, "no sealed secret stored for the device")
         self.assertNotIn(secret, sealed.lower())
 

@@ -101,8 +101,10 @@ class BatchAsserts(AdminAsserts):
     # -- "nothing written"
 
     def snapshot(self, devices=()):
-        keys = self.h.redis("KEYS", "bd:b:*")
-        seqs = sorted(k for k in keys.split("\n") if re.match(r"^bd:b:\d+$", k))
+        # Every key on the batch side (docs/key-schema.md): a refused upload adds none.
+        prefix = harness.key("batches")
+        keys = self.h.redis("KEYS", prefix + ":*")
+        seqs = sorted(k for k in keys.split("\n") if re.match(r"^%s:\d+(:.)?$" % re.escape(prefix), k))
         return {"batches": self.h.all_batch_ids(), "batch keys": seqs,
                 "devices": {"%s/%s" % d: self.h.device(*d) for d in devices}}
 
@@ -676,7 +678,7 @@ class Retry(BatchAsserts, HarnessCase):
         # rt-04 is not registered; its bucket (per docs/key-schema.md) made a
         # string, so that every command on it fails (WRONGTYPE) in the middle
         # of the step holding rows 0-9.
-        bucket = "bd:d:" + harness.device_bucket("pkRt", "rt-04")
+        bucket = harness.key("device", "pkRt", "rt-04")
         self.assertEqual(self.h.redis("TYPE", bucket), "none", "test set-up: bucket shared with another device")
         self.h.redis("SET", bucket, "not-a-hash")
         bid = self.upload(csv_body([["pkRt", n] for n in self.names]), EU, total=10)

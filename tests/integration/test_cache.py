@@ -130,7 +130,7 @@ class CacheExact(CacheAsserts, HarnessCase):
 
     def test_write_by_another_client(self):
         self.assertWarm("a1R", "rr-1", sh_answer("a1R"))
-        self.h.redis("HSET", "bd:p:a1R", "hr", "eu-central-1", "hi", "iot-eu-1")
+        self.h.redis("HSET", harness.key("product", "a1R"), "hr", "eu-central-1", "hi", "iot-eu-1")
         self.assertAnswer("a1R", "rr-1", EU_ANSWER, "after HSET of the product")
         # A device-level assignment written into the device's bucket.
         self.h.seed_batch(424242, "us-east-1", "iot-us-1")
@@ -139,7 +139,7 @@ class CacheExact(CacheAsserts, HarnessCase):
         self.assertAnswer("a1R", "rr-2", US1_ANSWER, "after HSET of the device record")
         # Gone from Redis: unknown at once.
         self.assertWarm("a1R", "rr-1", EU_ANSWER)
-        self.assertEqual(self.h.redis("HDEL", "bd:d:" + harness.device_bucket("a1R", "rr-1"), "a1R/rr-1"), "1")
+        self.assertEqual(self.h.redis("HDEL", harness.key("device", "a1R", "rr-1"), "a1R/rr-1"), "1")
         self.assertUnknown("a1R", "rr-1", "after HDEL")
 
     def test_absent_records_cached_and_invalidated(self):
@@ -196,7 +196,7 @@ class CacheExact(CacheAsserts, HarnessCase):
         secret = self.h.register("a1S", ["ss-1"], secrets={"ss-1": "0123456789abcdef0123456789abcdef"})["ss-1"]
         sign = hmac.new(secret.encode(), b"deviceNamess-1productKeya1S", hashlib.md5).hexdigest()
         self.assertWarm("a1S", "ss-1", sh_answer("a1S"), extra=[("sign", sign)])
-        self.assertEqual(self.h.redis("HDEL", "bd:s:" + harness.device_bucket("a1S", "ss-1"), "a1S/ss-1"), "1")
+        self.assertEqual(self.h.redis("HDEL", harness.key("secret", "a1S", "ss-1"), "a1S/ss-1"), "1")
         r = self.h.bootstrap("a1S", "ss-1", extra=[("sign", sign)])
         self.assertEqual(r.status, 401, "a removed secret still opens: %r" % r)
 
@@ -225,7 +225,7 @@ class CacheRedisRestart(CacheAsserts, HarnessCase):
             self.h.restart_redis()
             # Written before the daemon is back: the new Redis tracks nothing
             # of ours and will never say so.
-            self.h.redis("HSET", "bd:p:a1K", "hr", region, "hi", instance)
+            self.h.redis("HSET", harness.key("product", "a1K"), "hr", region, "hi", instance)
             self.wait_ok("a1K", "kk-1", body, "after the restart")
             self.assertGreater(metric(self.h.metrics(), FLUSHES), flushes)
             self.assertWarm("a1K", "kk-1", body)
@@ -240,7 +240,7 @@ class CacheRedisRestart(CacheAsserts, HarnessCase):
             killed = int(self.h.redis("CLIENT", "KILL", "TYPE", "pubsub"))
             self.assertGreaterEqual(killed, 2, "one tracking connection per API thread")
             # Its invalidations go nowhere now.
-            self.h.redis("HSET", "bd:p:a1K", "hr", region, "hi", instance)
+            self.h.redis("HSET", harness.key("product", "a1K"), "hr", region, "hi", instance)
             self.wait_ok("a1K", "kk-2", body, "after CLIENT KILL TYPE pubsub")
             self.assertGreater(metric(self.h.metrics(), FLUSHES), flushes)
             # Tracking comes back and the cache with it.
@@ -277,7 +277,7 @@ class CacheRedisRestart(CacheAsserts, HarnessCase):
         self.assertWarm("a1K", "kk-1", sh_answer("a1K"))
         # Redis forgets what a closed connection read, and tells nobody.
         self.h.redis("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-        self.h.redis("HSET", "bd:p:a1K", "hr", "eu-central-1", "hi", "iot-eu-1")
+        self.h.redis("HSET", harness.key("product", "a1K"), "hr", "eu-central-1", "hi", "iot-eu-1")
         self.wait_ok("a1K", "kk-1", EU_ANSWER, "after CLIENT KILL TYPE normal")
         harness.wait_until(lambda: self.warm("a1K", "kk-1", EU_ANSWER) > 0, RECOVERY_S,
                            "cache hits again after the data connections came back", interval=0.1)
@@ -291,7 +291,7 @@ class CacheOff(CacheAsserts, HarnessCase):
         self.h.register("a1O", ["oo-1"])
         for _ in range(WARM):
             self.assertAnswer("a1O", "oo-1", sh_answer("a1O"))
-        self.h.redis("HSET", "bd:p:a1O", "hr", "eu-central-1", "hi", "iot-eu-1")
+        self.h.redis("HSET", harness.key("product", "a1O"), "hr", "eu-central-1", "hi", "iot-eu-1")
         self.assertAnswer("a1O", "oo-1", EU_ANSWER)
         m = self.h.metrics()
         self.assertEqual(metric(m, HITS), 0)

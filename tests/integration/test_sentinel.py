@@ -351,7 +351,7 @@ class SentinelDurable(SentinelCase):
         r = self.h.admin("PUT", "/v1/products/a1D", {"homeRegion": "cn-shanghai", "homeInstance": "iot-cn-sh-public",
                                                     "account": "acct-a"})
         self.assertIn(r.status, (200, 201), r)
-        self.assertIn("hr", replica.cli("HGETALL", "bd:p:a1D"))
+        self.assertIn("hr", replica.cli("HGETALL", harness.key("product", "a1D")))
         # A replica that does not answer: the write cannot be confirmed, and
         # is not reported done. Reads still answer.
         replica.kill(signal.SIGSTOP)

@@ -164,6 +164,40 @@ class WorkerKilled(WorkerCase):
         self.assertCleanExit(w2)
 
 
+class WorkerKilledBetweenParts(WorkerCase):
+    """A step of 250 rows is applied in parts over some 200 device
+    groups (docs/batches.md, "A step in parts"); a worker killed over and
+    over at random moments stops between any two of them. Every row must
+    still be counted exactly once, and the group counters follow each device
+    once."""
+    worker_config = {"chunk_size": 250, "pause_ms": 0, "claim_idle_ms": 300}
+    KILLS = 12
+    DEVICES = 1000
+
+    def test_sigkill_between_parts(self):
+        import random
+        rnd = random.Random(9)
+        names = self.fleet("pkP", self.DEVICES)
+        bid = self.upload("pkP", names)
+        mid = 0
+        for i in range(self.KILLS):
+            w = self.h.start_worker("k%d" % i)
+            # A step takes some tens of ms: most kills land inside one.
+            time.sleep(rnd.uniform(0.005, 0.08))
+            w.kill()
+            b = self.h.get_batch(bid)
+            if b["status"] == "completed":
+                break
+            mid += b["processed"] < self.DEVICES
+        w = self.h.start_worker("last")
+        self.assertAllOnce(bid, "pkP", names)
+        st = self.h.stats()
+        self.assertEqual(st["distributed"]["byRegion"], {"eu-central-1": self.DEVICES}, st)
+        self.assertEqual(st["devices"]["total"], self.DEVICES, st)
+        self.assertGreater(mid, 2, "the batch finished before the kills: the test proved nothing")
+        self.assertCleanExit(w)
+
+
 class WorkerTerminated(WorkerCase):
     worker_config = {"chunk_size": 10, "pause_ms": 100, "claim_idle_ms": 1000}
 

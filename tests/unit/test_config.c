@@ -736,6 +736,29 @@ static void test_redis_sentinel(void **state)
 	expect_error_without("{ 'redis': { 'url': 'redis://:pw@h', 'password_env': 'RPW' } }", env, "s3cret");
 }
 
+static void test_redis_cluster(void **state)
+{
+	char *env[] = { "RPW=s3cret", NULL };
+	struct config *cfg;
+
+	(void)state;
+	cfg = expect_ok("{ 'redis': { 'cluster': ['10.0.0.1:7000', '[::1]:7001'], 'password_env': 'RPW' } }", env);
+	assert_int_equal(cfg->nredis_cluster, 2);
+	assert_string_equal(cfg->redis_cluster[1], "[::1]:7001");
+	assert_string_equal(cfg->redis_password, "s3cret");
+	assert_null(cfg->redis_host); /* the URL's default is not used */
+	assert_int_equal(cfg->redis_db, 0);
+	config_free(cfg);
+
+	expect_error("{ 'redis': { 'url': 'redis://h', 'cluster': ['h:7000'] } }", NULL, "exactly one Redis topology",
+		"redis.url");
+	expect_error("{ 'redis': { 'cluster': ['h:7000'], 'sentinels': ['h:26379'], 'master_name': 'bd' } }", NULL,
+		"exactly one Redis topology", "redis.sentinels");
+	expect_error("{ 'redis': { 'cluster': ['h:7000', 'h'] } }", NULL, "\"redis.cluster[1]\"", "host:port");
+	expect_error("{ 'redis': { 'cluster': ['h:0'] } }", NULL, "of a Redis node");
+	expect_error("{ 'redis': { 'cluster': 'h:7000' } }", NULL, "redis.cluster");
+}
+
 static void test_env_string(void **state)
 {
 	char *env[] = { "BOOTSTRAPD_REDIS_URL=redis://10.1.2.3:7000/5", "BOOTSTRAPD_LOG_LEVEL=warn",
@@ -979,7 +1002,7 @@ static void test_dump_keys(void **state)
 		n++;
 	}
 	free(buf);
-	assert_int_equal(n, 38);
+	assert_int_equal(n, 39);
 	buf = dump_keys();
 	assert_non_null(strstr(buf, "redis.url\tstring\t\"redis://127.0.0.1:6379/0\"\t"));
 	assert_non_null(strstr(buf, "threads\tint\t0\t"));
@@ -1041,6 +1064,7 @@ int main(void)
 		cmocka_unit_test(test_listen),
 		cmocka_unit_test(test_redis_url),
 		cmocka_unit_test(test_redis_sentinel),
+		cmocka_unit_test(test_redis_cluster),
 		cmocka_unit_test(test_env_string),
 		cmocka_unit_test(test_env_int_bool),
 		cmocka_unit_test(test_env_list),

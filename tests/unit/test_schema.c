@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "cluster.h"
 #include "schema.h"
 
 /* Independent FNV-1a 32-bit over one string, masked like schema_bucket(). */
@@ -52,19 +53,21 @@ static void test_product_key(void **state)
 	char buf[SCHEMA_KEY_MAX];
 
 	(void)state;
-	assert_int_equal(schema_product_key(buf, sizeof(buf), "pk"), 7);
-	assert_string_equal(buf, "bd:p:pk");
+	assert_int_equal(schema_product_key(buf, sizeof(buf), "pk"), 9);
+	assert_string_equal(buf, "bd:{p}:pk");
 }
 
 static void test_device_key(void **state)
 {
 	char buf[SCHEMA_KEY_MAX], want[32];
+	uint32_t b = ref_bucket("x/y");
 
 	(void)state;
-	assert_int_equal(schema_device_key(buf, sizeof(buf), "a1PK", "dev1"), 10);
-	assert_string_equal(buf, "bd:d:4339d");
-	snprintf(want, sizeof(want), "bd:d:%05x", ref_bucket("x/y"));
-	assert_int_equal(schema_device_key(buf, sizeof(buf), "x", "y"), 10);
+	/* 0x4339d: group 0x10c (its top 10 of 20 bits). */
+	assert_int_equal(schema_device_key(buf, sizeof(buf), "a1PK", "dev1"), 16);
+	assert_string_equal(buf, "bd:{10c}:d:4339d");
+	snprintf(want, sizeof(want), "bd:{%03x}:d:%05x", b >> 10, b);
+	assert_int_equal(schema_device_key(buf, sizeof(buf), "x", "y"), 16);
 	assert_string_equal(buf, want);
 }
 
@@ -75,16 +78,17 @@ static void test_device_key_pads_bucket(void **state)
 	int found = 0;
 
 	(void)state;
-	/* Find a name whose bucket is below 0x10000 so the %05x padding shows. */
+	/* Find a name whose bucket is below 0x10000 so the padding shows. */
 	for (int i = 0; i < 100000 && !found; i++) {
 		snprintf(dn, sizeof(dn), "d%d", i);
 		if (schema_bucket("pk", dn) < 0x10000u)
 			found = 1;
 	}
 	assert_true(found);
-	snprintf(want, sizeof(want), "bd:d:%05x", schema_bucket("pk", dn));
-	assert_int_equal(want[5], '0');
-	assert_int_equal(schema_device_key(buf, sizeof(buf), "pk", dn), 10);
+	snprintf(want, sizeof(want), "bd:{%03x}:d:%05x", schema_bucket("pk", dn) >> 10, schema_bucket("pk", dn));
+	assert_int_equal(want[4], '0');
+	assert_int_equal(want[11], '0');
+	assert_int_equal(schema_device_key(buf, sizeof(buf), "pk", dn), 16);
 	assert_string_equal(buf, want);
 }
 
@@ -93,8 +97,49 @@ static void test_secret_key(void **state)
 	char buf[SCHEMA_KEY_MAX];
 
 	(void)state;
-	assert_int_equal(schema_secret_key(buf, sizeof(buf), "a1PK", "dev1"), 10);
-	assert_string_equal(buf, "bd:s:4339d");
+	assert_int_equal(schema_secret_key(buf, sizeof(buf), "a1PK", "dev1"), 16);
+	assert_string_equal(buf, "bd:{10c}:s:4339d");
+	assert_int_equal(schema_notify_key(buf, sizeof(buf), "a1PK", "dev1"), 16);
+	assert_string_equal(buf, "bd:{10c}:n:4339d");
+	assert_int_equal(schema_bucket_key(buf, sizeof(buf), 'x', 1), -1);
+	assert_int_equal(schema_bucket_key(buf, sizeof(buf), 'd', 1u << SCHEMA_BUCKET_BITS), -1);
+	assert_int_equal(schema_counters_key(buf, sizeof(buf), 0x10c), 10);
+	assert_string_equal(buf, "bd:{10c}:c");
+	assert_int_equal(schema_counters_key(buf, sizeof(buf), SCHEMA_GROUPS), -1);
+}
+
+/* What one script touches shares one Redis Cluster slot: a device's
+ * record, secret and notify with its group's counters; a batch's keys with
+ * the batch index, queue and counters; a product with the product set. */
+static void test_keys_share_slots(void **state)
+{
+	char a[SCHEMA_KEY_MAX], b[SCHEMA_KEY_MAX];
+	uint32_t bucket = schema_bucket("a1PK", "dev1");
+	static const char *const batch_side[] = { SCHEMA_BATCHES_KEY, SCHEMA_BATCH_SEQ_KEY, SCHEMA_STEPS_KEY,
+		SCHEMA_STATS_BATCHES_KEY };
+
+	(void)state;
+	assert_int_equal(schema_counters_key(a, sizeof(a), schema_group(bucket)), 10);
+	for (const char *p = "dsn"; *p; p++) {
+		assert_true(schema_bucket_key(b, sizeof(b), *p, bucket) > 0);
+		assert_int_equal(cluster_key_slot(a, strlen(a)), cluster_key_slot(b, strlen(b)));
+	}
+	/* Buckets of other groups land elsewhere (for these two). */
+	assert_true(schema_bucket_key(b, sizeof(b), 'd', bucket ^ (1u << 19)) > 0);
+	assert_int_not_equal(cluster_key_slot(a, strlen(a)), cluster_key_slot(b, strlen(b)));
+	assert_true(schema_batch_key(a, sizeof(a), 77) > 0);
+	for (size_t i = 0; i < sizeof(batch_side) / sizeof(batch_side[0]); i++)
+		assert_int_equal(cluster_key_slot(a, strlen(a)), cluster_key_slot(batch_side[i], strlen(batch_side[i])));
+	for (const char *p = "irn"; *p; p++) {
+		assert_true(schema_batch_part_key(b, sizeof(b), 77, *p) > 0);
+		assert_int_equal(cluster_key_slot(a, strlen(a)), cluster_key_slot(b, strlen(b)));
+	}
+	assert_true(schema_auth_code_key(b, sizeof(b), "acct", "123456") > 0);
+	assert_int_equal(cluster_key_slot(a, strlen(a)), cluster_key_slot(b, strlen(b)));
+	assert_true(schema_product_key(a, sizeof(a), "a1PK") > 0);
+	assert_int_equal(cluster_key_slot(a, strlen(a)), cluster_key_slot(SCHEMA_PRODUCTS_KEY, strlen(SCHEMA_PRODUCTS_KEY)));
+	assert_true(schema_outbox_key(a, sizeof(a), "mqtt://b:1883") > 0);
+	assert_string_equal(a, "bd:o:{mqtt://b:1883}");
 }
 
 static void test_device_field(void **state)
@@ -111,17 +156,17 @@ static void test_batch_key(void **state)
 	char buf[SCHEMA_KEY_MAX];
 
 	(void)state;
-	assert_int_equal(schema_batch_key(buf, sizeof(buf), 12), 7);
-	assert_string_equal(buf, "bd:b:12");
-	assert_int_equal(schema_batch_key(buf, sizeof(buf), UINT64_MAX), 25);
-	assert_string_equal(buf, "bd:b:18446744073709551615");
-	assert_int_equal(schema_notify_key(buf, sizeof(buf), "a1PK", "dev1"), 11);
-	assert_int_equal(strncmp(buf, "bd:nd:", 6), 0);
-	assert_int_equal(schema_batch_part_key(buf, sizeof(buf), 12, 'r'), 9);
-	assert_string_equal(buf, "bd:b:12:r");
+	assert_int_equal(schema_batch_key(buf, sizeof(buf), 12), 9);
+	assert_string_equal(buf, "bd:{b}:12");
+	assert_int_equal(schema_batch_key(buf, sizeof(buf), UINT64_MAX), 27);
+	assert_string_equal(buf, "bd:{b}:18446744073709551615");
+	assert_int_equal(schema_batch_part_key(buf, sizeof(buf), 12, 'r'), 11);
+	assert_string_equal(buf, "bd:{b}:12:r");
 	assert_int_equal(schema_batch_part_key(buf, sizeof(buf), 12, 'x'), -1);
-	assert_int_equal(schema_batch_part_key(buf, 10, 12, 'i'), 9);
-	assert_int_equal(schema_batch_part_key(buf, 9, 12, 'i'), -1);
+	assert_int_equal(schema_batch_part_key(buf, 12, 12, 'i'), 11);
+	assert_int_equal(schema_batch_part_key(buf, 11, 12, 'i'), -1);
+	assert_int_equal(schema_auth_code_key(buf, sizeof(buf), "acct", "000123"), 21);
+	assert_string_equal(buf, "bd:{b}:ac:acct:000123");
 }
 
 static void test_keys_too_small(void **state)
@@ -130,16 +175,18 @@ static void test_keys_too_small(void **state)
 
 	(void)state;
 	/* Exactly enough room (text plus NUL) fits; one byte less does not. */
-	assert_int_equal(schema_product_key(buf, 8, "pk"), 7);
-	assert_int_equal(schema_product_key(buf, 7, "pk"), -1);
-	assert_int_equal(schema_device_key(buf, 11, "a1PK", "dev1"), 10);
-	assert_int_equal(schema_device_key(buf, 10, "a1PK", "dev1"), -1);
-	assert_int_equal(schema_secret_key(buf, 11, "a1PK", "dev1"), 10);
-	assert_int_equal(schema_secret_key(buf, 10, "a1PK", "dev1"), -1);
+	assert_int_equal(schema_product_key(buf, 10, "pk"), 9);
+	assert_int_equal(schema_product_key(buf, 9, "pk"), -1);
+	assert_int_equal(schema_device_key(buf, 17, "a1PK", "dev1"), 16);
+	assert_int_equal(schema_device_key(buf, 16, "a1PK", "dev1"), -1);
+	assert_int_equal(schema_secret_key(buf, 17, "a1PK", "dev1"), 16);
+	assert_int_equal(schema_secret_key(buf, 16, "a1PK", "dev1"), -1);
+	assert_int_equal(schema_counters_key(buf, 11, 1), 10);
+	assert_int_equal(schema_counters_key(buf, 10, 1), -1);
 	assert_int_equal(schema_device_field(buf, 6, "pk", "dn"), 5);
 	assert_int_equal(schema_device_field(buf, 5, "pk", "dn"), -1);
-	assert_int_equal(schema_batch_key(buf, 8, 12), 7);
-	assert_int_equal(schema_batch_key(buf, 7, 12), -1);
+	assert_int_equal(schema_batch_key(buf, 10, 12), 9);
+	assert_int_equal(schema_batch_key(buf, 9, 12), -1);
 	assert_int_equal(schema_product_key(buf, 0, "pk"), -1);
 }
 
@@ -614,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_device_key),
 		cmocka_unit_test(test_device_key_pads_bucket),
 		cmocka_unit_test(test_secret_key),
+		cmocka_unit_test(test_keys_share_slots),
 		cmocka_unit_test(test_device_field),
 		cmocka_unit_test(test_batch_key),
 		cmocka_unit_test(test_keys_too_small),

@@ -1,0 +1,103 @@
+-- The device rows of a batch step that fall in one device group (one hash
+-- tag): each device is assigned to batch SEQ, its group's counters follow,
+-- and its notify is prepared (SPEC §7). The worker read each record before
+-- and resolved what the script cannot read here (other batches' targets);
+-- a record whose batch changed since is left for the step's next round.
+-- Applying a row again changes nothing: a device already in SEQ only
+-- reports what was done (docs/batches.md, "A step in parts").
+-- KEYS[1]: the group's counters; then per row its record bucket and its
+-- notify bucket.
+-- ARGV: seq, target region, target instance, cross-account ('1' or '0'),
+-- the number M of brokers, M pairs (instance id, outbox key); then per row
+-- 7 values: index, field, the batch its record had when read, the
+-- product's home region and home instance, the strategy and targets of the
+-- batch that placed the device until now ('' '' for its product's home).
+-- Returns per row {index, result, notify state, outbox}: result 's', 'f'
+-- US code US message, or 'r' (read again); notify state '' (none), 'none',
+-- 'pending', 'sent' or 'acked'; the outbox key to queue the notify on when
+-- it is pending, else ''.
+local seq, target_region, target_instance = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local cross = ARGV[4] == '1'
+local counters = KEYS[1]
+local brokers = {}
+local m = tonumber(ARGV[5])
+for i = 6, 5 + 2 * m, 2 do brokers[ARGV[i]] = ARGV[i + 1] end
+local US = '\31'
+local out = {}
+
+local function first_target(tg)
+  return string.match(tg, '^([^/,]+)/([^,]+)')
+end
+
+-- The instance a device was in: for a nearest batch the candidate of the
+-- region it last bootstrapped in, else the first; HOME without a batch.
+local function instance_under(st, tg, last_region, home)
+  local first
+  for r, i in string.gmatch(tg, '([^/,]+)/([^,]+)') do
+    first = first or i
+    if st == 'nearest' and r == last_region then return i end
+  end
+  return first or home
+end
+
+local function fail(code, message)
+  return 'f' .. US .. code .. US .. message
+end
+
+local function apply(r, idx, field, seen, hr, hi, from_st, from_tg)
+  local dkey, nkey = KEYS[2 + 2 * r], KEYS[3 + 2 * r]
+  local rec = redis.call('HGET', dkey, field)
+  if not rec then return fail('device_not_found', 'the device is not registered'), '', '' end
+  local cb, st, reg, act, last, lreg = string.match(rec, '^(%d+);(%a);(%-?%d+);(%-?%d+);(%-?%d+);(.*)$')
+  if not cb then return fail('internal_error', 'the stored device record is unreadable'), '', '' end
+  if cb ~= seen then return 'r', '', '' end
+  cb = tonumber(cb)
+  if cb > seq then
+    return fail('superseded', 'batch ' .. cb .. ', created later, assigned this device'), '', ''
+  end
+  if cb == seq then
+    -- Applied by an earlier round: report its notify as it stands.
+    local n = redis.call('HGET', nkey, field)
+    local s, i, state, inst = string.match(n or '', '^(%d+);(%d+);(%a+);(.*)$')
+    if s ~= tostring(seq) or tonumber(i) ~= idx then return 's', '', '' end
+    return 's', state, state == 'pending' and brokers[inst] or ''
+  end
+  if cross then
+    local cur_r, cur_i = hr, hi
+    if from_tg ~= '' then cur_r, cur_i = first_target(from_tg) end
+    if cur_r == target_region and cur_i == target_instance then
+      return fail('same_instance', 'the device is already in ' .. cur_r .. '/' .. cur_i), '', ''
+    end
+  end
+  if cb > 0 then
+    local old_r = first_target(from_tg)
+    if old_r then redis.call('HINCRBY', counters, 'r:' .. old_r, -1) end
+  end
+  redis.call('HINCRBY', counters, 'r:' .. target_region, 1)
+  if st == 'a' then redis.call('HINCRBY', counters, 'active', -1) end
+  redis.call('HSET', dkey, field, seq .. ';i;' .. reg .. ';' .. act .. ';' .. last .. ';' .. lreg)
+  -- Moved before and not bootstrapped since: it is still where the last
+  -- notify found it.
+  local prev = redis.call('HGET', nkey, field)
+  local prev_instance = prev and string.match(prev, '^%d+;%d+;%a+;(.+)$')
+  local inst
+  if st == 'i' and cb > 0 and prev_instance then
+    inst = prev_instance
+  else
+    inst = instance_under(from_st, from_tg, lreg, hi)
+  end
+  local broker = brokers[inst]
+  local state = broker and 'pending' or 'none'
+  redis.call('HSET', nkey, field, seq .. ';' .. idx .. ';' .. state .. ';' .. inst)
+  return 's', state, broker or ''
+end
+
+local base = 5 + 2 * m
+for r = 0, (#ARGV - base) / 7 - 1 do
+  local a = base + 7 * r
+  local idx = tonumber(ARGV[a + 1])
+  local result, state, outbox = apply(r, idx, ARGV[a + 2], ARGV[a + 3],
+    ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
+  out[#out + 1] = { idx, result, state, outbox }
+end
+return out

@@ -280,7 +280,7 @@ static void worker_prune_list(redisReply *reply, void *arg)
 			argv[argc++] = keys[i][k];
 	}
 	size_t nkeys = argc - 3;
-	char numkeys[16];
+	char numkeys[24];
 	snprintf(numkeys, sizeof(numkeys), "%zu", nkeys);
 	argv[2] = numkeys;
 	argv[argc++] = cutoff;

@@ -17,6 +17,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import HarnessCase, success_body  # noqa: E402
+from test_notify import ALL_NOTIFY, SH as SH_INSTANCE, notify_regions, notify_topic  # noqa: E402
 
 SH = success_body([("mqtt", "a1C.iot-as-mqtt.cn-shanghai.example.com", 1883, None)])
 EU = success_body([("mqtt", "mqtt.eu-central-1.example.com", 8883, "192.0.2.10")])
@@ -182,12 +183,18 @@ class ClusterCase(HarnessCase):
     harness_args = {"config": {"redis": {"timeout_ms": 1000}}}
     DEVICES = 60
 
+    notify = False  # the home instance gets a notify broker
+
     @classmethod
     def setUpClass(cls):
         if subprocess.run(["redis-server", "--version"], stdout=subprocess.DEVNULL).returncode != 0:
             raise AssertionError("redis-server missing")
-        cls.h = ClusterHarness(name=cls.__name__, **cls.harness_args).start()
+        cls.h = ClusterHarness(name=cls.__name__, **cls.harness_args)
         try:
+            if cls.notify:
+                cls.broker = cls.h.start_broker("a")
+                cls.h.regions = notify_regions({SH_INSTANCE: {"broker": cls.broker.url}})
+            cls.h.start()
             harness.wait_until(lambda: cls.h.admin("GET", "/readyz", token=None).status == 200, 20,
                                "bootstrapd ready on the cluster")
             cls.h.put_product("a1C")
@@ -282,6 +289,7 @@ class ClusterFailover(ClusterCase):
     # Small steps with pauses: the batch is still running when the master dies.
     harness_args = {"config": {"redis": {"timeout_ms": 1000}, "worker": {"chunk_size": 10, "pause_ms": 100}}}
     DEVICES = 300
+    notify = True
 
     def test_master_killed_under_load(self):
         victim = self.h.node_of_key(harness.key("device", "a1C", self.names[0]))
@@ -289,6 +297,11 @@ class ClusterFailover(ClusterCase):
         on_victim = [dn for dn in load_names if self.h.node_of_key(harness.key("device", "a1C", dn)) is victim]
         self.assertTrue(on_victim, "no load device on the master to kill")
         batch_names = self.names[100:300]
+        # Every device the batch moves is told through its old instance's broker.
+        spy = harness.MqttClient(self.broker.port)
+        spy.connect_ok()
+        self.addCleanup(spy.close)
+        spy.subscribe(ALL_NOTIFY)
         results = []
         stop = threading.Event()
         t = threading.Thread(target=self.load, args=(load_names, lambda dn: (SH,), results, stop), daemon=True)
@@ -334,6 +347,12 @@ class ClusterFailover(ClusterCase):
         self.assertEqual(sorted(r[1] for r in rows), sorted(batch_names))
         for n in batch_names[::25]:
             self.answers(n, EU, n=1)
+        # No notify lost: each moved device got its own (maybe twice, never none).
+        want = {notify_topic("a1C", n) for n in batch_names}
+        got = spy.wait_messages(lambda ms: want <= {m.topic for m in ms}, 30, "a notify for every moved device")
+        self.assertEqual(want - {m.topic for m in got}, set())
+        harness.wait_until(lambda: {r[5] for r in self.h.batch_results(bid)[1]} == {"sent"}, 30,
+                           "every row's notify recorded sent")
 
 
 class ClusterReshard(ClusterCase):

@@ -33,7 +33,7 @@ struct step_row {
 	char *result;         /* NULL until decided; owned */
 	char state[12];       /* notify state to record, "" for none */
 	char outbox[SCHEMA_KEY_MAX + 128]; /* where to queue its notify, "" for none */
-	char dkey[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX];
+	char dkey[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX];
 };
 
 struct step_product {
@@ -341,14 +341,15 @@ static int step_cmp_group(const void *a, const void *b)
 	return gx < gy ? -1 : gx > gy;
 }
 
-/* One script per device group that has open rows. */
+/* One script per device group that has open rows in a cluster (a group is
+ * a slot); on one server one script for them all. */
 static void step_write_devices(struct step *s)
 {
 	struct step_row **order = calloc(s->nrows ? s->nrows : 1, sizeof(*order));
+	bool split = store_clustered(s->store);
 	size_t n = 0, ngroups = 0, head = 5 + s->nbrokers;
 	const char ***argvs = NULL;
 	int *argcs = NULL;
-	char (*counters)[SCHEMA_KEY_MAX] = NULL;
 	char (*numkeys)[16] = NULL;
 
 	if (order == NULL)
@@ -363,33 +364,30 @@ static void step_write_devices(struct step *s)
 	}
 	qsort(order, n, sizeof(*order), step_cmp_group);
 	for (size_t i = 0; i < n; i++)
-		if (i == 0 || schema_group(order[i]->bucket) != schema_group(order[i - 1]->bucket))
+		if (i == 0 || (split && schema_group(order[i]->bucket) != schema_group(order[i - 1]->bucket)))
 			ngroups++;
 	argvs = calloc(ngroups, sizeof(*argvs));
 	argcs = calloc(ngroups, sizeof(*argcs));
-	counters = calloc(ngroups, sizeof(*counters));
 	numkeys = calloc(ngroups, sizeof(*numkeys));
-	if (argvs == NULL || argcs == NULL || counters == NULL || numkeys == NULL)
+	if (argvs == NULL || argcs == NULL || numkeys == NULL)
 		goto oom;
 	for (size_t i = 0, g = 0; i < n; g++) {
-		size_t j = i;
-		while (j < n && schema_group(order[j]->bucket) == schema_group(order[i]->bucket))
+		size_t j = i + 1;
+		while (j < n && (!split || schema_group(order[j]->bucket) == schema_group(order[i]->bucket)))
 			j++;
 		size_t rows = j - i, k = 0;
-		const char **argv = calloc(4 + 2 * rows + head + 7 * rows, sizeof(*argv));
-		if (argv == NULL || schema_counters_key(counters[g], sizeof(counters[g]), schema_group(order[i]->bucket)) < 0) {
-			free(argv);
+		const char **argv = calloc(3 + 3 * rows + head + 7 * rows, sizeof(*argv));
+		if (argv == NULL)
 			goto oom;
-		}
 		argvs[g] = argv;
-		snprintf(numkeys[g], sizeof(numkeys[g]), "%zu", 1 + 2 * rows);
+		snprintf(numkeys[g], sizeof(numkeys[g]), "%zu", 3 * rows);
 		argv[k++] = "EVAL";
 		argv[k++] = lua_apply_devices;
 		argv[k++] = numkeys[g];
-		argv[k++] = counters[g];
 		for (size_t r = i; r < j; r++) {
 			argv[k++] = order[r]->dkey;
 			argv[k++] = order[r]->nkey;
+			argv[k++] = order[r]->ckey;
 		}
 		argv[k++] = s->seq_text;
 		argv[k++] = s->target_region;
@@ -422,7 +420,6 @@ out:
 		free(argvs[g]);
 	free(argvs);
 	free(argcs);
-	free(counters);
 	free(numkeys);
 	free(order);
 }
@@ -634,7 +631,8 @@ static int step_parse_row(struct step *s, struct step_row *r, char *item, size_t
 	r->bucket = (uint32_t)strtoul(us2 + 1, NULL, 16);
 	if (schema_device_field(r->field, sizeof(r->field), r->pk, r->dn) < 0 ||
 	    schema_bucket_key(r->dkey, sizeof(r->dkey), 'd', r->bucket) < 0 ||
-	    schema_bucket_key(r->nkey, sizeof(r->nkey), 'n', r->bucket) < 0)
+	    schema_bucket_key(r->nkey, sizeof(r->nkey), 'n', r->bucket) < 0 ||
+	    schema_counters_key(r->ckey, sizeof(r->ckey), schema_group(r->bucket)) < 0)
 		return step_fail(r, "internal_error", "the stored row is unreadable");
 	return (r->product = step_product_index(s, r->pk)) < 0 ? -1 : 0;
 }

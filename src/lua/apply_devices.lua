@@ -5,8 +5,9 @@
 -- a record whose batch changed since is left for the step's next round.
 -- Applying a row again changes nothing: a device already in SEQ only
 -- reports what was done (docs/batches.md, "A step in parts").
--- KEYS[1]: the group's counters; then per row its record bucket and its
--- notify bucket.
+-- KEYS per row: its record bucket, its notify bucket and its group's
+-- counters. (In a Redis Cluster one call holds the rows of one group; on one
+-- server, all the step's.)
 -- ARGV: seq, target region, target instance, cross-account ('1' or '0'),
 -- the number M of brokers, M pairs (instance id, outbox key); then per row
 -- 7 values: index, field, the batch its record had when read, the
@@ -18,7 +19,6 @@
 -- it is pending, else ''.
 local seq, target_region, target_instance = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local cross = ARGV[4] == '1'
-local counters = KEYS[1]
 local brokers = {}
 local m = tonumber(ARGV[5])
 for i = 6, 5 + 2 * m, 2 do brokers[ARGV[i]] = ARGV[i + 1] end
@@ -45,7 +45,7 @@ local function fail(code, message)
 end
 
 local function apply(r, idx, field, seen, hr, hi, from_st, from_tg)
-  local dkey, nkey = KEYS[2 + 2 * r], KEYS[3 + 2 * r]
+  local dkey, nkey, counters = KEYS[1 + 3 * r], KEYS[2 + 3 * r], KEYS[3 + 3 * r]
   local rec = redis.call('HGET', dkey, field)
   if not rec then return fail('device_not_found', 'the device is not registered'), '', '' end
   local cb, st, reg, act, last, lreg = string.match(rec, '^(%d+);(%a);(%-?%d+);(%-?%d+);(%-?%d+);(.*)$')

@@ -53,13 +53,15 @@ int store_write_timed(struct store *st, int timeout_ms, store_reply_fn fn, void 
  * bounded by TIMEOUT_MS, and calls FN once with all their replies: an
  * array reply of N elements in the order sent (error replies included),
  * or NULL when any of them got none. The commands may run on different
- * servers (a Redis Cluster): nothing orders them but this. Returns 0 when
- * FN will be called, -1 when none was sent (FN is not called). */
+ * servers (a Redis Cluster): nothing orders them but this. The array is a
+ * copy: FN may take its elements (setting them NULL). Returns 0 when FN
+ * will be called, -1 when none was sent (FN is not called). */
 int store_gather(struct store *st, int timeout_ms, size_t n, const int *argcs, const char *const *const *argvs,
 	store_reply_fn fn, void *arg) __attribute__((warn_unused_result));
-/* The same with argument lengths (LENS[i][j]; 0 means strlen), for binary
- * arguments. */
-int store_gather_lens(struct store *st, int timeout_ms, size_t n, const int *argcs,
+/* The same for writes (sent as store_write_timed sends, so durable where
+ * the store is), with argument lengths (LENS NULL, or LENS[i][j] where 0
+ * means strlen) for binary arguments. */
+int store_gather_write(struct store *st, int timeout_ms, size_t n, const int *argcs,
 	const char *const *const *argvs, const size_t *const *lens, store_reply_fn fn, void *arg)
 	__attribute__((warn_unused_result));
 

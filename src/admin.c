@@ -334,6 +334,8 @@ struct admin_register {
 	size_t *argvlen;
 	size_t argc;
 	char numkeys[24];
+	/* Under Cluster: the devices in group order, and where each group starts. */
+	size_t *order, *gstart, ngroups;
 };
 
 static void admin_register_free(void *p)
@@ -347,35 +349,107 @@ static void admin_register_free(void *p)
 	free(r->ra);
 	free(r->argv);
 	free(r->argvlen);
+	free(r->order);
+	free(r->gstart);
 	free(r);
 }
 
 /* A cluster's groups answered: 0 each, or the first device (numbered in
  * its group's call) that was registered meanwhile. */
+static void admin_register_takenback(redisReply *all, void *arg)
+{
+	long long n = 0;
+
+	(void)arg;
+	for (size_t g = 0; all != NULL && g < all->elements; g++)
+		if (all->element[g]->type == REDIS_REPLY_INTEGER)
+			n += all->element[g]->integer;
+	if (all == NULL)
+		log_warn("admin", "a cluster registration that failed could not be taken back whole; "
+			"look its devices up");
+	else if (n > 0)
+		log_info("admin", "a cluster registration that failed was taken back: %lld devices removed", n);
+}
+
+/* Takes back the groups that were written (ALL NULL: any may have been),
+ * so that a failed registration leaves nothing, as on one server. */
+static void admin_register_takeback(struct adminreq *ar, const redisReply *all)
+{
+	struct admin_register *r = ar->data;
+	const char ***argvs = calloc(r->ngroups, sizeof(*argvs));
+	size_t **lens = calloc(r->ngroups, sizeof(*lens));
+	int *argcs = calloc(r->ngroups, sizeof(*argcs));
+	char (*numkeys)[24] = calloc(r->ngroups, sizeof(*numkeys));
+	size_t n = 0;
+
+	if (argvs == NULL || lens == NULL || argcs == NULL || numkeys == NULL)
+		goto out;
+	for (size_t g = 0; g < r->ngroups; g++) {
+		size_t from = r->gstart[g], to = g + 1 < r->ngroups ? r->gstart[g + 1] : (size_t)r->n, k = 3;
+		if (all != NULL && (all->element[g]->type != REDIS_REPLY_INTEGER || all->element[g]->integer != 0))
+			continue; /* refused or found a device: wrote nothing */
+		if ((argvs[n] = calloc(3 + 5 * (to - from), sizeof(**argvs))) == NULL ||
+		    (lens[n] = calloc(3 + 5 * (to - from), sizeof(**lens))) == NULL)
+			goto out;
+		snprintf(numkeys[n], sizeof(numkeys[n]), "%zu", 3 * (to - from));
+		argvs[n][0] = "EVAL";
+		argvs[n][1] = lua_unregister;
+		argvs[n][2] = numkeys[n];
+		for (size_t d = from; d < to; d++) {
+			struct admin_regargs *a = &r->ra[r->order[d]];
+			argvs[n][k++] = a->dkey;
+			argvs[n][k++] = a->skey;
+			argvs[n][k++] = a->ckey;
+		}
+		for (size_t d = from; d < to; d++) {
+			struct admin_regargs *a = &r->ra[r->order[d]];
+			argvs[n][k++] = a->field;
+			lens[n][k] = a->sealed_len;
+			argvs[n][k++] = (const char *)a->sealed;
+		}
+		argcs[n++] = (int)k;
+	}
+	if (n > 0 && store_gather_write(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), n, argcs,
+			    (const char *const *const *)argvs, (const size_t *const *)lens, admin_register_takenback,
+			    NULL) < 0)
+		admin_register_takenback(NULL, NULL);
+out:
+	for (size_t g = 0; argvs && lens && g < r->ngroups; g++) {
+		free(argvs[g]);
+		free(lens[g]);
+	}
+	free(argvs);
+	free(lens);
+	free(argcs);
+	free(numkeys);
+}
+
+/* A cluster's groups answered: 0 each, or the first device (numbered in
+ * its group's call) that was registered meanwhile. Any other answer takes
+ * the written groups back. */
 static void admin_register_groups_reply(redisReply *all, void *arg)
 {
 	struct adminreq *ar = arg;
-	char msg[160];
 
 	if (all == NULL) {
+		admin_register_takeback(ar, NULL);
 		adminreq_error(ar, 503, "outcome_unknown",
 			"Redis did not confirm in time; the devices may be registered: look them up before retrying");
 		goto out;
 	}
 	for (size_t g = 0; g < all->elements; g++) {
 		const redisReply *e = all->element[g];
-		if (e->type != REDIS_REPLY_INTEGER) {
+		if (e->type == REDIS_REPLY_INTEGER && e->integer == 0)
+			continue;
+		admin_register_takeback(ar, all);
+		if (e->type != REDIS_REPLY_INTEGER)
 			adminreq_redis_failed(ar, e);
-			goto out;
-		}
-		if (e->integer > 0) {
-			/* Another registration of the same devices ran between the check
-			 * and the writes: the other groups' devices are registered. */
-			snprintf(msg, sizeof(msg), "a device of the upload was registered by another request meanwhile; "
-				"look the devices up before retrying");
-			adminreq_error(ar, 409, "device_exists", msg);
-			goto out;
-		}
+		else
+			/* Another registration of the same devices ran between the
+			 * check and the writes. */
+			adminreq_error(ar, 409, "device_exists",
+				"a device of the upload was registered by another request meanwhile; nothing was registered");
+		goto out;
 	}
 	if (!ar->answered) {
 		ar->answered = true;
@@ -413,6 +487,10 @@ static void admin_register_groups(struct adminreq *ar)
 	qsort_r(order, n, sizeof(*order), admin_cmp_group, r->ra);
 	for (size_t i = 0; i < n; i++)
 		ngroups += i == 0 || strcmp(r->ra[order[i]].ckey, r->ra[order[i - 1]].ckey) != 0;
+	if ((r->gstart = calloc(ngroups, sizeof(*r->gstart))) == NULL)
+		goto oom;
+	r->order = order;
+	r->ngroups = ngroups;
 	argvs = calloc(ngroups, sizeof(*argvs));
 	lens = calloc(ngroups, sizeof(*lens));
 	argcs = calloc(ngroups, sizeof(*argcs));
@@ -426,6 +504,7 @@ static void admin_register_groups(struct adminreq *ar)
 		if ((argvs[g] = calloc(3 + 6 * (j - i), sizeof(**argvs))) == NULL ||
 		    (lens[g] = calloc(3 + 6 * (j - i), sizeof(**lens))) == NULL)
 			goto oom;
+		r->gstart[g] = i;
 		snprintf(numkeys[g], sizeof(numkeys[g]), "%zu", 3 * (j - i));
 		argvs[g][0] = "EVAL";
 		argvs[g][1] = lua_register;
@@ -447,7 +526,7 @@ static void admin_register_groups(struct adminreq *ar)
 		i = j;
 	}
 	ar->refs++;
-	if (store_gather_lens(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), ngroups, argcs,
+	if (store_gather_write(adminreq_store(ar->t), adminreq_write_timeout_ms(ar->t), ngroups, argcs,
 		    (const char *const *const *)argvs, (const size_t *const *)lens, admin_register_groups_reply, ar) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);
@@ -464,7 +543,8 @@ out:
 	free(lens);
 	free(argcs);
 	free(numkeys);
-	free(order);
+	if (r->order != order)
+		free(order);
 }
 
 /* The check of a cluster's registration: any device already there? */

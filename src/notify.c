@@ -210,9 +210,34 @@ static void notify_sent_reply(redisReply *reply, void *arg)
 		log_warn("notify", "%s: could not record a PUBACK; the message will be sent again", b->key);
 }
 
-/* The states are marked before the outbox entry goes: should this stop in
- * between, the message is sent again rather than left "pending". Each of the
- * three lives in its own slot (device group, batch, outbox). */
+/* The outbox entry of a message whose states are marked. */
+struct notify_done {
+	struct notify_broker *b;
+	char entry[48];
+};
+
+/* Both states marked (each in its own slot, maybe on another node): only
+ * then does the outbox entry go. Anything else leaves it there, to be sent
+ * again after worker.claim_idle_ms, rather than gone with its states still
+ * "pending". */
+static void notify_marked(redisReply *all, void *arg)
+{
+	struct notify_done *d = arg;
+	struct notify_broker *b = d->b;
+
+	if (all == NULL || all->elements != 2 || all->element[0]->type == REDIS_REPLY_ERROR ||
+	    all->element[1]->type == REDIS_REPLY_ERROR) {
+		log_warn("notify", "%s: could not record a PUBACK; the message will be sent again", b->key);
+		free(d);
+		return;
+	}
+	const char *ack[] = { "XACK", b->stream, NOTIFY_GROUP, d->entry };
+	const char *del[] = { "XDEL", b->stream, d->entry };
+	if (store_command(b->n->store, notify_sent_reply, b, 4, ack, NULL) == 0)
+		store_command_noreply(b->n->store, 3, del, NULL);
+	free(d);
+}
+
 static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 {
 	struct notify_broker *b = arg;
@@ -221,6 +246,7 @@ static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 	(void)m;
 	for (size_t i = 0; i < b->ninflight; i++) {
 		struct notify_msg *msg = &b->inflight[i];
+		struct notify_done *d;
 		if (msg->mid != mid)
 			continue;
 		char ndkey[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX];
@@ -232,13 +258,19 @@ static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 			ndkey[0] = nkey[0] = '\0';
 		const char *dev[] = { "EVAL", lua_notify_sent, "1", ndkey, seq, idx, field };
 		const char *row[] = { "EVAL", lua_notify_mark, "1", nkey, idx, "sent" };
-		const char *ack[] = { "XACK", b->stream, NOTIFY_GROUP, msg->entry };
-		const char *del[] = { "XDEL", b->stream, msg->entry };
-		if (store_command(b->n->store, notify_sent_reply, b, 7, dev, NULL) < 0 ||
-		    store_command(b->n->store, notify_sent_reply, b, 6, row, NULL) < 0)
-			log_warn("notify", "%s: Redis unreachable; an acknowledged notify will be sent again", b->key);
-		else if (store_command(b->n->store, notify_sent_reply, b, 4, ack, NULL) == 0)
-			store_command_noreply(b->n->store, 3, del, NULL);
+		const char *const *argvs[] = { dev, row };
+		const int argcs[] = { 7, 6 };
+		if ((d = calloc(1, sizeof(*d))) == NULL) {
+			log_warn("notify", "%s: out of memory; an acknowledged notify will be sent again", b->key);
+		} else {
+			d->b = b;
+			snprintf(d->entry, sizeof(d->entry), "%s", msg->entry);
+			if (store_gather_write(b->n->store, b->n->cfg->redis_timeout_ms, 2, argcs, argvs, NULL, notify_marked,
+				    d) < 0) {
+				log_warn("notify", "%s: Redis unreachable; an acknowledged notify will be sent again", b->key);
+				free(d);
+			}
+		}
 		b->sent++;
 		metrics_count(METRICS_NOTIFY_SENT);
 		b->inflight[i] = b->inflight[--b->ninflight];

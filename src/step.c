@@ -107,11 +107,23 @@ static bool step_check(struct step *s, const redisReply *all, size_t n)
 		step_finish(s, STEP_UNKNOWN, NULL);
 		return false;
 	}
+	static const char *const passing[] = { "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK", "LOADING", "READONLY",
+		"MASTERDOWN" };
+
 	for (size_t i = 0; i < n; i++) {
-		if (all->element[i]->type == REDIS_REPLY_ERROR) {
-			step_finish(s, STEP_REFUSED, all->element[i]->str);
-			return false;
+		const redisReply *e = all->element[i];
+		if (e->type != REDIS_REPLY_ERROR)
+			continue;
+		/* A topology in motion (failover, resharding, a node loading):
+		 * the step runs again, no attempt counted. */
+		for (size_t k = 0; k < sizeof(passing) / sizeof(passing[0]); k++) {
+			if (strncmp(e->str, passing[k], strlen(passing[k])) == 0) {
+				step_finish(s, STEP_UNKNOWN, NULL);
+				return false;
+			}
 		}
+		step_finish(s, STEP_REFUSED, e->str);
+		return false;
 	}
 	return true;
 }
@@ -134,22 +146,25 @@ static int step_set(char **dst, const char *s, size_t len)
 
 /* Sends N commands of a part; FN continues the step. Returns false (after
  * ending the step) when none could be sent. */
-static bool step_send(struct step *s, size_t n, const int *argcs, const char *const *const *argvs,
+static bool step_send(struct step *s, bool write, size_t n, const int *argcs, const char *const *const *argvs,
 	store_reply_fn fn)
 {
-	if (store_gather(s->store, STEP_PART_TIMEOUT_MS, n, argcs, argvs, fn, s) < 0) {
+	int rc = write ? store_gather_write(s->store, STEP_PART_TIMEOUT_MS, n, argcs, argvs, NULL, fn, s)
+		       : store_gather(s->store, STEP_PART_TIMEOUT_MS, n, argcs, argvs, fn, s);
+
+	if (rc < 0) {
 		step_finish(s, STEP_UNKNOWN, NULL);
 		return false;
 	}
 	return true;
 }
 
-static void step_send_one(struct step *s, int argc, const char **argv, store_reply_fn fn)
+static void step_send_one(struct step *s, bool write, int argc, const char **argv, store_reply_fn fn)
 {
 	const char *const *argvs[] = { argv };
 	int argcs[] = { argc };
 
-	step_send(s, 1, argcs, argvs, fn);
+	step_send(s, write, 1, argcs, argvs, fn);
 }
 
 /* --- the last part: the results --- */
@@ -198,7 +213,7 @@ static void step_record(struct step *s)
 		argv[k++] = r->result;
 		argv[k++] = r->state;
 	}
-	step_send_one(s, (int)k, argv, step_recorded);
+	step_send_one(s, true, (int)k, argv, step_recorded);
 	free(argv);
 }
 
@@ -238,7 +253,7 @@ static void step_queue(struct step *s)
 	if (n == 0)
 		step_record(s);
 	else
-		step_send(s, n, argcs, pargvs, step_queued);
+		step_send(s, true, n, argcs, pargvs, step_queued);
 out:
 	free(argvs);
 	free(pargvs);
@@ -329,7 +344,7 @@ static void step_write_products(struct step *s)
 	snprintf(numkeys, sizeof(numkeys), "%zu", n);
 	argv[2] = numkeys;
 	argv[k++] = s->seq_text;
-	step_send_one(s, (int)k, argv, step_written);
+	step_send_one(s, true, (int)k, argv, step_written);
 	free(argv);
 }
 
@@ -411,7 +426,7 @@ static void step_write_devices(struct step *s)
 		argcs[g] = (int)k;
 		i = j;
 	}
-	step_send(s, ngroups, argcs, (const char *const *const *)argvs, step_written);
+	step_send(s, true, ngroups, argcs, (const char *const *const *)argvs, step_written);
 	goto out;
 oom:
 	step_finish(s, STEP_UNKNOWN, NULL);
@@ -540,7 +555,7 @@ static void step_records_read(redisReply *all, void *arg)
 		pargvs[i] = argvs[i];
 		argcs[i] = 4;
 	}
-	step_send(s, n, argcs, pargvs, step_batches_read);
+	step_send(s, false, n, argcs, pargvs, step_batches_read);
 	free(argvs);
 	free(pargvs);
 	free(argcs);
@@ -598,7 +613,7 @@ static void step_read_rest(struct step *s)
 		step_queue(s);
 		goto out;
 	}
-	step_send(s, n, argcs, pargvs, step_records_read);
+	step_send(s, false, n, argcs, pargvs, step_records_read);
 out:
 	free(argvs);
 	free(pargvs);

@@ -58,8 +58,8 @@ struct store {
 	 * any store does, host and port fixed, and points back (parent). */
 	struct store *parent;
 	struct cluster_map *map;
-	struct store **nodes, **seeds, **graves;
-	size_t nnodes, nseeds, ngraves;
+	struct store **nodes, **seeds, **graves, **extras;
+	size_t nnodes, nseeds, ngraves, nextras;
 	struct event *refresh;  /* asks for the slot map again */
 	struct event *reap;     /* frees retired children, outside their callbacks */
 	bool refreshing;        /* a CLUSTER SLOTS is out */
@@ -855,7 +855,7 @@ struct cache *store_cache(struct store *st)
 	if (st->map != NULL) {
 		/* Any key may be on any node: the cache answers only while every
 		 * node serving slots is tracked, so no write goes unheard. */
-		if (st->cache == NULL || !cluster_map_complete(st->map))
+		if (st->freeing || st->cache == NULL || !cluster_map_complete(st->map))
 			return NULL;
 		for (size_t i = 0; i < st->nnodes; i++)
 			if (cluster_map_serves(st->map, i) && (st->nodes[i] == NULL || !st->nodes[i]->tracked))
@@ -935,15 +935,16 @@ static void store_reap_cb(evutil_socket_t fd, short what, void *arg)
 
 /* A child no longer wanted: freed on the next loop turn (this may be one
  * of its own callbacks). */
-static void store_cluster_retire(struct store *p, struct store *child)
+static bool store_cluster_retire(struct store *p, struct store *child)
 {
 	struct store **g = realloc(p->graves, (p->ngraves + 1) * sizeof(*g));
 
 	if (g == NULL)
-		return; /* kept: it only costs a connection */
+		return false; /* kept where it is: it only costs a connection */
 	p->graves = g;
 	p->graves[p->ngraves++] = child;
 	event_active(p->reap, EV_TIMEOUT, 0);
+	return true;
 }
 
 /* One child per node that serves slots, none for the others. */
@@ -962,16 +963,26 @@ static void store_cluster_sync_nodes(struct store *p)
 	for (size_t i = 0; i < p->nnodes; i++) {
 		bool serves = cluster_map_serves(p->map, i);
 		if (serves && p->nodes[i] == NULL) {
-			p->nodes[i] = store_single_new(p->base, p->cfg, p, cluster_map_host(p->map, i),
-				cluster_map_port(p->map, i));
+			/* An importer an ASK made us connect to already. */
+			for (size_t k = 0; k < p->nextras; k++) {
+				if (p->extras[k]->port == cluster_map_port(p->map, i) &&
+				    strcmp(p->extras[k]->host, cluster_map_host(p->map, i)) == 0) {
+					p->nodes[i] = p->extras[k];
+					p->extras[k] = p->extras[--p->nextras];
+					break;
+				}
+			}
+			if (p->nodes[i] == NULL)
+				p->nodes[i] = store_single_new(p->base, p->cfg, p, cluster_map_host(p->map, i),
+					cluster_map_port(p->map, i));
 			if (p->nodes[i] != NULL)
 				log_info("store", "Redis Cluster node %s:%d serves slots", cluster_map_host(p->map, i),
 					cluster_map_port(p->map, i));
 		} else if (!serves && p->nodes[i] != NULL) {
 			log_info("store", "Redis Cluster node %s:%d serves no slot now", p->nodes[i]->host,
 				p->nodes[i]->port);
-			store_cluster_retire(p, p->nodes[i]);
-			p->nodes[i] = NULL;
+			if (store_cluster_retire(p, p->nodes[i]))
+				p->nodes[i] = NULL;
 		}
 	}
 }
@@ -979,7 +990,7 @@ static void store_cluster_sync_nodes(struct store *p)
 /* Every slot served, by a node that is connected. */
 static bool store_cluster_ready(const struct store *p)
 {
-	if (!cluster_map_complete(p->map))
+	if (p->freeing || !cluster_map_complete(p->map))
 		return false;
 	for (size_t i = 0; i < p->nnodes; i++)
 		if (cluster_map_serves(p->map, i) && (p->nodes[i] == NULL || p->nodes[i]->state != STORE_UP))
@@ -1128,14 +1139,23 @@ void store_free(struct store *st)
 	st->freeing = true;
 	if (st->map != NULL) {
 		/* The children's pending callbacks run (with NULL) as they go. */
-		for (size_t i = 0; i < st->nnodes; i++)
+		for (size_t i = 0; i < st->nnodes; i++) {
 			store_free(st->nodes[i]);
-		for (size_t i = 0; i < st->nseeds; i++)
+			st->nodes[i] = NULL;
+		}
+		for (size_t i = 0; i < st->nseeds; i++) {
 			store_free(st->seeds[i]);
+			st->seeds[i] = NULL;
+		}
+		for (size_t i = 0; i < st->nextras; i++) {
+			store_free(st->extras[i]);
+			st->extras[i] = NULL;
+		}
 		store_reap_cb(-1, 0, st);
 		free(st->nodes);
 		free(st->seeds);
 		free(st->graves);
+		free(st->extras);
 		cluster_map_free(st->map);
 		if (st->refresh)
 			event_free(st->refresh);
@@ -1335,7 +1355,7 @@ int store_write(struct store *st, store_reply_fn fn, void *arg, int argc, const 
 /* Sends on this store's own connection: ARGV, or CMD (LEN bytes, already
  * in the protocol) when CMD is not NULL. */
 static int store_send_own(struct store *st, int timeout_ms, bool write, store_reply_fn fn, void *arg, int argc,
-	const char **argv, const size_t *argvlen, const char *cmd, size_t len)
+	const char **argv, const size_t *argvlen, const char *cmd, size_t len, bool asking)
 {
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	struct store_call *call;
@@ -1364,7 +1384,11 @@ static int store_send_own(struct store *st, int timeout_ms, bool write, store_re
 		free(call);
 		return -1;
 	}
-	if (cmd != NULL)
+	/* ASKING goes right before its command, on the same connection, once
+	 * nothing can fail between them. */
+	if (asking && redisAsyncCommand(st->ac, NULL, NULL, "ASKING") != REDIS_OK)
+		rc = REDIS_ERR;
+	else if (cmd != NULL)
 		rc = redisAsyncFormattedCommand(st->ac, store_call_reply, call, cmd, len);
 	else
 		rc = redisAsyncCommandArgv(st->ac, store_call_reply, call, argc, argv, argvlen);
@@ -1394,12 +1418,15 @@ struct store_ccall {
 	struct store *ask_to;  /* the node an ASK named, this command only */
 	struct store *sent_to;
 	struct timespec deadline;
+	struct event *later;   /* sends it again: a node still connecting, TRYAGAIN */
 	char *cmd;
 	size_t len;
 };
 
 static void store_ccall_free(struct store_ccall *c)
 {
+	if (c->later)
+		event_free(c->later);
 	redisFreeCommand(c->cmd);
 	free(c);
 }
@@ -1416,11 +1443,73 @@ static int store_ms_left(const struct timespec *deadline)
 
 static void store_cluster_reply(redisReply *reply, void *arg);
 
+#define STORE_RETRY_MS 10       /* a node still connecting: look again after */
+#define STORE_TRYAGAIN_MS 25     /* a slot being moved refused a multi-key command */
+
+static void store_cluster_deliver(struct store_ccall *c, redisReply *reply)
+{
+	struct store *p = c->p;
+
+	/* A read from a node whose tracking is not on (an importer an ASK
+	 * named, a node just connected) is heard of by nobody: no insert of a
+	 * read sent before now may be kept. */
+	if (reply != NULL && p->cache != NULL && c->sent_to != NULL && !c->sent_to->tracked && !p->freeing) {
+		cache_flush(p->cache);
+		metrics_count(METRICS_CACHE_FLUSHES);
+	}
+	c->fn(reply, c->arg);
+	store_ccall_free(c);
+}
+
+static int store_cluster_dispatch(struct store_ccall *c);
+
+static void store_cluster_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store_ccall *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->p->freeing || store_cluster_dispatch(c) < 0)
+		store_cluster_deliver(c, NULL);
+}
+
+/* Sends C again after MS, within its time. False when there is none left. */
+static bool store_cluster_later(struct store_ccall *c, int ms)
+{
+	struct timeval tv = { 0, ms * 1000 };
+
+	if (store_ms_left(&c->deadline) <= ms)
+		return false;
+	if (c->later == NULL && (c->later = evtimer_new(c->p->base, store_cluster_later_cb, c)) == NULL)
+		return false;
+	evtimer_add(c->later, &tv);
+	return true;
+}
+
+/* A node that serves no slot (yet) but that an ASK names: a migration's
+ * importer, before the map knows it. Kept until the parent goes. */
+static struct store *store_cluster_extra(struct store *p, const char *host, int port)
+{
+	struct store **grown;
+
+	for (size_t i = 0; i < p->nextras; i++)
+		if (p->extras[i]->port == port && strcmp(p->extras[i]->host, host) == 0)
+			return p->extras[i];
+	if ((grown = realloc(p->extras, (p->nextras + 1) * sizeof(*grown))) == NULL)
+		return NULL;
+	p->extras = grown;
+	if ((p->extras[p->nextras] = store_single_new(p->base, p->cfg, p, host, port)) == NULL)
+		return NULL;
+	return p->extras[p->nextras++];
+}
+
 /* The node for the command now: an ASK's target, any serving node for a
- * keyless command, else the one the map names for its slot. */
+ * keyless command, else the one the map names for its slot. Returns 0 when
+ * sent, 1 when it waits for a node still connecting, -1 when it cannot go. */
 static int store_cluster_dispatch(struct store_ccall *c)
 {
 	struct store *p = c->p, *to = c->ask_to;
+	int left = store_ms_left(&c->deadline);
 
 	if (to == NULL && c->keyless) {
 		for (size_t i = 0; i < p->nnodes && to == NULL; i++)
@@ -1430,25 +1519,33 @@ static int store_cluster_dispatch(struct store_ccall *c)
 		int i = cluster_map_node_for_slot(p->map, c->slot);
 		to = i >= 0 && (size_t)i < p->nnodes ? p->nodes[i] : NULL;
 	}
-	if (to == NULL || to->state != STORE_UP) {
+	if (to != NULL && to->state == STORE_CONNECTING && store_cluster_later(c, STORE_RETRY_MS))
+		return 1; /* a node just named (MOVED, ASK, a new map) */
+	if (to == NULL || to->state != STORE_UP || left <= 0) {
 		metrics_count(METRICS_REDIS_ERRORS);
 		store_cluster_refresh_soon(p);
 		return -1;
 	}
-	/* ASKING and the command go together on the same connection. */
-	if (c->asking && redisAsyncCommand(to->ac, NULL, NULL, "ASKING") != REDIS_OK)
-		return -1;
 	c->sent_to = to;
-	return store_send_own(to, store_ms_left(&c->deadline), c->write, store_cluster_reply, c, 0, NULL, NULL, c->cmd,
-		c->len);
+	return store_send_own(to, left, c->write, store_cluster_reply, c, 0, NULL, NULL, c->cmd, c->len, c->asking);
 }
 
-/* The node HOST:PORT of the table, made when the map names it serving. */
+/* The node HOST:PORT of the table when it serves slots, else one kept for
+ * ASKs. */
 static struct store *store_cluster_node(struct store *p, const char *host, int port)
 {
 	int i = cluster_map_find(p->map, host, port);
 
-	return i >= 0 && (size_t)i < p->nnodes ? p->nodes[i] : NULL;
+	if (i >= 0 && (size_t)i < p->nnodes && p->nodes[i] != NULL)
+		return p->nodes[i];
+	return store_cluster_extra(p, host, port);
+}
+
+static bool store_is_error(const redisReply *r, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= n && memcmp(r->str, prefix, n) == 0;
 }
 
 static void store_cluster_reply(redisReply *reply, void *arg)
@@ -1457,15 +1554,26 @@ static void store_cluster_reply(redisReply *reply, void *arg)
 	struct store *p = c->p;
 	struct cluster_redirect rd;
 
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR && !p->freeing && c->redirects < STORE_REDIRECTS_MAX &&
-	    cluster_redirect_parse(reply->str, reply->len, &rd) == 0) {
+	if (p->freeing) {
+		store_cluster_deliver(c, reply);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR && cluster_redirect_parse(reply->str, reply->len, &rd) == 0) {
 		const char *host = rd.host[0] ? rd.host : c->sent_to->host;
-		c->redirects++;
+		int rc;
+		if (++c->redirects > STORE_REDIRECTS_MAX) {
+			store_cluster_deliver(c, NULL); /* going round: unknown, as with a timeout */
+			return;
+		}
 		c->ask_to = NULL;
-		c->asking = rd.ask;
+		c->asking = false;
 		if (rd.ask) {
 			/* A slot on its way: this command only goes to the importer. */
-			c->ask_to = store_cluster_node(p, host, rd.port);
+			if ((c->ask_to = store_cluster_node(p, host, rd.port)) == NULL) {
+				store_cluster_deliver(c, NULL);
+				return;
+			}
+			c->asking = true;
 		} else {
 			/* The slot moved for good: the map learns it now, the rest of
 			 * the topology with the next refresh. */
@@ -1474,12 +1582,19 @@ static void store_cluster_reply(redisReply *reply, void *arg)
 			store_cluster_refresh_soon(p);
 		}
 		metrics_count(METRICS_REDIS_REDIRECTS);
-		if (store_cluster_dispatch(c) == 0)
-			return;
-		reply = NULL; /* nowhere to go in time: unknown, as with a timeout */
+		if ((rc = store_cluster_dispatch(c)) < 0)
+			store_cluster_deliver(c, NULL);
+		return;
 	}
-	c->fn(reply, c->arg);
-	store_ccall_free(c);
+	/* A multi-key command on a slot being moved, or a cluster without a
+	 * master for some slot for a moment: again shortly, within its time. */
+	if ((store_is_error(reply, "TRYAGAIN") || store_is_error(reply, "CLUSTERDOWN")) &&
+	    store_cluster_later(c, STORE_TRYAGAIN_MS)) {
+		if (store_is_error(reply, "CLUSTERDOWN"))
+			store_cluster_refresh_soon(p);
+		return;
+	}
+	store_cluster_deliver(c, reply);
 }
 
 static int store_cluster_send(struct store *p, int timeout_ms, bool write, store_reply_fn fn, void *arg, int argc,
@@ -1491,6 +1606,8 @@ static int store_cluster_send(struct store *p, int timeout_ms, bool write, store
 	int route = cluster_command_key(argc, argv, argvlen, &key, &klen);
 	long long len;
 
+	if (p->freeing)
+		return -1;
 	if (route < 0) {
 		log_error("store", "%s: a command that a Redis Cluster cannot route", argc > 0 ? argv[0] : "?");
 		return -1;
@@ -1519,7 +1636,7 @@ static int store_cluster_send(struct store *p, int timeout_ms, bool write, store
 		store_ccall_free(c);
 		return -1;
 	}
-	return 0;
+	return 0; /* sent, or waiting for its node: FN will be called */
 }
 
 static int store_send(struct store *st, int timeout_ms, bool write, store_reply_fn fn, void *arg, int argc,
@@ -1527,7 +1644,7 @@ static int store_send(struct store *st, int timeout_ms, bool write, store_reply_
 {
 	if (st->map != NULL)
 		return store_cluster_send(st, timeout_ms, write, fn, arg, argc, argv, argvlen);
-	return store_send_own(st, timeout_ms, write, fn, arg, argc, argv, argvlen, NULL, 0);
+	return store_send_own(st, timeout_ms, write, fn, arg, argc, argv, argvlen, NULL, 0, false);
 }
 
 struct store_gather {
@@ -1562,13 +1679,22 @@ static void store_gather_reply(redisReply *reply, void *arg)
 	}
 }
 
+static int store_gather_send(struct store *st, int timeout_ms, bool write, size_t n, const int *argcs,
+	const char *const *const *argvs, const size_t *const *lens, store_reply_fn fn, void *arg);
+
 int store_gather(struct store *st, int timeout_ms, size_t n, const int *argcs, const char *const *const *argvs,
 	store_reply_fn fn, void *arg)
 {
-	return store_gather_lens(st, timeout_ms, n, argcs, argvs, NULL, fn, arg);
+	return store_gather_send(st, timeout_ms, false, n, argcs, argvs, NULL, fn, arg);
 }
 
-int store_gather_lens(struct store *st, int timeout_ms, size_t n, const int *argcs,
+int store_gather_write(struct store *st, int timeout_ms, size_t n, const int *argcs,
+	const char *const *const *argvs, const size_t *const *lens, store_reply_fn fn, void *arg)
+{
+	return store_gather_send(st, timeout_ms, true, n, argcs, argvs, lens, fn, arg);
+}
+
+static int store_gather_send(struct store *st, int timeout_ms, bool write, size_t n, const int *argcs,
 	const char *const *const *argvs, const size_t *const *lens, store_reply_fn fn, void *arg)
 {
 	struct store_gather *g = calloc(1, sizeof(*g));
@@ -1598,7 +1724,7 @@ int store_gather_lens(struct store *st, int timeout_ms, size_t n, const int *arg
 			for (int j = 0; j < argcs[i]; j++)
 				len[j] = lens[i][j] ? lens[i][j] : strlen(argvs[i][j]);
 		}
-		int rc = store_command_timed(st, timeout_ms, store_gather_reply, &g->slots[i], argcs[i],
+		int rc = store_send(st, timeout_ms, write, store_gather_reply, &g->slots[i], argcs[i],
 			(const char **)argvs[i], len);
 		free(len);
 		if (rc < 0) {

@@ -243,7 +243,9 @@ class ClusterBasics(ClusterCase):
             self.assertIn("name=bootstrapd ", clients, n.name)
             self.assertIn("name=bootstrapd-tracking ", clients, n.name)
         st = self.h.stats()
-        self.assertEqual(st["devices"]["total"], self.DEVICES, st)
+        # (Other tests of the class may have registered more meanwhile.)
+        self.assertGreaterEqual(st["devices"]["total"], self.DEVICES, st)
+        self.assertEqual(self.h.admin("GET", "/v1/devices/a1C/%s" % self.names[-1]).status, 200)
 
     def test_cache_is_exact_per_node(self):
         dn = self.names[11]
@@ -272,6 +274,29 @@ class ClusterBasics(ClusterCase):
         self.assertEqual(st["distributed"]["byRegion"].get("us-east-1"), len(names), st)
         # The batch and its rows are on one slot; listing finds it.
         self.assertIn(b["batchId"], self.h.all_batch_ids())
+
+    def test_failed_registration_leaves_nothing(self):
+        # One master refuses writes (maxmemory): the groups on the others
+        # were written, and must be taken back, as one server's single
+        # script would have written nothing.
+        names = ["cr-%03d" % i for i in range(30)]
+        victim = self.h.node_of_key(harness.key("device", "a1C", names[0]))
+        self.assertNotEqual({self.h.node_of_key(harness.key("device", "a1C", n)).port for n in names},
+                            {victim.port}, "test set-up: the devices should span several masters")
+        total = self.h.stats()["devices"]["total"]
+        victim.cli("CONFIG", "SET", "maxmemory", "1")
+        try:
+            body = "deviceName\r\n" + "".join(n + "\r\n" for n in names)
+            r = self.h.admin("POST", "/v1/products/a1C/devices", body, content_type="text/csv")
+            self.assertEqual((r.status, r.json()["error"]["code"]), (503, "out_of_memory"), r)
+        finally:
+            victim.cli("CONFIG", "SET", "maxmemory", "0")
+        harness.wait_until(lambda: self.h.stats()["devices"]["total"] == total, 10, "the counts taken back")
+        for n in names:
+            self.assertEqual(self.h.admin("GET", "/v1/devices/a1C/%s" % n).status, 404, n)
+        # And the same upload goes through whole now.
+        self.assertEqual(len(self.h.register("a1C", names)), len(names))
+        self.assertEqual(self.h.stats()["devices"]["total"], total + len(names))
 
     def test_both_topologies_refused(self):
         cfg = self.h.config()
@@ -437,6 +462,69 @@ class ClusterReshard(ClusterCase):
         self.h.put_product("a1C", region="eu-central-1", instance="iot-eu-1")
         self.answers(self.names[0], EU, n=2)
         self.h.put_product("a1C")
+
+
+class ClusterMigrations(ClusterCase):
+    """Slots caught half-way through a migration, as an operator's resharding
+    leaves them for a while."""
+    DEVICES = 10
+    harness_args = {"config": {"redis": {"timeout_ms": 1000}, "worker": {"claim_idle_ms": 300, "pause_ms": 0}}}
+
+    def test_ask_to_a_master_with_no_slot_yet(self):
+        # A new master joins and imports one slot: until the slot is its,
+        # the old owner answers ASK naming a node bootstrapd knows nothing of.
+        h = self.h
+        new = Node(h, "node-new")
+        new.start()
+        h.nodes.append(new)
+        h.nodes[0].cli("CLUSTER", "MEET", "127.0.0.1", new.port)
+        harness.wait_until(lambda: all(new.node_id() in n.cli("CLUSTER", "NODES") for n in h.live()), 20,
+                           "the new master met")
+        harness.wait_until(lambda: "cluster_state:ok" in new.cli("CLUSTER", "INFO"), 20, "the new master ok")
+        dn = self.names[0]
+        self.answers(dn, SH, n=2)
+        key = harness.key("device", "a1C", dn)
+        src = h.node_of_key(key)
+        slot = src.cli("CLUSTER", "KEYSLOT", key)
+        new.cli("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id())
+        src.cli("CLUSTER", "SETSLOT", slot, "MIGRATING", new.node_id())
+        keys = [k for k in src.cli("CLUSTER", "GETKEYSINSLOT", slot, 1000).split("\n") if k]
+        src.cli("MIGRATE", "127.0.0.1", new.port, "", 0, 5000, "KEYS", *keys)
+        before = self.metric("bootstrapd_redis_redirects_total")
+        self.answers(dn, SH, n=3)
+        self.assertGreater(self.metric("bootstrapd_redis_redirects_total"), before, "no ASK followed")
+        for n in h.live():
+            n.cli("CLUSTER", "SETSLOT", slot, "NODE", new.node_id(), check=False)
+        self.answers(dn, SH, n=3)
+
+    def test_batch_during_a_migration(self):
+        # The group's counters moved, its bucket not yet: the step's script
+        # on that group gets TRYAGAIN, and must wait rather than fail.
+        h = self.h
+        dn = self.names[5]
+        key = harness.key("device", "a1C", dn)
+        src = h.node_of_key(key)
+        dst = next(n for n in h.masters() if n is not src)
+        slot = src.cli("CLUSTER", "KEYSLOT", key)
+        dst.cli("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id())
+        src.cli("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.node_id())
+        src.cli("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", harness.key("counters", "a1C", dn))
+        bid = h.create_batch("productKey,deviceName\na1C,%s\n" % dn, "targetRegion=us-east-1")["batchId"]
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            b = h.get_batch(bid)
+            self.assertNotEqual(b["status"], "failed", b)
+            time.sleep(0.2)
+        # The migration finishes: the batch completes, its row counted once.
+        rest = [k for k in src.cli("CLUSTER", "GETKEYSINSLOT", slot, 1000).split("\n") if k]
+        if rest:
+            src.cli("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", *rest)
+        for n in h.masters():
+            n.cli("CLUSTER", "SETSLOT", slot, "NODE", dst.node_id(), check=False)
+        b = h.wait_batch(bid, 30)
+        self.assertEqual((b["status"], b["processed"], b["succeeded"]), ("completed", 1, 1), b)
+        self.answers(dn, US1, n=2)
+        self.assertEqual(h.stats()["distributed"]["byRegion"].get("us-east-1"), 1)
 
 
 if __name__ == "__main__":

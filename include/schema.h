@@ -10,7 +10,7 @@
  *   bd:{G}:n:{bucket}       hash    same field -> the device's latest notify
  *   bd:{G}:c                hash    the group's counters (devices, active, ...)
  *   bd:{b}:{seq}            hash    batch (st tg ac ct ... pruned)
- *   bd:{b}:{seq}:i :r :n    list, hashes  its rows, results, notify states
+ *   bd:{b}:{seq}:i :r :n :f list, strings, hash  rows, results, notify states, failures
  *   bd:{b}  bd:{b}:seq  bd:{b}:q  bd:{b}:stats  bd:{b}:ac:{account}:{code}
  *                           the batch index, numbering, steps, counts, codes
  *   bd:o:{broker}           stream  a notify broker's outbox (tag: the broker)
@@ -125,12 +125,12 @@ int schema_auth_code_key(char *buf, size_t len, const char *account, const char 
 	__attribute__((warn_unused_result));
 /* A notify broker's outbox stream. */
 int schema_outbox_key(char *buf, size_t len, const char *broker) __attribute__((warn_unused_result));
-/* A batch's rows ('i'), results ('r') or notify states ('n'). */
+/* A batch's rows ('i'), results ('r'), notify states ('n') or failures ('f'). */
 int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part) __attribute__((warn_unused_result));
 
 /* A key by its kind, for tools and tests (`bootstrapd --key KIND ARG...`):
  * product PK; device, secret, notify, counters PK DN; batch, rows, results,
- * notifies SEQ; outbox BROKER; and the fixed ones batches, batch-seq, steps,
+ * notifies, failures SEQ; outbox BROKER; and the fixed ones batches, batch-seq, steps,
  * batch-counters, products. -1 for an unknown kind or wrong arguments. */
 int schema_key_named(char *buf, size_t len, const char *kind, const char *const *args, size_t nargs)
 	__attribute__((warn_unused_result));

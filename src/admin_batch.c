@@ -302,17 +302,18 @@ static void admin_batch_expired(struct adminreq *ar)
 		"the batch's rows and results were removed after worker.batch_retention_s; its assignments stay");
 }
 
-/* The results: [[total, pruned], items, results, notify states]. The rows
- * never change and results are only added, so four reads make one view. */
+/* The results: [[total, pruned], items, results, notify states, failures].
+ * The rows never change and results are only added, so these reads make one
+ * view. */
 static void admin_batch_results_reply(redisReply *reply, void *arg)
 {
 	struct adminreq *ar = arg;
-	redisReply *items, *res, *nres;
-	const char **by_index = NULL, **notify_by_index = NULL;
+	redisReply *items, *res, *nres, *fails;
+	const char **by_index = NULL;
 	char *csv = NULL;
 	size_t cap, off;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
 		adminreq_unavailable(ar);
 		goto out;
 	}
@@ -328,46 +329,45 @@ static void admin_batch_results_reply(redisReply *reply, void *arg)
 	items = reply->element[1];
 	res = reply->element[2];
 	nres = reply->element[3];
-	if (items->type != REDIS_REPLY_ARRAY || res->type != REDIS_REPLY_ARRAY || nres->type != REDIS_REPLY_ARRAY) {
+	fails = reply->element[4];
+	/* Results and notify states: a byte a row (nil: none yet); the failed
+	 * rows' code and message in a hash by row. */
+	if (items->type != REDIS_REPLY_ARRAY || (res->type != REDIS_REPLY_STRING && res->type != REDIS_REPLY_NIL) ||
+	    (nres->type != REDIS_REPLY_STRING && nres->type != REDIS_REPLY_NIL) || fails->type != REDIS_REPLY_ARRAY) {
 		adminreq_unavailable(ar);
 		goto out;
 	}
 	by_index = calloc(items->elements + 1, sizeof(*by_index));
-	notify_by_index = calloc(items->elements + 1, sizeof(*notify_by_index));
-	if (notify_by_index == NULL) {
+	if (by_index == NULL) {
 		adminreq_error(ar, 500, "internal", "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i + 1 < nres->elements; i += 2) {
-		unsigned long idx = strtoul(nres->element[i]->str, NULL, 10);
-		if (idx < items->elements && nres->element[i + 1]->type == REDIS_REPLY_STRING &&
-		    nres->element[i + 1]->len < 32)
-			notify_by_index[idx] = nres->element[i + 1]->str;
+	for (size_t i = 0; i + 1 < fails->elements; i += 2) {
+		unsigned long idx = strtoul(fails->element[i]->str, NULL, 10);
+		if (idx < items->elements && fails->element[i + 1]->type == REDIS_REPLY_STRING)
+			by_index[idx] = fails->element[i + 1]->str;
 	}
 	/* Quoting at most doubles a field; the rest is separators and "success"/"failed". */
 	cap = 128;
 	for (size_t i = 0; i < items->elements; i++)
 		cap += 2 * items->element[i]->len + 64; /* + result and notify words */
-	for (size_t i = 1; i < res->elements; i += 2)
-		cap += 2 * res->element[i]->len;
+	for (size_t i = 1; i < fails->elements; i += 2)
+		cap += 2 * fails->element[i]->len;
 	csv = malloc(cap);
-	if (by_index == NULL || csv == NULL) {
+	if (csv == NULL) {
 		adminreq_error(ar, 500, "internal", "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i + 1 < res->elements; i += 2) {
-		unsigned long idx = strtoul(res->element[i]->str, NULL, 10);
-		if (idx < items->elements)
-			by_index[idx] = res->element[i + 1]->str;
-	}
 	off = (size_t)snprintf(csv, cap, "productKey,deviceName,result,code,message,notify\r\n");
 	for (size_t i = 0; i < items->elements; i++) {
-		const char *item = items->element[i]->str, *r = by_index[i];
+		const char *item = items->element[i]->str;
+		char r = res->type == REDIS_REPLY_STRING && i < res->len ? res->str[i] : '\0';
+		char n = nres->type == REDIS_REPLY_STRING && i < nres->len ? nres->str[i] : '\0';
 		char pk[CSVDOC_FIELD_MAX + 1] = "", dn[CSVDOC_FIELD_MAX + 1] = "", code[64] = "",
 		     msg[CSVDOC_FIELD_MAX] = "";
 		const char *sep;
 
-		if (r == NULL || item == NULL || item[0] == '\0')
+		if ((r != 's' && r != 'f') || item == NULL || item[0] == '\0')
 			continue;
 		/* item: tag, productKey [US deviceName US bucket] */
 		sep = strchr(item + 1, ADMIN_BATCH_US);
@@ -376,11 +376,11 @@ static void admin_batch_results_reply(redisReply *reply, void *arg)
 			const char *sep2 = strchr(sep + 1, ADMIN_BATCH_US);
 			snprintf(dn, sizeof(dn), "%.*s", sep2 ? (int)(sep2 - sep - 1) : (int)strlen(sep + 1), sep + 1);
 		}
-		/* result: "s", or "f" US code US message */
-		if (r[0] == 'f') {
-			const char *c = strchr(r, ADMIN_BATCH_US), *m = c ? strchr(c + 1, ADMIN_BATCH_US) : NULL;
-			if (c && m) {
-				snprintf(code, sizeof(code), "%.*s", (int)(m - c - 1), c + 1);
+		/* a failure: code US message */
+		if (r == 'f' && by_index[i] != NULL) {
+			const char *m = strchr(by_index[i], ADMIN_BATCH_US);
+			if (m) {
+				snprintf(code, sizeof(code), "%.*s", (int)(m - by_index[i]), by_index[i]);
 				snprintf(msg, sizeof(msg), "%s", m + 1);
 			}
 		}
@@ -389,7 +389,7 @@ static void admin_batch_results_reply(redisReply *reply, void *arg)
 		csv[off++] = ',';
 		if (csvdoc_write_field(csv, cap, &off, dn) < 0)
 			goto toolong;
-		off += (size_t)snprintf(csv + off, cap - off, ",%s,", r[0] == 's' ? "success" : "failed");
+		off += (size_t)snprintf(csv + off, cap - off, ",%s,", r == 's' ? "success" : "failed");
 		if (off >= cap || csvdoc_write_field(csv, cap, &off, code) < 0 || off + 1 >= cap)
 			goto toolong;
 		csv[off++] = ',';
@@ -398,7 +398,7 @@ static void admin_batch_results_reply(redisReply *reply, void *arg)
 		/* notify: pending, sent, acked, none (the instance has no broker), or
 		 * empty for a row that moved nothing */
 		off += (size_t)snprintf(csv + off, cap - off, ",%s\r\n",
-			notify_by_index[i] ? notify_by_index[i] : "");
+			n == 'p' ? "pending" : n == 's' ? "sent" : n == 'a' ? "acked" : n == 'n' ? "none" : "");
 		if (off >= cap)
 			goto toolong;
 	}
@@ -409,31 +409,33 @@ toolong:
 	adminreq_error(ar, 500, "internal", "results too large");
 out:
 	free(by_index);
-	free(notify_by_index);
 	free(csv);
 	adminreq_unref(ar);
 }
 
 static void admin_batch_results(struct adminreq *ar)
 {
-	char bkey[SCHEMA_KEY_MAX], ikey[SCHEMA_KEY_MAX + 4], rkey[SCHEMA_KEY_MAX + 4], nkey[SCHEMA_KEY_MAX + 4];
+	char bkey[SCHEMA_KEY_MAX], ikey[SCHEMA_KEY_MAX + 4], rkey[SCHEMA_KEY_MAX + 4], nkey[SCHEMA_KEY_MAX + 4],
+		fkey[SCHEMA_KEY_MAX + 4];
 
 	uint64_t seq = strtoull(ar->id, NULL, 10);
 
 	if (schema_batch_key(bkey, sizeof(bkey), seq) < 0 || schema_batch_part_key(ikey, sizeof(ikey), seq, 'i') < 0 ||
 	    schema_batch_part_key(rkey, sizeof(rkey), seq, 'r') < 0 ||
-	    schema_batch_part_key(nkey, sizeof(nkey), seq, 'n') < 0) {
+	    schema_batch_part_key(nkey, sizeof(nkey), seq, 'n') < 0 ||
+	    schema_batch_part_key(fkey, sizeof(fkey), seq, 'f') < 0) {
 		adminreq_error(ar, 404, "batch_not_found", "no such batch");
 		return;
 	}
 	const char *total[] = { "HMGET", bkey, "total", "pruned" };
 	const char *lrange[] = { "LRANGE", ikey, "0", "-1" };
-	const char *hgetall[] = { "HGETALL", rkey };
-	const char *notify[] = { "HGETALL", nkey };
-	const char *const *argvs[] = { total, lrange, hgetall, notify };
-	const int argcs[] = { 4, 4, 2, 2 };
+	const char *results[] = { "GET", rkey };
+	const char *notify[] = { "GET", nkey };
+	const char *failures[] = { "HGETALL", fkey };
+	const char *const *argvs[] = { total, lrange, results, notify, failures };
+	const int argcs[] = { 4, 4, 2, 2, 2 };
 	ar->refs++;
-	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 4, argcs, argvs,
+	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 5, argcs, argvs,
 		    admin_batch_results_reply, ar) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);

@@ -280,7 +280,7 @@ static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 }
 
 /* A device's answer, in up to three steps: is the id it answered a row of
- * ours (the batch's slot)? is it the device's latest notify (the device's
+ * ours, one with a notify state (the batch's slot)? is it the device's latest notify (the device's
  * slot)? then that row is marked acked (the batch's slot). */
 struct notify_ackreq {
 	struct notify_broker *b;
@@ -339,11 +339,12 @@ static void notify_ack_ours_reply(redisReply *reply, void *arg)
 {
 	struct notify_ackreq *q = arg;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
 		free(q);
 		return;
 	}
-	notify_ack_send(q, reply->integer == 1);
+	/* The row's notify state: a byte, zero (or none) when it has none. */
+	notify_ack_send(q, reply->len == 1 && reply->str[0] != '\0');
 }
 
 static void notify_on_message(struct mqtt *m, const char *topic, const void *payload, size_t len, void *arg)
@@ -380,8 +381,8 @@ static void notify_on_message(struct mqtt *m, const char *topic, const void *pay
 	if (idlen > 6 && schema_parse_u64(id, idlen - 6, &seq) == 0 && strspn(id + idlen - 6, "0123456789") == 6 &&
 	    schema_batch_part_key(q->nkey, sizeof(q->nkey), seq, 'n') >= 0) {
 		snprintf(q->idx, sizeof(q->idx), "%lu", strtoul(id + idlen - 6, NULL, 10));
-		const char *argv[] = { "HEXISTS", q->nkey, q->idx };
-		if (store_command(b->n->store, notify_ack_ours_reply, q, 3, argv, NULL) < 0) {
+		const char *argv[] = { "GETRANGE", q->nkey, q->idx, q->idx };
+		if (store_command(b->n->store, notify_ack_ours_reply, q, 4, argv, NULL) < 0) {
 			log_warn("notify", "%s: Redis unreachable; a device's notify reply was not recorded", b->key);
 			free(q);
 		}

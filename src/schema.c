@@ -144,7 +144,7 @@ int schema_outbox_key(char *buf, size_t len, const char *broker)
 
 int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part)
 {
-	if (part != 'i' && part != 'r' && part != 'n')
+	if (part != 'i' && part != 'r' && part != 'n' && part != 'f')
 		return -1;
 	return schema_fit(snprintf(buf, len, "bd:{b}:%" PRIu64 ":%c", seq, part), len);
 }
@@ -161,7 +161,7 @@ int schema_key_named(char *buf, size_t len, const char *kind, const char *const 
 		const char *kind;
 		char part;
 	} device[] = { { "device", 'd' }, { "secret", 's' }, { "notify", 'n' }, { "counters", 'c' } },
-	  batch[] = { { "batch", 0 }, { "rows", 'i' }, { "results", 'r' }, { "notifies", 'n' } };
+	  batch[] = { { "batch", 0 }, { "rows", 'i' }, { "results", 'r' }, { "notifies", 'n' }, { "failures", 'f' } };
 	uint64_t seq;
 
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)

@@ -59,7 +59,7 @@ struct step {
 	size_t nbrokers;
 	step_done_fn fn;
 	void *arg;
-	char bkey[SCHEMA_KEY_MAX], ikey[SCHEMA_KEY_MAX], rkey[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX];
+	char bkey[SCHEMA_KEY_MAX], ikey[SCHEMA_KEY_MAX], rkey[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX], fkey[SCHEMA_KEY_MAX];
 	/* The batch, as step_read.lua returned it. */
 	char strategy[16], account[SCHEMA_ACCOUNT_MAX + 1];
 	char target_region[CATALOG_REGION_ID_MAX + 1], target_instance[CATALOG_INSTANCE_ID_MAX + 1];
@@ -188,7 +188,7 @@ static void step_recorded(redisReply *all, void *arg)
 
 static void step_record(struct step *s)
 {
-	const char **argv = calloc(8 + 3 * s->nrows, sizeof(*argv));
+	const char **argv = calloc(9 + 3 * s->nrows, sizeof(*argv));
 	char now[24];
 	size_t k = 0;
 
@@ -199,11 +199,12 @@ static void step_record(struct step *s)
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	argv[k++] = "EVAL";
 	argv[k++] = lua_record;
-	argv[k++] = "4";
+	argv[k++] = "5";
 	argv[k++] = s->bkey;
 	argv[k++] = s->rkey;
 	argv[k++] = s->nkey;
 	argv[k++] = SCHEMA_STATS_BATCHES_KEY;
+	argv[k++] = s->fkey;
 	argv[k++] = now;
 	for (size_t i = 0; i < s->nrows; i++) {
 		struct step_row *r = &s->rows[i];
@@ -742,7 +743,8 @@ int step_run(struct store *st, uint64_t seq, size_t start, size_t count, const c
 	if (schema_batch_key(s->bkey, sizeof(s->bkey), seq) < 0 ||
 	    schema_batch_part_key(s->ikey, sizeof(s->ikey), seq, 'i') < 0 ||
 	    schema_batch_part_key(s->rkey, sizeof(s->rkey), seq, 'r') < 0 ||
-	    schema_batch_part_key(s->nkey, sizeof(s->nkey), seq, 'n') < 0) {
+	    schema_batch_part_key(s->nkey, sizeof(s->nkey), seq, 'n') < 0 ||
+	    schema_batch_part_key(s->fkey, sizeof(s->fkey), seq, 'f') < 0) {
 		step_free(s);
 		return -1;
 	}

@@ -243,7 +243,7 @@ static void worker_prune_list(redisReply *reply, void *arg)
 {
 	struct worker *w = arg;
 	char cutoff[24], now[24];
-	char (*keys)[4][SCHEMA_KEY_MAX + 4];
+	char (*keys)[5][SCHEMA_KEY_MAX + 4];
 	const char **argv;
 	size_t n, argc = 0;
 
@@ -256,7 +256,7 @@ static void worker_prune_list(redisReply *reply, void *arg)
 	n = reply->elements;
 	w->prune_last = strtoull(reply->element[n - 1]->str ? reply->element[n - 1]->str : "0", NULL, 10);
 	keys = calloc(n, sizeof(*keys));
-	argv = calloc(3 + 5 * n + 2, sizeof(*argv));
+	argv = calloc(3 + 6 * n + 2, sizeof(*argv));
 	if (keys == NULL || argv == NULL) {
 		free(keys);
 		free(argv);
@@ -274,9 +274,10 @@ static void worker_prune_list(redisReply *reply, void *arg)
 		if (schema_batch_key(keys[i][0], sizeof(keys[i][0]), seq) < 0 ||
 		    schema_batch_part_key(keys[i][1], sizeof(keys[i][1]), seq, 'i') < 0 ||
 		    schema_batch_part_key(keys[i][2], sizeof(keys[i][2]), seq, 'r') < 0 ||
-		    schema_batch_part_key(keys[i][3], sizeof(keys[i][3]), seq, 'n') < 0)
+		    schema_batch_part_key(keys[i][3], sizeof(keys[i][3]), seq, 'n') < 0 ||
+		    schema_batch_part_key(keys[i][4], sizeof(keys[i][4]), seq, 'f') < 0)
 			break; /* cannot happen for a decimal seq; the script gets those before */
-		for (int k = 0; k < 4; k++)
+		for (int k = 0; k < 5; k++)
 			argv[argc++] = keys[i][k];
 	}
 	size_t nkeys = argc - 3;
@@ -285,7 +286,7 @@ static void worker_prune_list(redisReply *reply, void *arg)
 	argv[2] = numkeys;
 	argv[argc++] = cutoff;
 	argv[argc++] = now;
-	for (size_t i = 0; i < n && i < nkeys / 4; i++)
+	for (size_t i = 0; i < n && i < nkeys / 5; i++)
 		argv[argc++] = reply->element[i]->str;
 	worker_send(w, worker_pruned, (int)argc, argv);
 	free(argv);

@@ -1,10 +1,12 @@
 -- A batch row's notify state moves on: to 'sent' (its broker took it)
--- unless the device answered already, or to 'acked'. A state recorded
--- later never goes back (the step records 'pending' only where there is
--- none yet).
--- KEYS[1]: the batch's notify states. ARGV: row, new state.
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if ARGV[2] == 'sent' and cur == 'acked' then return 0 end
-if cur == ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+-- unless the device answered already, or to 'acked'. The states are a string
+-- of a byte a row (docs/key-schema.md); a state recorded later never goes
+-- back (the step records 'pending' only where there is none yet).
+-- KEYS[1]: the batch's notify states. ARGV: row, new state ('sent' or
+-- 'acked'). Returns 1 when it changed.
+local idx = tonumber(ARGV[1])
+local new = ARGV[2] == 'acked' and 'a' or 's'
+local cur = redis.call('GETRANGE', KEYS[1], idx, idx)
+if cur == new or (new == 's' and cur == 'a') then return 0 end
+redis.call('SETRANGE', KEYS[1], idx, new)
 return 1

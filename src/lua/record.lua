@@ -1,31 +1,43 @@
 -- The last part of a batch step: records each row's result once, with the
 -- batch's counts and status, so that every row is counted exactly once
 -- however often its step runs (docs/batches.md, "A step in parts").
--- KEYS: the batch, its results, its notify states, the batch counters.
+-- Results and notify states are strings of a byte a row (docs/key-schema.md):
+-- a zero byte (or past the end) is "none yet".
+-- KEYS: the batch, its results, its notify states, the batch counters, its
+-- failures (the code and message of each failed row).
 -- ARGV: now, then per row: index, result ('s', or 'f' US code US message),
 -- notify state ('' for none). Returns {succeeded, failed, notifies pending}
 -- of the rows this call recorded.
-local bkey, rkey, nkey = KEYS[1], KEYS[2], KEYS[3]
+local bkey, rkey, nkey, fkey = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
+local STATE = { pending = 'p', sent = 's', acked = 'a', none = 'n' }
+local function unset(k, idx)
+  local c = redis.call('GETRANGE', KEYS[k], idx, idx)
+  return c == '' or c == '\0'
+end
 local b = redis.call('HMGET', bkey, 'status', 'total')
 if not b[1] then
   return redis.error_reply('batch ' .. bkey .. ' does not exist')
 end
 local ok, bad, pending = 0, 0, 0
 for i = 2, #ARGV, 3 do
-  local idx, result, state = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('HSETNX', rkey, idx, result) == 1 then
+  local idx, result, state = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+  if unset(2, idx) then
     redis.call('HINCRBY', bkey, 'processed', 1)
     if result == 's' then
       ok = ok + 1
+      redis.call('SETRANGE', rkey, idx, 's')
       redis.call('HINCRBY', bkey, 'succeeded', 1)
     else
       bad = bad + 1
+      redis.call('SETRANGE', rkey, idx, 'f')
+      redis.call('HSET', fkey, idx, string.sub(result, 3))
       redis.call('HINCRBY', bkey, 'failed', 1)
     end
     -- Not over a later state: the broker or the device may have answered
     -- before this part ran.
-    if state ~= '' and redis.call('HSETNX', nkey, idx, state) == 1 and state == 'pending' then
-      pending = pending + 1
+    if STATE[state] and unset(3, idx) then
+      redis.call('SETRANGE', nkey, idx, STATE[state])
+      if state == 'pending' then pending = pending + 1 end
     end
   end
 end

@@ -10,7 +10,7 @@ if not b[1] then return -1 end
 if b[3] then return -3 end
 if b[1] ~= 'failed' then return -2 end
 local total = tonumber(b[2])
-local rkey = KEYS[2]
+local done = redis.call('GET', KEYS[2]) or ''
 local queued, run_start, run_len = 0, nil, 0
 local function flush()
   if run_start then
@@ -20,7 +20,8 @@ local function flush()
   run_start, run_len = nil, 0
 end
 for idx = 0, total - 1 do
-  if redis.call('HEXISTS', rkey, idx) == 0 then
+  local c = string.byte(done, idx + 1)
+  if c == nil or c == 0 then
     if not run_start then run_start = idx end
     run_len = run_len + 1
     if run_len == step then flush() end

@@ -163,6 +163,8 @@ static void test_batch_key(void **state)
 	assert_int_equal(schema_batch_part_key(buf, sizeof(buf), 12, 'r'), 11);
 	assert_string_equal(buf, "bd:{b}:12:r");
 	assert_int_equal(schema_batch_part_key(buf, sizeof(buf), 12, 'x'), -1);
+	assert_int_equal(schema_batch_part_key(buf, sizeof(buf), 12, 'f'), 11);
+	assert_string_equal(buf, "bd:{b}:12:f");
 	assert_int_equal(schema_batch_part_key(buf, 12, 12, 'i'), 11);
 	assert_int_equal(schema_batch_part_key(buf, 11, 12, 'i'), -1);
 	assert_int_equal(schema_auth_code_key(buf, sizeof(buf), "acct", "000123"), 21);

@@ -13,6 +13,7 @@ extern const char lua_prune[];          /* batch retention (worker) */
 extern const char lua_activate[];       /* a successful bootstrap (device endpoint) */
 extern const char lua_register[];       /* device registration (admin) */
 extern const char lua_unregister[];     /* a cluster registration taken back (admin) */
+extern const char lua_schema_check[];   /* the store's layout version (readiness, worker) */
 extern const char lua_put_product[];    /* product create/update (admin) */
 extern const char lua_notify_sent[];    /* a notify taken by its broker: the device's side (worker) */
 extern const char lua_notify_mark[];    /* a notify's state in its batch (worker) */

@@ -33,6 +33,11 @@
 #define SCHEMA_STEPS_KEY "bd:{b}:q"              /* stream of batch steps for the workers */
 #define SCHEMA_STATS_BATCHES_KEY "bd:{b}:stats"  /* batches per status */
 #define SCHEMA_PRODUCTS_KEY "bd:{p}"             /* set of product keys */
+/* The layout every key and record here follows; a store holding another is
+ * not served (/readyz says so, the worker waits). Raised with any change of
+ * a key or of a record's format. */
+#define SCHEMA_VERSION "2"
+#define SCHEMA_VERSION_KEY "bd:{b}:schema"       /* hash: version */
 /* Not a key: each tracking connection's liveness channel is this and its client id. */
 #define SCHEMA_SYNC_CHANNEL_PREFIX "bd:sync:"
 /* A group's counters: these fields, and SCHEMA_REGION_FIELD_PREFIX{region}
@@ -131,7 +136,7 @@ int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part) __attr
 /* A key by its kind, for tools and tests (`bootstrapd --key KIND ARG...`):
  * product PK; device, secret, notify, counters PK DN; batch, rows, results,
  * notifies, failures SEQ; outbox BROKER; and the fixed ones batches, batch-seq, steps,
- * batch-counters, products. -1 for an unknown kind or wrong arguments. */
+ * batch-counters, products, schema. -1 for an unknown kind or wrong arguments. */
 int schema_key_named(char *buf, size_t len, const char *kind, const char *const *args, size_t nargs)
 	__attribute__((warn_unused_result));
 

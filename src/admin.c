@@ -32,21 +32,28 @@
 
 /* --- operations --- */
 
+/* [PING, the store's layout version]: ready only on the layout this binary
+ * reads and writes. */
 static void admin_ops_ready_reply(redisReply *reply, void *arg)
 {
 	struct adminreq *ar = arg;
 	const struct config *cfg = ar->t->srv->cfg;
-	bool redis_ok = reply && reply->type == REDIS_REPLY_STATUS;
+	bool redis_ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+		reply->element[0]->type == REDIS_REPLY_STATUS;
+	const redisReply *v = redis_ok ? reply->element[1] : NULL;
+	bool schema_ok = v != NULL && v->type == REDIS_REPLY_STRING && strcmp(v->str, SCHEMA_VERSION) == 0;
 	bool catalog_ok = ar->t->catalog != NULL;
 	bool geo_ok = !cfg->geoip_enabled || ar->t->geo != NULL;
 	yajl_gen g = yajl_gen_alloc(NULL);
 
 	yajl_gen_map_open(g);
-	adminreq_gen_kv(g, "status", redis_ok && catalog_ok && geo_ok ? "ready" : "not_ready");
+	adminreq_gen_kv(g, "status", redis_ok && schema_ok && catalog_ok && geo_ok ? "ready" : "not_ready");
 	adminreq_gen_string(g, "failing");
 	yajl_gen_array_open(g);
 	if (!redis_ok)
 		adminreq_gen_string(g, "redis");
+	else if (!schema_ok)
+		adminreq_gen_string(g, "schema");
 	if (!catalog_ok)
 		adminreq_gen_string(g, "catalog");
 	if (!geo_ok)
@@ -57,8 +64,16 @@ static void admin_ops_ready_reply(redisReply *reply, void *arg)
 	adminreq_gen_string(g, !cfg->geoip_enabled ? "off" : geo_ok ? "open" : "missing");
 	if (ar->t->srv->notify)
 		notify_gen_brokers(ar->t->srv->notify, g);
+	if (redis_ok && !schema_ok) {
+		/* Which layout Redis holds, for the operator who upgraded. */
+		adminreq_gen_string(g, "schema");
+		yajl_gen_map_open(g);
+		adminreq_gen_kv(g, "binary", SCHEMA_VERSION);
+		adminreq_gen_kv(g, "store", v->type == REDIS_REPLY_STRING ? v->str : NULL);
+		yajl_gen_map_close(g);
+	}
 	yajl_gen_map_close(g);
-	adminreq_answer_gen(ar, redis_ok && catalog_ok && geo_ok ? 200 : 503, g);
+	adminreq_answer_gen(ar, redis_ok && schema_ok && catalog_ok && geo_ok ? 200 : 503, g);
 	adminreq_unref(ar);
 }
 
@@ -74,13 +89,17 @@ static void admin_readyz(struct http_request *req, void *arg)
 {
 	struct server_thread *t = arg;
 	struct adminreq *ar = adminreq_new(t, req);
-	const char *argv[] = { "PING" };
+	const char *ping[] = { "PING" };
+	const char *schema[] = { "EVAL", lua_schema_check, "1", SCHEMA_VERSION_KEY, SCHEMA_VERSION };
+	const char *const *argvs[] = { ping, schema };
+	const int argcs[] = { 1, 5 };
 
 	if (ar == NULL) {
 		adminreq_error_req(req, 500, "internal", "out of memory");
 		return;
 	}
-	if (store_command(adminreq_store(t), admin_ops_ready_reply, ar, 1, argv, NULL) < 0)
+	if (store_gather(adminreq_store(t), t->srv->cfg->redis_timeout_ms, 2, argcs, argvs, admin_ops_ready_reply,
+		    ar) < 0)
 		admin_ops_ready_reply(NULL, ar);
 }
 

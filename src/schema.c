@@ -156,6 +156,7 @@ int schema_key_named(char *buf, size_t len, const char *kind, const char *const 
 	} fixed[] = {
 		{ "batches", SCHEMA_BATCHES_KEY }, { "batch-seq", SCHEMA_BATCH_SEQ_KEY }, { "steps", SCHEMA_STEPS_KEY },
 		{ "batch-counters", SCHEMA_STATS_BATCHES_KEY }, { "products", SCHEMA_PRODUCTS_KEY },
+		{ "schema", SCHEMA_VERSION_KEY },
 	};
 	static const struct {
 		const char *kind;

@@ -35,6 +35,8 @@ struct worker {
 	bool stopping;
 	bool busy; /* a worker command is outstanding */
 	bool group_ready;
+	bool schema_ok;   /* the store holds the layout this binary writes */
+	bool schema_logged;
 	struct timespec next_claim;
 	struct timespec next_prune;
 	uint64_t prune_from; /* batches up to this seq need no more pruning */
@@ -397,6 +399,23 @@ static void worker_group_reply(redisReply *reply, void *arg)
 	worker_schedule(w, 500);
 }
 
+static void worker_schema_reply(redisReply *reply, void *arg)
+{
+	struct worker *w = arg;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, SCHEMA_VERSION) == 0) {
+		w->schema_ok = true;
+		worker_schedule(w, 0);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING && !w->schema_logged) {
+		log_error("worker", "Redis holds data layout %s, this binary writes %s (docs/key-schema.md): "
+			"no batch is applied", reply->str, SCHEMA_VERSION);
+		w->schema_logged = true;
+	}
+	worker_schedule(w, reply == NULL ? 200 : 5000);
+}
+
 static void worker_next(struct worker *w)
 {
 	struct timespec now;
@@ -406,6 +425,11 @@ static void worker_next(struct worker *w)
 		return;
 	if (!store_connected(w->store)) {
 		worker_schedule(w, 200);
+		return;
+	}
+	if (!w->schema_ok) {
+		const char *argv[] = { "EVAL", lua_schema_check, "1", SCHEMA_VERSION_KEY, SCHEMA_VERSION };
+		worker_send(w, worker_schema_reply, 5, argv);
 		return;
 	}
 	if (!w->group_ready) {

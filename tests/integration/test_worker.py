@@ -170,7 +170,9 @@ class WorkerKilledBetweenParts(WorkerCase):
     over at random moments stops between any two of them. Every row must
     still be counted exactly once, and the group counters follow each device
     once."""
-    worker_config = {"chunk_size": 250, "pause_ms": 0, "claim_idle_ms": 300}
+    # Pauses between steps keep the batch going across the kills; most kills
+    # still land inside a step (its parts take longer than the pause).
+    worker_config = {"chunk_size": 250, "pause_ms": 20, "claim_idle_ms": 300}
     KILLS = 12
     DEVICES = 1000
 
@@ -194,6 +196,7 @@ class WorkerKilledBetweenParts(WorkerCase):
         st = self.h.stats()
         self.assertEqual(st["distributed"]["byRegion"], {"eu-central-1": self.DEVICES}, st)
         self.assertEqual(st["devices"]["total"], self.DEVICES, st)
+        sys.stderr.write("kills mid-batch: %d of %d\n" % (mid, self.KILLS))
         self.assertGreater(mid, 2, "the batch finished before the kills: the test proved nothing")
         self.assertCleanExit(w)
 

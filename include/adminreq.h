@@ -40,7 +40,6 @@ struct adminreq {
 	char id[24]; /* a batch id from the path */
 	char account[SCHEMA_ACCOUNT_MAX + 1];
 	bool explain;          /* GET .../resolve */
-	char notify[64];       /* the device's notify record, "" when none */
 	struct netaddr client; /* its ?ip= */
 	void *data;  /* handler state, released with data_free */
 	void (*data_free)(void *);

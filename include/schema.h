@@ -7,7 +7,6 @@
  *   bd:{p}                  set     every product key
  *   bd:{G}:d:{bucket}       hash    field "{productKey}/{deviceName}" -> device record
  *   bd:{G}:s:{bucket}       hash    same field -> sealed secret
- *   bd:{G}:n:{bucket}       hash    same field -> the device's latest notify
  *   bd:{G}:c                hash    the group's counters (devices, active, ...)
  *   bd:{b}:{seq}            hash    batch (st tg ac ct ... pruned)
  *   bd:{b}:{seq}:i :r :n :f list, strings, hash  rows, results, notify states, failures
@@ -18,7 +17,8 @@
  * Devices are spread over SCHEMA_BUCKETS hashes so that each stays small enough
  * for Redis' compact listpack encoding (docs/key-schema.md has the figures);
  * the buckets fall in SCHEMA_GROUPS groups G, each one hash tag, so that a
- * script can update a device together with its group's counters. */
+ * script can update a device together with its group's counters. A device's
+ * notify state is part of its record. */
 #ifndef BOOTSTRAPD_SCHEMA_H
 #define BOOTSTRAPD_SCHEMA_H
 
@@ -36,7 +36,7 @@
 /* The layout every key and record here follows; a store holding another is
  * not served (/readyz says so, the worker waits). Raised with any change of
  * a key or of a record's format. */
-#define SCHEMA_VERSION "2"
+#define SCHEMA_VERSION "3"
 #define SCHEMA_VERSION_KEY "bd:{b}:schema"       /* hash: version */
 /* Not a key: each tracking connection's liveness channel is this and its client id. */
 #define SCHEMA_SYNC_CHANNEL_PREFIX "bd:sync:"
@@ -51,10 +51,12 @@
 #define SCHEMA_GROUPS (1u << SCHEMA_GROUP_BITS)
 #define SCHEMA_KEY_MAX 96
 #define SCHEMA_FIELD_MAX (CATALOG_PRODUCT_KEY_MAX + 1 + CATALOG_DEVICE_NAME_MAX + 1)
-#define SCHEMA_DEVICE_RECORD_MAX 128
+#define SCHEMA_DEVICE_RECORD_MAX 192
 #define SCHEMA_ACCOUNT_MAX 64
 
 enum schema_status { SCHEMA_INACTIVE = 'i', SCHEMA_ACTIVE = 'a' };
+
+#define SCHEMA_NOTIFY_STATE_MAX 7 /* pending, sent, acked, none */
 
 struct schema_device {
 	uint64_t batch;            /* device-level assignment, 0 = none */
@@ -63,6 +65,11 @@ struct schema_device {
 	int64_t activated_at;
 	int64_t last_bootstrap_at;
 	char last_region[CATALOG_REGION_ID_MAX + 1];
+	/* The notify of the batch that placed the device (batch): its row
+	 * (-1: none), its state, and the instance it went through. */
+	long notify_row;
+	char notify_state[SCHEMA_NOTIFY_STATE_MAX + 1];
+	char notify_instance[CATALOG_INSTANCE_ID_MAX + 1];
 };
 
 struct schema_product {
@@ -117,14 +124,11 @@ int schema_secret_key(char *buf, size_t len, const char *product_key, const char
 	__attribute__((warn_unused_result));
 int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
 	__attribute__((warn_unused_result));
-/* A bucket's keys by its number: PART 'd' records, 's' secrets, 'n' notifies. */
+/* A bucket's keys by its number: PART 'd' records, 's' secrets. */
 int schema_bucket_key(char *buf, size_t len, char part, uint32_t bucket) __attribute__((warn_unused_result));
 /* A group's counters "bd:{G}:c". */
 int schema_counters_key(char *buf, size_t len, uint32_t group) __attribute__((warn_unused_result));
 int schema_batch_key(char *buf, size_t len, uint64_t seq) __attribute__((warn_unused_result));
-/* The hash of the latest notify of each device of a bucket. */
-int schema_notify_key(char *buf, size_t len, const char *product_key, const char *device_name)
-	__attribute__((warn_unused_result));
 /* A live cross-account authorization code. */
 int schema_auth_code_key(char *buf, size_t len, const char *account, const char *code)
 	__attribute__((warn_unused_result));
@@ -134,13 +138,14 @@ int schema_outbox_key(char *buf, size_t len, const char *broker) __attribute__((
 int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part) __attribute__((warn_unused_result));
 
 /* A key by its kind, for tools and tests (`bootstrapd --key KIND ARG...`):
- * product PK; device, secret, notify, counters PK DN; batch, rows, results,
+ * product PK; device, secret, counters PK DN; batch, rows, results,
  * notifies, failures SEQ; outbox BROKER; and the fixed ones batches, batch-seq, steps,
  * batch-counters, products, schema. -1 for an unknown kind or wrong arguments. */
 int schema_key_named(char *buf, size_t len, const char *kind, const char *const *args, size_t nargs)
 	__attribute__((warn_unused_result));
 
-/* Device record "batch;status;registeredAt;activatedAt;lastBootstrapAt;lastRegion". */
+/* Device record "batch;status;registeredAt;activatedAt;lastBootstrapAt;lastRegion;notify"
+ * where notify is empty or "row:state:instance" (docs/key-schema.md). */
 int schema_device_parse(const char *s, size_t len, struct schema_device *out) __attribute__((warn_unused_result));
 int schema_device_format(const struct schema_device *d, char *buf, size_t len) __attribute__((warn_unused_result));
 

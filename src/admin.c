@@ -659,7 +659,8 @@ static void admin_devices_post(struct adminreq *ar)
 	char pkey[SCHEMA_KEY_MAX];
 	long n = admin_register_read(ar, &devs);
 	size_t argc, k, off = 0, cap;
-	struct schema_device rec = { .status = SCHEMA_INACTIVE, .registered_at = (int64_t)time(NULL) };
+	struct schema_device rec = { .status = SCHEMA_INACTIVE, .registered_at = (int64_t)time(NULL),
+		.notify_row = -1 };
 
 	if (n < 0)
 		return;
@@ -746,22 +747,20 @@ out:
 }
 
 /* "notify": the latest bootstrap notify of the device, or null. */
-static void admin_gen_notify(yajl_gen g, const char *record)
+static void admin_gen_notify(yajl_gen g, const struct schema_device *d)
 {
-	unsigned long long seq;
-	unsigned idx;
-	char state[16], id[32], batch[24];
+	char id[32], batch[24];
 
 	adminreq_gen_string(g, "notify");
-	/* "seq;row;state;instance it went through" */
-	if (sscanf(record, "%llu;%u;%15[a-z]", &seq, &idx, state) != 3) {
+	/* The record's notify is of the record's batch. */
+	if (d->notify_row < 0 || d->batch == 0) {
 		yajl_gen_null(g);
 		return;
 	}
-	notify_message_id(seq, idx, id);
-	snprintf(batch, sizeof(batch), "%llu", seq);
+	notify_message_id(d->batch, (unsigned)d->notify_row, id);
+	snprintf(batch, sizeof(batch), "%" PRIu64, d->batch);
 	yajl_gen_map_open(g);
-	adminreq_gen_kv(g, "state", state);
+	adminreq_gen_kv(g, "state", d->notify_state);
 	adminreq_gen_kv(g, "batchId", batch);
 	adminreq_gen_kv(g, "id", id);
 	yajl_gen_map_close(g);
@@ -814,7 +813,7 @@ static void admin_device_answer(struct adminreq *ar, const struct schema_batch *
 		adminreq_gen_kv(g, "distributedAt", NULL);
 	}
 	yajl_gen_map_close(g);
-	admin_gen_notify(g, ar->notify);
+	admin_gen_notify(g, &ar->device);
 	yajl_gen_map_close(g);
 	adminreq_answer_gen(ar, 200, g);
 }
@@ -1028,37 +1027,27 @@ static void admin_device_record(struct adminreq *ar, const redisReply *reply)
 	}
 }
 
-static void admin_device_notify(struct adminreq *ar, const redisReply *reply)
-{
-	if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)
-		ar->failed = 1;
-	else if (reply->type == REDIS_REPLY_STRING && reply->len < sizeof(ar->notify))
-		memcpy(ar->notify, reply->str, reply->len + 1);
-}
-
-/* The record, its notify and its product: each may be on another node, so
- * they are taken together. */
+/* The record (its notify included) and its product: each may be on another
+ * node, so they are taken together. */
 static void admin_device_read(redisReply *all, void *arg)
 {
 	struct adminreq *ar = arg;
 
-	if (all == NULL || all->elements != 3) {
+	if (all == NULL || all->elements != 2) {
 		adminreq_unavailable(ar);
 	} else {
 		admin_device_record(ar, all->element[0]);
-		admin_device_notify(ar, all->element[1]);
-		admin_device_product(ar, all->element[2]);
+		admin_device_product(ar, all->element[1]);
 	}
 	adminreq_unref(ar);
 }
 
 static void admin_device_get(struct adminreq *ar)
 {
-	char dkey[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX], pkey[SCHEMA_KEY_MAX], field[SCHEMA_FIELD_MAX];
+	char dkey[SCHEMA_KEY_MAX], pkey[SCHEMA_KEY_MAX], field[SCHEMA_FIELD_MAX];
 	const char *pargv[2 + SCHEMA_P_NFIELDS] = { "HMGET", pkey };
 
 	if (schema_device_key(dkey, sizeof(dkey), ar->pk, ar->dn) < 0 ||
-	    schema_notify_key(nkey, sizeof(nkey), ar->pk, ar->dn) < 0 ||
 	    schema_product_key(pkey, sizeof(pkey), ar->pk) < 0 ||
 	    schema_device_field(field, sizeof(field), ar->pk, ar->dn) < 0) {
 		adminreq_error(ar, 404, "device_not_found", "no such device");
@@ -1067,11 +1056,10 @@ static void admin_device_get(struct adminreq *ar)
 	for (size_t i = 0; i < SCHEMA_P_NFIELDS; i++)
 		pargv[2 + i] = schema_product_fields[i];
 	const char *dargv[] = { "HGET", dkey, field };
-	const char *nargv[] = { "HGET", nkey, field };
-	const char *const *argvs[] = { dargv, nargv, pargv };
-	const int argcs[] = { 3, 3, 2 + SCHEMA_P_NFIELDS };
+	const char *const *argvs[] = { dargv, pargv };
+	const int argcs[] = { 3, 2 + SCHEMA_P_NFIELDS };
 	ar->refs++;
-	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 3, argcs, argvs, admin_device_read,
+	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 2, argcs, argvs, admin_device_read,
 		    ar) < 0) {
 		ar->refs--;
 		adminreq_unavailable(ar);

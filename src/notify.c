@@ -253,7 +253,7 @@ static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 		snprintf(field, sizeof(field), "%s/%s", msg->pk, msg->dn);
 		snprintf(seq, sizeof(seq), "%" PRIu64, msg->seq);
 		snprintf(idx, sizeof(idx), "%u", msg->idx);
-		if (schema_notify_key(ndkey, sizeof(ndkey), msg->pk, msg->dn) < 0 ||
+		if (schema_device_key(ndkey, sizeof(ndkey), msg->pk, msg->dn) < 0 ||
 		    schema_batch_part_key(nkey, sizeof(nkey), msg->seq, 'n') < 0)
 			ndkey[0] = nkey[0] = '\0';
 		const char *dev[] = { "EVAL", lua_notify_sent, "1", ndkey, seq, idx, field };
@@ -372,7 +372,7 @@ static void notify_on_message(struct mqtt *m, const char *topic, const void *pay
 	q->b = b;
 	snprintf(q->field, sizeof(q->field), "%s/%s", pk, dn);
 	snprintf(q->id, sizeof(q->id), "%s", id);
-	if (schema_notify_key(q->ndkey, sizeof(q->ndkey), pk, dn) < 0) {
+	if (schema_device_key(q->ndkey, sizeof(q->ndkey), pk, dn) < 0) {
 		free(q);
 		return;
 	}

@@ -71,7 +71,7 @@ int schema_bucket_key(char *buf, size_t len, char part, uint32_t bucket)
 {
 	size_t n;
 
-	if ((part != 'd' && part != 's' && part != 'n') || len < 17 || bucket >> SCHEMA_BUCKET_BITS)
+	if ((part != 'd' && part != 's') || len < 17 || bucket >> SCHEMA_BUCKET_BITS)
 		return -1;
 	n = schema_group_prefix(buf, schema_group(bucket));
 	buf[n++] = part;
@@ -108,11 +108,6 @@ int schema_device_key(char *buf, size_t len, const char *product_key, const char
 int schema_secret_key(char *buf, size_t len, const char *product_key, const char *device_name)
 {
 	return schema_bucket_key(buf, len, 's', schema_bucket(product_key, device_name));
-}
-
-int schema_notify_key(char *buf, size_t len, const char *product_key, const char *device_name)
-{
-	return schema_bucket_key(buf, len, 'n', schema_bucket(product_key, device_name));
 }
 
 int schema_device_field(char *buf, size_t len, const char *product_key, const char *device_name)
@@ -161,7 +156,7 @@ int schema_key_named(char *buf, size_t len, const char *kind, const char *const 
 	static const struct {
 		const char *kind;
 		char part;
-	} device[] = { { "device", 'd' }, { "secret", 's' }, { "notify", 'n' }, { "counters", 'c' } },
+	} device[] = { { "device", 'd' }, { "secret", 's' }, { "counters", 'c' } },
 	  batch[] = { { "batch", 0 }, { "rows", 'i' }, { "results", 'r' }, { "notifies", 'n' }, { "failures", 'f' } };
 	uint64_t seq;
 
@@ -235,13 +230,36 @@ static size_t schema_split(const char *s, size_t len, char sep, const char **f, 
 	return k;
 }
 
+/* The notify part "row:state:instance" (LEN > 0). */
+static int schema_notify_parse(const char *s, size_t len, struct schema_device *out)
+{
+	const char *f[4];
+	size_t fl[4];
+	uint64_t row;
+
+	if (schema_split(s, len, ':', f, fl, 4) != 3 || schema_parse_u64(f[0], fl[0], &row) < 0 || row > 999999)
+		return -1;
+	if (fl[1] == 0 || fl[1] > SCHEMA_NOTIFY_STATE_MAX || fl[2] > CATALOG_INSTANCE_ID_MAX)
+		return -1;
+	for (size_t i = 0; i < fl[1]; i++)
+		if (f[1][i] < 'a' || f[1][i] > 'z')
+			return -1;
+	out->notify_row = (long)row;
+	memcpy(out->notify_state, f[1], fl[1]);
+	out->notify_state[fl[1]] = '\0';
+	memcpy(out->notify_instance, f[2], fl[2]);
+	out->notify_instance[fl[2]] = '\0';
+	return 0;
+}
+
 int schema_device_parse(const char *s, size_t len, struct schema_device *out)
 {
-	const char *f[7];
-	size_t fl[7];
+	const char *f[8];
+	size_t fl[8];
 
 	memset(out, 0, sizeof(*out));
-	if (schema_split(s, len, ';', f, fl, 7) != 6)
+	out->notify_row = -1;
+	if (schema_split(s, len, ';', f, fl, 8) != 7)
 		return -1;
 	if (schema_parse_u64(f[0], fl[0], &out->batch) < 0)
 		return -1;
@@ -252,18 +270,24 @@ int schema_device_parse(const char *s, size_t len, struct schema_device *out)
 	    schema_parse_i64(f[3], fl[3], &out->activated_at) < 0 ||
 	    schema_parse_i64(f[4], fl[4], &out->last_bootstrap_at) < 0)
 		return -1;
-	if (fl[5] > CATALOG_REGION_ID_MAX || memchr(f[5], ';', fl[5]))
+	if (fl[5] > CATALOG_REGION_ID_MAX)
 		return -1;
 	memcpy(out->last_region, f[5], fl[5]);
 	out->last_region[fl[5]] = '\0';
+	if (fl[6] > 0 && schema_notify_parse(f[6], fl[6], out) < 0)
+		return -1;
 	return 0;
 }
 
 int schema_device_format(const struct schema_device *d, char *buf, size_t len)
 {
-	return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%" PRId64 ";%" PRId64 ";%" PRId64 ";%s",
-		d->batch, d->status, d->registered_at, d->activated_at, d->last_bootstrap_at,
-		d->last_region), len);
+	if (d->notify_row < 0)
+		return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%" PRId64 ";%" PRId64 ";%" PRId64 ";%s;",
+			d->batch, d->status, d->registered_at, d->activated_at, d->last_bootstrap_at,
+			d->last_region), len);
+	return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%" PRId64 ";%" PRId64 ";%" PRId64 ";%s;%ld:%s:%s",
+		d->batch, d->status, d->registered_at, d->activated_at, d->last_bootstrap_at, d->last_region,
+		d->notify_row, d->notify_state, d->notify_instance), len);
 }
 
 static int schema_copy(char *dst, size_t dstlen, const char *s, size_t len)

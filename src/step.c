@@ -33,7 +33,7 @@ struct step_row {
 	char *result;         /* NULL until decided; owned */
 	char state[12];       /* notify state to record, "" for none */
 	char outbox[SCHEMA_KEY_MAX + 128]; /* where to queue its notify, "" for none */
-	char dkey[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX];
+	char dkey[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX];
 };
 
 struct step_product {
@@ -392,17 +392,16 @@ static void step_write_devices(struct step *s)
 		while (j < n && (!split || schema_group(order[j]->bucket) == schema_group(order[i]->bucket)))
 			j++;
 		size_t rows = j - i, k = 0;
-		const char **argv = calloc(3 + 3 * rows + head + 7 * rows, sizeof(*argv));
+		const char **argv = calloc(3 + 2 * rows + head + 7 * rows, sizeof(*argv));
 		if (argv == NULL)
 			goto oom;
 		argvs[g] = argv;
-		snprintf(numkeys[g], sizeof(numkeys[g]), "%zu", 3 * rows);
+		snprintf(numkeys[g], sizeof(numkeys[g]), "%zu", 2 * rows);
 		argv[k++] = "EVAL";
 		argv[k++] = lua_apply_devices;
 		argv[k++] = numkeys[g];
 		for (size_t r = i; r < j; r++) {
 			argv[k++] = order[r]->dkey;
-			argv[k++] = order[r]->nkey;
 			argv[k++] = order[r]->ckey;
 		}
 		argv[k++] = s->seq_text;
@@ -647,7 +646,6 @@ static int step_parse_row(struct step *s, struct step_row *r, char *item, size_t
 	r->bucket = (uint32_t)strtoul(us2 + 1, NULL, 16);
 	if (schema_device_field(r->field, sizeof(r->field), r->pk, r->dn) < 0 ||
 	    schema_bucket_key(r->dkey, sizeof(r->dkey), 'd', r->bucket) < 0 ||
-	    schema_bucket_key(r->nkey, sizeof(r->nkey), 'n', r->bucket) < 0 ||
 	    schema_counters_key(r->ckey, sizeof(r->ckey), schema_group(r->bucket)) < 0)
 		return step_fail(r, "internal_error", "the stored row is unreadable");
 	return (r->product = step_product_index(s, r->pk)) < 0 ? -1 : 0;

@@ -4,12 +4,14 @@
 -- ARGV: field, the batch the request saw, now, resolved region.
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
-local b, s, r, a = string.match(v, '^(%d+);(%a);(%-?%d+);(%-?%d+);')
+-- The record (docs/key-schema.md): batch;status;registered;activated;
+-- lastBootstrap;lastRegion;notify. The notify part is kept as it is.
+local b, s, r, a, notify = string.match(v, '^(%d+);(%a);(%-?%d+);(%-?%d+);%-?%d+;[^;]*;(.*)$')
 if b ~= ARGV[2] then return 0 end
 if s ~= 'a' then
   a = ARGV[3]
   redis.call('HINCRBY', KEYS[2], 'active', 1)
   redis.call('HINCRBY', KEYS[2], 'activations', 1)
 end
-redis.call('HSET', KEYS[1], ARGV[1], b .. ';a;' .. r .. ';' .. a .. ';' .. ARGV[3] .. ';' .. ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], b .. ';a;' .. r .. ';' .. a .. ';' .. ARGV[3] .. ';' .. ARGV[4] .. ';' .. notify)
 return 1

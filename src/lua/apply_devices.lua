@@ -5,8 +5,7 @@
 -- a record whose batch changed since is left for the step's next round.
 -- Applying a row again changes nothing: a device already in SEQ only
 -- reports what was done (docs/batches.md, "A step in parts").
--- KEYS per row: its record bucket, its notify bucket and its group's
--- counters. (In a Redis Cluster one call holds the rows of one group; on one
+-- KEYS per row: its record bucket and its group's counters. (In a Redis Cluster one call holds the rows of one group; on one
 -- server, all the step's.)
 -- ARGV: seq, target region, target instance, cross-account ('1' or '0'),
 -- the number M of brokers, M pairs (instance id, outbox key); then per row
@@ -44,23 +43,26 @@ local function fail(code, message)
   return 'f' .. US .. code .. US .. message
 end
 
+-- The record (docs/key-schema.md): batch;status;registered;activated;
+-- lastBootstrap;lastRegion;notify, the notify "row:state:instance" of the
+-- record's batch, or empty.
 local function apply(r, idx, field, seen, hr, hi, from_st, from_tg)
-  local dkey, nkey, counters = KEYS[1 + 3 * r], KEYS[2 + 3 * r], KEYS[3 + 3 * r]
+  local dkey, counters = KEYS[1 + 2 * r], KEYS[2 + 2 * r]
   local rec = redis.call('HGET', dkey, field)
   if not rec then return fail('device_not_found', 'the device is not registered'), '', '' end
-  local cb, st, reg, act, last, lreg = string.match(rec, '^(%d+);(%a);(%-?%d+);(%-?%d+);(%-?%d+);(.*)$')
+  local cb, st, reg, act, last, lreg, notify =
+    string.match(rec, '^(%d+);(%a);(%-?%d+);(%-?%d+);(%-?%d+);([^;]*);(.*)$')
   if not cb then return fail('internal_error', 'the stored device record is unreadable'), '', '' end
   if cb ~= seen then return 'r', '', '' end
   cb = tonumber(cb)
   if cb > seq then
     return fail('superseded', 'batch ' .. cb .. ', created later, assigned this device'), '', ''
   end
+  local nrow, nstate, ninst = string.match(notify, '^(%d+):(%a+):(.*)$')
   if cb == seq then
     -- Applied by an earlier round: report its notify as it stands.
-    local n = redis.call('HGET', nkey, field)
-    local s, i, state, inst = string.match(n or '', '^(%d+);(%d+);(%a+);(.*)$')
-    if s ~= tostring(seq) or tonumber(i) ~= idx then return 's', '', '' end
-    return 's', state, state == 'pending' and brokers[inst] or ''
+    if tonumber(nrow) ~= idx then return 's', '', '' end
+    return 's', nstate, nstate == 'pending' and brokers[ninst] or ''
   end
   if cross then
     local cur_r, cur_i = hr, hi
@@ -75,20 +77,18 @@ local function apply(r, idx, field, seen, hr, hi, from_st, from_tg)
   end
   redis.call('HINCRBY', counters, 'r:' .. target_region, 1)
   if st == 'a' then redis.call('HINCRBY', counters, 'active', -1) end
-  redis.call('HSET', dkey, field, seq .. ';i;' .. reg .. ';' .. act .. ';' .. last .. ';' .. lreg)
   -- Moved before and not bootstrapped since: it is still where the last
   -- notify found it.
-  local prev = redis.call('HGET', nkey, field)
-  local prev_instance = prev and string.match(prev, '^%d+;%d+;%a+;(.+)$')
   local inst
-  if st == 'i' and cb > 0 and prev_instance then
-    inst = prev_instance
+  if st == 'i' and cb > 0 and ninst and ninst ~= '' then
+    inst = ninst
   else
     inst = instance_under(from_st, from_tg, lreg, hi)
   end
   local broker = brokers[inst]
   local state = broker and 'pending' or 'none'
-  redis.call('HSET', nkey, field, seq .. ';' .. idx .. ';' .. state .. ';' .. inst)
+  redis.call('HSET', dkey, field, seq .. ';i;' .. reg .. ';' .. act .. ';' .. last .. ';' .. lreg .. ';' ..
+    idx .. ':' .. state .. ':' .. inst)
   return 's', state, broker or ''
 end
 

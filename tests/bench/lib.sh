@@ -158,8 +158,11 @@ bench_certs() {
 bench_start_redis() {
 	local nice=()
 	nice -n -10 true 2>/dev/null && nice=(nice -n -10)
+	# BENCH_REDIS_ARGS: more redis-server options, e.g. the listpack bounds
+	# of docs/redis-topologies.md.
+	# shellcheck disable=SC2086
 	"${ON_SERVER_CPU[@]}" "${nice[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
-		--daemonize no --logfile "$TMP/redis.log" --dir "$TMP" &
+		--daemonize no --logfile "$TMP/redis.log" --dir "$TMP" ${BENCH_REDIS_ARGS:-} &
 	REDIS_PID=$!
 	wait_for 10 redis-cli -p "$RPORT" ping || die "redis-server did not start"
 }

@@ -813,8 +813,8 @@ class Harness:
         """Points the device's record at batch SEQ, keeping its other fields."""
         rec = self.device_record(pk, dn)
         fields = rec.split(";")
-        if len(fields) != 6:
-            raise AssertionError("device record of %s/%s is %r, expected 6 ';' fields" % (pk, dn, rec))
+        if len(fields) != 7:
+            raise AssertionError("device record of %s/%s is %r, expected 7 ';' fields" % (pk, dn, rec))
         fields[0] = str(seq)
         self.redis("HSET", key("device", pk, dn), "%s/%s" % (pk, dn), ";".join(fields))
 

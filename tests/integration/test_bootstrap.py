@@ -403,11 +403,11 @@ class Resolution(DeviceAsserts, HarnessCase):
     def test_record_written_by_registration(self):
         rec = self.h.device_record("a1PK", "home-2")
         fields = rec.split(";")
-        self.assertEqual(len(fields), 6, rec)
+        self.assertEqual(len(fields), 7, rec)  # docs/key-schema.md, "Device record"
         self.assertEqual(fields[0], "0")
         self.assertEqual(fields[1], "i")
         self.assertGreater(int(fields[2]), 1600000000)
-        self.assertEqual(fields[3:], ["0", "0", ""])
+        self.assertEqual(fields[3:], ["0", "0", "", ""])
 
     def test_home(self):
         self.assertSuccess(self.h.bootstrap("a1PK", "home-1"),

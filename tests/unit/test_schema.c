@@ -99,8 +99,7 @@ static void test_secret_key(void **state)
 	(void)state;
 	assert_int_equal(schema_secret_key(buf, sizeof(buf), "a1PK", "dev1"), 16);
 	assert_string_equal(buf, "bd:{10c}:s:4339d");
-	assert_int_equal(schema_notify_key(buf, sizeof(buf), "a1PK", "dev1"), 16);
-	assert_string_equal(buf, "bd:{10c}:n:4339d");
+	assert_int_equal(schema_bucket_key(buf, sizeof(buf), 'n', 1), -1); /* notifies are in the records */
 	assert_int_equal(schema_bucket_key(buf, sizeof(buf), 'x', 1), -1);
 	assert_int_equal(schema_bucket_key(buf, sizeof(buf), 'd', 1u << SCHEMA_BUCKET_BITS), -1);
 	assert_int_equal(schema_counters_key(buf, sizeof(buf), 0x10c), 10);
@@ -120,7 +119,7 @@ static void test_keys_share_slots(void **state)
 
 	(void)state;
 	assert_int_equal(schema_counters_key(a, sizeof(a), schema_group(bucket)), 10);
-	for (const char *p = "dsn"; *p; p++) {
+	for (const char *p = "ds"; *p; p++) {
 		assert_true(schema_bucket_key(b, sizeof(b), *p, bucket) > 0);
 		assert_int_equal(cluster_key_slot(a, strlen(a)), cluster_key_slot(b, strlen(b)));
 	}
@@ -199,7 +198,8 @@ static int device_parse_str(const char *s, struct schema_device *d)
 
 static void test_device_round_trip(void **state)
 {
-	static const char rec[] = "7;a;1700000000;1700000100;1700000200;cn-shanghai";
+	static const char rec[] = "7;a;1700000000;1700000100;1700000200;cn-shanghai;";
+	static const char notified[] = "7;i;1700000000;1700000100;1700000200;cn-shanghai;42:pending:iot-cn-sh-public";
 	struct schema_device d;
 	char buf[SCHEMA_DEVICE_RECORD_MAX];
 
@@ -211,42 +211,74 @@ static void test_device_round_trip(void **state)
 	assert_int_equal(d.activated_at, 1700000100);
 	assert_int_equal(d.last_bootstrap_at, 1700000200);
 	assert_string_equal(d.last_region, "cn-shanghai");
+	assert_int_equal(d.notify_row, -1);
 	assert_int_equal(schema_device_format(&d, buf, sizeof(buf)), (int)strlen(rec));
 	assert_string_equal(buf, rec);
+	/* With the notify of its batch, as apply_devices.lua writes it. */
+	assert_int_equal(device_parse_str(notified, &d), 0);
+	assert_int_equal(d.notify_row, 42);
+	assert_string_equal(d.notify_state, "pending");
+	assert_string_equal(d.notify_instance, "iot-cn-sh-public");
+	assert_int_equal(schema_device_format(&d, buf, sizeof(buf)), (int)strlen(notified));
+	assert_string_equal(buf, notified);
+	/* No instance ("none" through a product without a home instance). */
+	assert_int_equal(device_parse_str("7;i;1;2;3;r;0:none:", &d), 0);
+	assert_string_equal(d.notify_state, "none");
+	assert_string_equal(d.notify_instance, "");
+}
+
+static void test_device_parse_notify(void **state)
+{
+	static const char *const bad[] = {
+		"7;i;1;2;3;r;42",                /* no state */
+		"7;i;1;2;3;r;42:pending",        /* no instance part */
+		"7;i;1;2;3;r;x:pending:i",       /* row not a number */
+		"7;i;1;2;3;r;1000000:sent:i",    /* row beyond 6 digits */
+		"7;i;1;2;3;r;4:PENDING:i",       /* state in lower case only */
+		"7;i;1;2;3;r;4::i",              /* empty state */
+		"7;i;1;2;3;r;4:pendingx:i",      /* state too long */
+		"7;i;1;2;3;r;4:sent:i:j",        /* a fourth part */
+	};
+	struct schema_device d;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(device_parse_str(bad[i], &d), -1);
 }
 
 static void test_device_parse_uses_len(void **state)
 {
-	static const char rec[] = "7;i;1;2;3;eu-central-1;garbage";
+	static const char rec[] = "7;i;1;2;3;eu-central-1;;garbage";
 	struct schema_device d;
 
 	(void)state;
-	assert_int_equal(schema_device_parse(rec, strlen("7;i;1;2;3;eu-central-1"), &d), 0);
+	assert_int_equal(schema_device_parse(rec, strlen("7;i;1;2;3;eu-central-1;"), &d), 0);
 	assert_int_equal(d.status, SCHEMA_INACTIVE);
 	assert_string_equal(d.last_region, "eu-central-1");
 }
 
 static void test_device_format_fresh(void **state)
 {
-	struct schema_device d = { .status = SCHEMA_INACTIVE, .registered_at = 1700000000 };
+	struct schema_device d = { .status = SCHEMA_INACTIVE, .registered_at = 1700000000, .notify_row = -1 };
 	char buf[SCHEMA_DEVICE_RECORD_MAX];
 
 	(void)state;
-	assert_int_equal(schema_device_format(&d, buf, sizeof(buf)), 19);
-	assert_string_equal(buf, "0;i;1700000000;0;0;");
+	assert_int_equal(schema_device_format(&d, buf, sizeof(buf)), 20);
+	assert_string_equal(buf, "0;i;1700000000;0;0;;");
 	assert_int_equal(device_parse_str(buf, &d), 0);
 	assert_int_equal(d.batch, 0);
 	assert_string_equal(d.last_region, "");
+	assert_int_equal(d.notify_row, -1);
 }
 
 static void test_device_format_too_small(void **state)
 {
-	struct schema_device d = { .status = SCHEMA_INACTIVE, .registered_at = 1700000000 };
+	struct schema_device d = { .status = SCHEMA_INACTIVE, .registered_at = 1700000000, .notify_row = -1 };
 	char buf[SCHEMA_DEVICE_RECORD_MAX];
 
 	(void)state;
-	assert_int_equal(schema_device_format(&d, buf, 20), 19);
-	assert_int_equal(schema_device_format(&d, buf, 19), -1);
+	assert_int_equal(schema_device_format(&d, buf, 21), 20);
+	assert_int_equal(schema_device_format(&d, buf, 20), -1);
 }
 
 static void test_device_parse_field_count(void **state)
@@ -255,8 +287,9 @@ static void test_device_parse_field_count(void **state)
 
 	(void)state;
 	assert_int_equal(device_parse_str("7;a;1;2;3", &d), -1);
-	assert_int_equal(device_parse_str("7;a;1;2;3;r;x", &d), -1);
+	assert_int_equal(device_parse_str("7;a;1;2;3;r", &d), -1); /* layout 2's six fields */
 	assert_int_equal(device_parse_str("7;a;1;2;3;r;x;y;z", &d), -1);
+	assert_int_equal(device_parse_str("7;a;1;2;3;r;;", &d), -1);
 }
 
 static void test_device_parse_status(void **state)
@@ -264,10 +297,10 @@ static void test_device_parse_status(void **state)
 	struct schema_device d;
 
 	(void)state;
-	assert_int_equal(device_parse_str("7;x;1;2;3;r", &d), -1);
-	assert_int_equal(device_parse_str("7;A;1;2;3;r", &d), -1);
-	assert_int_equal(device_parse_str("7;;1;2;3;r", &d), -1);
-	assert_int_equal(device_parse_str("7;ai;1;2;3;r", &d), -1);
+	assert_int_equal(device_parse_str("7;x;1;2;3;r;", &d), -1);
+	assert_int_equal(device_parse_str("7;A;1;2;3;r;", &d), -1);
+	assert_int_equal(device_parse_str("7;;1;2;3;r;", &d), -1);
+	assert_int_equal(device_parse_str("7;ai;1;2;3;r;", &d), -1);
 }
 
 static void test_device_parse_non_digits(void **state)
@@ -275,11 +308,11 @@ static void test_device_parse_non_digits(void **state)
 	struct schema_device d;
 
 	(void)state;
-	assert_int_equal(device_parse_str("7x;a;1;2;3;r", &d), -1);
-	assert_int_equal(device_parse_str("7;a;1a;2;3;r", &d), -1);
-	assert_int_equal(device_parse_str("7;a;1;;3;r", &d), -1);
-	assert_int_equal(device_parse_str("7;a;1;2; 3;r", &d), -1);
-	assert_int_equal(device_parse_str("+7;a;1;2;3;r", &d), -1);
+	assert_int_equal(device_parse_str("7x;a;1;2;3;r;", &d), -1);
+	assert_int_equal(device_parse_str("7;a;1a;2;3;r;", &d), -1);
+	assert_int_equal(device_parse_str("7;a;1;;3;r;", &d), -1);
+	assert_int_equal(device_parse_str("7;a;1;2; 3;r;", &d), -1);
+	assert_int_equal(device_parse_str("+7;a;1;2;3;r;", &d), -1);
 }
 
 static void test_device_parse_negative_batch(void **state)
@@ -287,7 +320,7 @@ static void test_device_parse_negative_batch(void **state)
 	struct schema_device d;
 
 	(void)state;
-	assert_int_equal(device_parse_str("-7;a;1;2;3;r", &d), -1);
+	assert_int_equal(device_parse_str("-7;a;1;2;3;r;", &d), -1);
 }
 
 static void test_device_parse_region_length(void **state)
@@ -299,11 +332,11 @@ static void test_device_parse_region_length(void **state)
 	(void)state;
 	memset(region, 'r', CATALOG_REGION_ID_MAX);
 	region[CATALOG_REGION_ID_MAX] = '\0';
-	snprintf(rec, sizeof(rec), "1;a;1;2;3;%s", region);
+	snprintf(rec, sizeof(rec), "1;a;1;2;3;%s;", region);
 	assert_int_equal(device_parse_str(rec, &d), 0);
 	assert_string_equal(d.last_region, region);
 	strcat(region, "r");
-	snprintf(rec, sizeof(rec), "1;a;1;2;3;%s", region);
+	snprintf(rec, sizeof(rec), "1;a;1;2;3;%s;", region);
 	assert_int_equal(device_parse_str(rec, &d), -1);
 }
 
@@ -668,6 +701,7 @@ int main(void)
 		cmocka_unit_test(test_batch_key),
 		cmocka_unit_test(test_keys_too_small),
 		cmocka_unit_test(test_device_round_trip),
+		cmocka_unit_test(test_device_parse_notify),
 		cmocka_unit_test(test_device_parse_uses_len),
 		cmocka_unit_test(test_device_format_fresh),
 		cmocka_unit_test(test_device_format_too_small),

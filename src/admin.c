@@ -375,6 +375,19 @@ static void admin_register_free(void *p)
 
 /* A cluster's groups answered: 0 each, or the first device (numbered in
  * its group's call) that was registered meanwhile. */
+/* N commands' argument arrays and lengths, either array maybe NULL. */
+static void admin_commands_free(const char ***argvs, size_t **lens, size_t n)
+{
+	for (size_t g = 0; g < n; g++) {
+		if (argvs != NULL)
+			free(argvs[g]);
+		if (lens != NULL)
+			free(lens[g]);
+	}
+	free(argvs);
+	free(lens);
+}
+
 static void admin_register_takenback(redisReply *all, void *arg)
 {
 	long long n = 0;
@@ -433,12 +446,7 @@ static void admin_register_takeback(struct adminreq *ar, const redisReply *all)
 			    NULL) < 0)
 		admin_register_takenback(NULL, NULL);
 out:
-	for (size_t g = 0; argvs && lens && g < r->ngroups; g++) {
-		free(argvs[g]);
-		free(lens[g]);
-	}
-	free(argvs);
-	free(lens);
+	admin_commands_free(argvs, lens, r->ngroups);
 	free(argcs);
 	free(numkeys);
 }
@@ -554,12 +562,7 @@ static void admin_register_groups(struct adminreq *ar)
 oom:
 	adminreq_error(ar, 500, "internal", "out of memory");
 out:
-	for (size_t g = 0; argvs && g < ngroups; g++) {
-		free(argvs[g]);
-		free(lens[g]);
-	}
-	free(argvs);
-	free(lens);
+	admin_commands_free(argvs, lens, ngroups);
 	free(argcs);
 	free(numkeys);
 	if (r->order != order)

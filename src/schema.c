@@ -230,6 +230,18 @@ static size_t schema_split(const char *s, size_t len, char sep, const char **f, 
 	return k;
 }
 
+/* The catalog's id alphabets: regions [a-z0-9-], instances [A-Za-z0-9_.-]. */
+static bool schema_is_id(const char *s, size_t len, bool instance)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+			    (instance && ((c >= 'A' && c <= 'Z') || c == '_' || c == '.'))))
+			return false;
+	}
+	return true;
+}
+
 /* The notify part "row:state:instance" (LEN > 0). */
 static int schema_notify_parse(const char *s, size_t len, struct schema_device *out)
 {
@@ -239,7 +251,8 @@ static int schema_notify_parse(const char *s, size_t len, struct schema_device *
 
 	if (schema_split(s, len, ':', f, fl, 4) != 3 || schema_parse_u64(f[0], fl[0], &row) < 0 || row > 999999)
 		return -1;
-	if (fl[1] == 0 || fl[1] > SCHEMA_NOTIFY_STATE_MAX || fl[2] > CATALOG_INSTANCE_ID_MAX)
+	if (fl[1] == 0 || fl[1] > SCHEMA_NOTIFY_STATE_MAX || fl[2] > CATALOG_INSTANCE_ID_MAX ||
+	    !schema_is_id(f[2], fl[2], true))
 		return -1;
 	for (size_t i = 0; i < fl[1]; i++)
 		if (f[1][i] < 'a' || f[1][i] > 'z')
@@ -270,7 +283,7 @@ int schema_device_parse(const char *s, size_t len, struct schema_device *out)
 	    schema_parse_i64(f[3], fl[3], &out->activated_at) < 0 ||
 	    schema_parse_i64(f[4], fl[4], &out->last_bootstrap_at) < 0)
 		return -1;
-	if (fl[5] > CATALOG_REGION_ID_MAX)
+	if (fl[5] > CATALOG_REGION_ID_MAX || !schema_is_id(f[5], fl[5], false))
 		return -1;
 	memcpy(out->last_region, f[5], fl[5]);
 	out->last_region[fl[5]] = '\0';
@@ -348,7 +361,8 @@ int schema_targets_parse(const char *s, size_t len, struct schema_batch *out)
 		if (slash == NULL)
 			return -1;
 		rl = (size_t)(slash - f[i]);
-		if (rl == 0 || rl + 1 == fl[i])
+		if (rl == 0 || rl + 1 == fl[i] || !schema_is_id(f[i], rl, false) ||
+		    !schema_is_id(slash + 1, fl[i] - rl - 1, true))
 			return -1;
 		if (schema_copy(out->targets[i].region, sizeof(out->targets[i].region), f[i], rl) < 0 ||
 		    schema_copy(out->targets[i].instance, sizeof(out->targets[i].instance), slash + 1,

@@ -518,7 +518,9 @@ static void test_targets_three(void **state)
 
 static void test_targets_rejects(void **state)
 {
-	static const char *const bad[] = { "", "noslash", "/x", "a/", "a/x,", ",a/x", "a/x,,b/y", "a/x,noslash" };
+	static const char *const bad[] = { "", "noslash", "/x", "a/", "a/x,", ",a/x", "a/x,,b/y", "a/x,noslash",
+		/* outside the catalog's id alphabets (found by the fuzz target) */
+		"EU/x", "e u/x", "eu/x y", "eu/x;y", "eu/x:y", "eu.c/x" };
 	struct schema_batch b;
 
 	(void)state;
@@ -527,6 +529,9 @@ static void test_targets_rejects(void **state)
 		if (targets_str(bad[i], &b) != -1)
 			fail_msg("accepted \"%s\"", bad[i]);
 	}
+	/* A NUL inside is not the end of an id. */
+	assert_int_equal(schema_targets_parse("eu\0x/i", 6, &b), -1);
+	assert_int_equal(targets_str("eu-central-1/Iot_EU.1-x", &b), 0);
 }
 
 static void build_targets(char *buf, size_t len, size_t n)

@@ -36,7 +36,7 @@
 /* The layout every key and record here follows; a store holding another is
  * not served (/readyz says so, the worker waits). Raised with any change of
  * a key or of a record's format. */
-#define SCHEMA_VERSION "3"
+#define SCHEMA_VERSION "4"
 #define SCHEMA_VERSION_KEY "bd:{b}:schema"       /* hash: version */
 /* Not a key: each tracking connection's liveness channel is this and its client id. */
 #define SCHEMA_SYNC_CHANNEL_PREFIX "bd:sync:"
@@ -145,7 +145,8 @@ int schema_key_named(char *buf, size_t len, const char *kind, const char *const 
 	__attribute__((warn_unused_result));
 
 /* Device record "batch;status;registeredAt;activatedAt;lastBootstrapAt;lastRegion;notify"
- * where notify is empty or "row:state:instance" (docs/key-schema.md). */
+ * with the times in base 36 and notify empty or "row:state:instance"
+ * (docs/key-schema.md). */
 int schema_device_parse(const char *s, size_t len, struct schema_device *out) __attribute__((warn_unused_result));
 int schema_device_format(const struct schema_device *d, char *buf, size_t len) __attribute__((warn_unused_result));
 
@@ -159,6 +160,10 @@ int schema_targets_format(const struct schema_batch *b, char *buf, size_t len) _
 
 /* An account name: 1 to SCHEMA_ACCOUNT_MAX of A-Z a-z 0-9 - _ . */
 bool schema_valid_account(const char *s);
+
+/* A time (unix seconds, >= 0) as a device record stores it: base 36, lower
+ * case, into OUT (at least 14 bytes). Returns its length. */
+int schema_time_format(int64_t t, char *out, size_t len) __attribute__((warn_unused_result));
 
 /* Strict decimal parsers for stored numbers. */
 int schema_parse_u64(const char *s, size_t len, uint64_t *out) __attribute__((warn_unused_result));

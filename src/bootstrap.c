@@ -327,7 +327,8 @@ static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *re
 	    schema_counters_key(ckey, sizeof(ckey), schema_group(bucket)) < 0)
 		goto send;
 	snprintf(batch, sizeof(batch), "%" PRIu64, br->device.batch);
-	snprintf(now, sizeof(now), "%lld", (long long)t);
+	if (schema_time_format((int64_t)t, now, sizeof(now)) < 0)
+		goto send;
 	const char *argv[] = { "EVAL", lua_activate, "2", key, ckey, br->field, batch, now, region };
 	br->refs++;
 	if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_recorded, br, 9, argv,

@@ -242,6 +242,48 @@ static bool schema_is_id(const char *s, size_t len, bool instance)
 	return true;
 }
 
+int schema_time_format(int64_t t, char *out, size_t len)
+{
+	char tmp[16];
+	size_t n = 0;
+	uint64_t v = t < 0 ? 0 : (uint64_t)t;
+
+	do {
+		tmp[n++] = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
+		v /= 36;
+	} while (v > 0);
+	if (n >= len)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	out[n] = '\0';
+	return (int)n;
+}
+
+/* A base-36 time as schema_time_format() writes it: 1 to 13 of [0-9a-z],
+ * no leading zero but for "0", within int64. */
+static int schema_time_parse(const char *s, size_t len, int64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 13 || (len > 1 && s[0] == '0'))
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned d;
+		if (s[i] >= '0' && s[i] <= '9')
+			d = (unsigned)(s[i] - '0');
+		else if (s[i] >= 'a' && s[i] <= 'z')
+			d = 10u + (unsigned)(s[i] - 'a');
+		else
+			return -1;
+		if (v > ((uint64_t)INT64_MAX - d) / 36)
+			return -1;
+		v = v * 36 + d;
+	}
+	*out = (int64_t)v;
+	return 0;
+}
+
 /* The notify part "row:state:instance" (LEN > 0). */
 static int schema_notify_parse(const char *s, size_t len, struct schema_device *out)
 {
@@ -279,9 +321,9 @@ int schema_device_parse(const char *s, size_t len, struct schema_device *out)
 	if (fl[1] != 1 || (f[1][0] != SCHEMA_ACTIVE && f[1][0] != SCHEMA_INACTIVE))
 		return -1;
 	out->status = f[1][0];
-	if (schema_parse_i64(f[2], fl[2], &out->registered_at) < 0 ||
-	    schema_parse_i64(f[3], fl[3], &out->activated_at) < 0 ||
-	    schema_parse_i64(f[4], fl[4], &out->last_bootstrap_at) < 0)
+	if (schema_time_parse(f[2], fl[2], &out->registered_at) < 0 ||
+	    schema_time_parse(f[3], fl[3], &out->activated_at) < 0 ||
+	    schema_time_parse(f[4], fl[4], &out->last_bootstrap_at) < 0)
 		return -1;
 	if (fl[5] > CATALOG_REGION_ID_MAX || !schema_is_id(f[5], fl[5], false))
 		return -1;
@@ -294,13 +336,17 @@ int schema_device_parse(const char *s, size_t len, struct schema_device *out)
 
 int schema_device_format(const struct schema_device *d, char *buf, size_t len)
 {
+	char reg[16], act[16], last[16];
+
+	if (schema_time_format(d->registered_at, reg, sizeof(reg)) < 0 ||
+	    schema_time_format(d->activated_at, act, sizeof(act)) < 0 ||
+	    schema_time_format(d->last_bootstrap_at, last, sizeof(last)) < 0)
+		return -1;
 	if (d->notify_row < 0)
-		return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%" PRId64 ";%" PRId64 ";%" PRId64 ";%s;",
-			d->batch, d->status, d->registered_at, d->activated_at, d->last_bootstrap_at,
+		return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%s;%s;%s;%s;", d->batch, d->status, reg, act, last,
 			d->last_region), len);
-	return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%" PRId64 ";%" PRId64 ";%" PRId64 ";%s;%ld:%s:%s",
-		d->batch, d->status, d->registered_at, d->activated_at, d->last_bootstrap_at, d->last_region,
-		d->notify_row, d->notify_state, d->notify_instance), len);
+	return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%s;%s;%s;%s;%ld:%s:%s", d->batch, d->status, reg, act,
+		last, d->last_region, d->notify_row, d->notify_state, d->notify_instance), len);
 }
 
 static int schema_copy(char *dst, size_t dstlen, const char *s, size_t len)

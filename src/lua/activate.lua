@@ -1,12 +1,13 @@
 -- Records a successful bootstrap of a device, unless a distribution changed
 -- its assignment since the request read it. KEYS[1]: the device's bucket,
 -- KEYS[2]: its group's counters.
--- ARGV: field, the batch the request saw, now, resolved region.
+-- ARGV: field, the batch the request saw, now (base 36), resolved region.
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
 -- The record (docs/key-schema.md): batch;status;registered;activated;
--- lastBootstrap;lastRegion;notify. The notify part is kept as it is.
-local b, s, r, a, notify = string.match(v, '^(%d+);(%a);(%-?%d+);(%-?%d+);%-?%d+;[^;]*;(.*)$')
+-- lastBootstrap;lastRegion;notify, the times in base 36 (ARGV's "now" too).
+-- The notify part is kept as it is.
+local b, s, r, a, notify = string.match(v, '^(%d+);(%a);(%w+);(%w+);%w+;[^;]*;(.*)$')
 if b ~= ARGV[2] then return 0 end
 if s ~= 'a' then
   a = ARGV[3]

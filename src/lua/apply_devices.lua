@@ -44,14 +44,14 @@ local function fail(code, message)
 end
 
 -- The record (docs/key-schema.md): batch;status;registered;activated;
--- lastBootstrap;lastRegion;notify, the notify "row:state:instance" of the
--- record's batch, or empty.
+-- lastBootstrap;lastRegion;notify, the times in base 36 (kept as they are),
+-- the notify "row:state:instance" of the record's batch, or empty.
 local function apply(r, idx, field, seen, hr, hi, from_st, from_tg)
   local dkey, counters = KEYS[1 + 2 * r], KEYS[2 + 2 * r]
   local rec = redis.call('HGET', dkey, field)
   if not rec then return fail('device_not_found', 'the device is not registered'), '', '' end
   local cb, st, reg, act, last, lreg, notify =
-    string.match(rec, '^(%d+);(%a);(%-?%d+);(%-?%d+);(%-?%d+);([^;]*);(.*)$')
+    string.match(rec, '^(%d+);(%a);(%w+);(%w+);(%w+);([^;]*);(.*)$')
   if not cb then return fail('internal_error', 'the stored device record is unreadable'), '', '' end
   if cb ~= seen then return 'r', '', '' end
   cb = tonumber(cb)

@@ -406,7 +406,7 @@ class Resolution(DeviceAsserts, HarnessCase):
         self.assertEqual(len(fields), 7, rec)  # docs/key-schema.md, "Device record"
         self.assertEqual(fields[0], "0")
         self.assertEqual(fields[1], "i")
-        self.assertGreater(int(fields[2]), 1600000000)
+        self.assertGreater(int(fields[2], 36), 1600000000)  # base 36
         self.assertEqual(fields[3:], ["0", "0", "", ""])
 
     def test_home(self):

@@ -82,14 +82,14 @@ class LayoutVersion(HarnessCase):
         r = self.h.admin("GET", "/readyz", token=None)
         self.assertEqual(r.status, 200, r)
         key = harness.key("schema")
-        self.assertEqual(self.h.redis("HGET", key, "version"), "3")
+        self.assertEqual(self.h.redis("HGET", key, "version"), "4")
         # A store of another layout (an older or newer binary wrote it).
         self.h.redis("HSET", key, "version", "1")
         try:
             r = self.h.admin("GET", "/readyz", token=None)
             self.assertEqual(r.status, 503, r)
             j = r.json()
-            self.assertEqual((j["failing"], j["schema"]), (["schema"], {"binary": "3", "store": "1"}), j)
+            self.assertEqual((j["failing"], j["schema"]), (["schema"], {"binary": "4", "store": "1"}), j)
             # The worker (restarted: it checks when it starts) applies nothing.
             self.h.stop_daemon()
             self.h.start_daemon()
@@ -99,7 +99,7 @@ class LayoutVersion(HarnessCase):
             self.assertEqual((b["status"], b["processed"]), ("initializing", 0), b)
             self.assertIn("data layout 1", self.h.daemon_log())
         finally:
-            self.h.redis("HSET", key, "version", "3")
+            self.h.redis("HSET", key, "version", "4")
         harness.wait_until(lambda: self.h.admin("GET", "/readyz", token=None).status == 200, 10, "ready again")
         b = self.h.wait_batch(bid, 30)
         self.assertEqual((b["status"], b["succeeded"]), ("completed", 1), b)

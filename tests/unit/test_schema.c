@@ -198,8 +198,9 @@ static int device_parse_str(const char *s, struct schema_device *d)
 
 static void test_device_round_trip(void **state)
 {
-	static const char rec[] = "7;a;1700000000;1700000100;1700000200;cn-shanghai;";
-	static const char notified[] = "7;i;1700000000;1700000100;1700000200;cn-shanghai;42:pending:iot-cn-sh-public";
+	/* Times in base 36: 1700000000, 1700000100, 1700000200. */
+	static const char rec[] = "7;a;s44we8;s44wh0;s44wjs;cn-shanghai;";
+	static const char notified[] = "7;i;s44we8;s44wh0;s44wjs;cn-shanghai;42:pending:iot-cn-sh-public";
 	struct schema_device d;
 	char buf[SCHEMA_DEVICE_RECORD_MAX];
 
@@ -263,8 +264,8 @@ static void test_device_format_fresh(void **state)
 	char buf[SCHEMA_DEVICE_RECORD_MAX];
 
 	(void)state;
-	assert_int_equal(schema_device_format(&d, buf, sizeof(buf)), 20);
-	assert_string_equal(buf, "0;i;1700000000;0;0;;");
+	assert_int_equal(schema_device_format(&d, buf, sizeof(buf)), 16);
+	assert_string_equal(buf, "0;i;s44we8;0;0;;");
 	assert_int_equal(device_parse_str(buf, &d), 0);
 	assert_int_equal(d.batch, 0);
 	assert_string_equal(d.last_region, "");
@@ -277,8 +278,8 @@ static void test_device_format_too_small(void **state)
 	char buf[SCHEMA_DEVICE_RECORD_MAX];
 
 	(void)state;
-	assert_int_equal(schema_device_format(&d, buf, 21), 20);
-	assert_int_equal(schema_device_format(&d, buf, 20), -1);
+	assert_int_equal(schema_device_format(&d, buf, 17), 16);
+	assert_int_equal(schema_device_format(&d, buf, 16), -1);
 }
 
 static void test_device_parse_field_count(void **state)
@@ -303,13 +304,36 @@ static void test_device_parse_status(void **state)
 	assert_int_equal(device_parse_str("7;ai;1;2;3;r;", &d), -1);
 }
 
+/* Times are base 36 as schema_time_format writes them, and only so. */
+static void test_device_times(void **state)
+{
+	struct schema_device d;
+	char buf[16];
+
+	(void)state;
+	assert_int_equal(schema_time_format(0, buf, sizeof(buf)), 1);
+	assert_string_equal(buf, "0");
+	assert_int_equal(schema_time_format(1763800000, buf, sizeof(buf)), 6);
+	assert_string_equal(buf, "t64csg");
+	assert_int_equal(schema_time_format(INT64_MAX, buf, sizeof(buf)), 13);
+	assert_string_equal(buf, "1y2p0ij32e8e7");
+	assert_int_equal(schema_time_format(INT64_MAX, buf, 13), -1);
+	assert_int_equal(device_parse_str("7;a;1y2p0ij32e8e7;0;z;r;", &d), 0);
+	assert_true(d.registered_at == INT64_MAX && d.activated_at == 0 && d.last_bootstrap_at == 35);
+	assert_int_equal(device_parse_str("7;a;1y2p0ij32e8e8;0;0;r;", &d), -1); /* past int64 */
+	assert_int_equal(device_parse_str("7;a;10000000000000;0;0;r;", &d), -1); /* 14 digits */
+	assert_int_equal(device_parse_str("7;a;T64CSG;0;0;r;", &d), -1);         /* upper case */
+	assert_int_equal(device_parse_str("7;a;0t64csg;0;0;r;", &d), -1);        /* leading zero */
+	assert_int_equal(device_parse_str("7;a;-1;0;0;r;", &d), -1);
+}
+
 static void test_device_parse_non_digits(void **state)
 {
 	struct schema_device d;
 
 	(void)state;
 	assert_int_equal(device_parse_str("7x;a;1;2;3;r;", &d), -1);
-	assert_int_equal(device_parse_str("7;a;1a;2;3;r;", &d), -1);
+	assert_int_equal(device_parse_str("7;a;1_;2;3;r;", &d), -1);
 	assert_int_equal(device_parse_str("7;a;1;;3;r;", &d), -1);
 	assert_int_equal(device_parse_str("7;a;1;2; 3;r;", &d), -1);
 	assert_int_equal(device_parse_str("+7;a;1;2;3;r;", &d), -1);
@@ -707,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_keys_too_small),
 		cmocka_unit_test(test_device_round_trip),
 		cmocka_unit_test(test_device_parse_notify),
+		cmocka_unit_test(test_device_times),
 		cmocka_unit_test(test_device_parse_uses_len),
 		cmocka_unit_test(test_device_format_fresh),
 		cmocka_unit_test(test_device_format_too_small),

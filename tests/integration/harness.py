@@ -1595,6 +1595,47 @@ def main(need_redis=True, need=()):
     sys.exit(0 if failed == 0 else 1)
 
 
+class RedisNode:
+    """One more redis-server (a replica, a sentinel, a cluster node) of
+    harness H, in its directory, on PORT (default a free one); start() adds
+    LINES to its configuration and waits for its PING."""
+
+    def __init__(self, h, name, sentinel=False, port=None):
+        self.h, self.name, self.sentinel = h, name, sentinel
+        self.port = port or free_port()
+        self.proc = None
+        self.conf = os.path.join(h.dir, "%s.conf" % name)
+        self.log_path = os.path.join(h.dir, "%s.log" % name)
+
+    def start(self, lines=()):
+        with open(self.conf, "w") as f:
+            f.write("\n".join(["port %d" % self.port, "bind 127.0.0.1", "dir %s" % self.h.dir, 'save ""',
+                               "appendonly no", "daemonize no", 'logfile ""', "protected-mode yes",
+                               "dbfilename %s.rdb" % self.name] + list(lines)) + "\n")
+        args = ["redis-server", self.conf] + (["--sentinel"] if self.sentinel else [])
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        _processes.append(self.proc)
+        wait_until(lambda: self.cli("PING", check=False) == "PONG", 10, "%s PING" % self.name)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def cli(self, *args, check=True):
+        r = subprocess.run(["redis-cli", "-p", str(self.port), *[str(a) for a in args]],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        out = r.stdout.decode(errors="replace").rstrip("\n")
+        if check and (r.returncode != 0 or out.startswith("ERR")):
+            raise RuntimeError("redis-cli -p %d %s: %s" % (self.port, args, out))
+        return out
+
+    def kill(self, sig=signal.SIGKILL):
+        self.proc.send_signal(sig)
+        if sig == signal.SIGKILL:
+            self.proc.wait(10)
+
+
 class HarnessCase(unittest.TestCase):
     """One harness per test class: started in setUpClass, checked alive after
     every test, SIGTERMed (exit 0 expected) and cleaned up in tearDownClass."""
@@ -1614,6 +1655,12 @@ class HarnessCase(unittest.TestCase):
     @classmethod
     def prepare(cls):
         """Fixtures shared by the class's tests (products, devices)."""
+
+    def assertAnswers(self, pk, dn, body, n=3):
+        """N bootstraps of PK/DN all answer 200 with BODY."""
+        for i in range(n):
+            r = self.h.bootstrap(pk, dn)
+            self.assertEqual((r.status, r.body), (200, body), "%s answer %d: %r" % (dn, i, r))
 
     @classmethod
     def tearDownClass(cls):

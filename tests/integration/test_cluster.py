@@ -7,7 +7,6 @@ go into docs/redis-topologies.md."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -44,47 +43,21 @@ def cluster_port():
     raise RuntimeError("no free port pair for a cluster node")
 
 
-class Node:
+class Node(harness.RedisNode):
+    """A cluster node: its port below 55536, its bus port free too."""
+
     def __init__(self, h, name):
-        self.h, self.name = h, name
-        self.port = cluster_port()
-        self.proc = None
-        self.conf = os.path.join(h.dir, "%s.conf" % name)
-        self.log_path = os.path.join(h.dir, "%s.log" % name)
+        super().__init__(h, name, port=cluster_port())
 
-    def start(self):
-        with open(self.conf, "w") as f:
-            f.write("\n".join(["port %d" % self.port, "bind 127.0.0.1", "dir %s" % self.h.dir, 'save ""',
-                               "appendonly no", "daemonize no", 'logfile ""', "protected-mode yes",
-                               "dbfilename %s.rdb" % self.name, "cluster-enabled yes",
-                               "cluster-config-file nodes-%s.conf" % self.name, "cluster-node-timeout 1000",
-                               "cluster-replica-validity-factor 0",
-                               # The other masters go on serving their slots
-                               # while one is down (docs/redis-topologies.md).
-                               "cluster-require-full-coverage no"]) + "\n")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(["redis-server", self.conf], stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        harness._processes.append(self.proc)
-        harness.wait_until(lambda: self.cli("PING", check=False) == "PONG", 10, "%s PING" % self.name)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def cli(self, *args, check=True):
-        r = subprocess.run(["redis-cli", "-p", str(self.port), *[str(a) for a in args]],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
-        out = r.stdout.decode(errors="replace").rstrip("\n")
-        if check and (r.returncode != 0 or out.startswith("ERR")):
-            raise RuntimeError("redis-cli -p %d %s: %s" % (self.port, args, out))
-        return out
+    def start(self, lines=()):
+        super().start(["cluster-enabled yes", "cluster-config-file nodes-%s.conf" % self.name,
+                       "cluster-node-timeout 1000", "cluster-replica-validity-factor 0",
+                       # The other masters go on serving their slots
+                       # while one is down (docs/redis-topologies.md).
+                       "cluster-require-full-coverage no"] + list(lines))
 
     def node_id(self):
         return self.cli("CLUSTER", "MYID")
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
 
 
 class ClusterHarness(harness.Harness):
@@ -206,9 +179,7 @@ class ClusterCase(HarnessCase):
             raise
 
     def answers(self, dn, body, n=3):
-        for i in range(n):
-            r = self.h.bootstrap("a1C", dn)
-            self.assertEqual((r.status, r.body), (200, body), "%s answer %d: %r" % (dn, i, r))
+        self.assertAnswers("a1C", dn, body, n)
 
     def metric(self, name):
         return harness.metric_sum(self.h.metrics(), name) or 0

@@ -24,38 +24,7 @@ FAILOVER_S = 30      # generous: sentinels, elections and ASan
 RECOVERY_BOUND_S = 3  # first 200 after the sentinels named the new master (figure printed)
 
 
-class Node:
-    def __init__(self, h, name, sentinel=False):
-        self.h, self.name, self.sentinel = h, name, sentinel
-        self.port = harness.free_port()
-        self.proc = None
-        self.conf = os.path.join(h.dir, "%s.conf" % name)
-        self.log_path = os.path.join(h.dir, "%s.log" % name)
-
-    def start(self, lines):
-        with open(self.conf, "w") as f:
-            f.write("\n".join(["port %d" % self.port, "bind 127.0.0.1", "dir %s" % self.h.dir, 'save ""',
-                               "appendonly no", "daemonize no", 'logfile ""', "protected-mode yes",
-                               "dbfilename %s.rdb" % self.name] + lines) + "\n")
-        args = ["redis-server", self.conf] + (["--sentinel"] if self.sentinel else [])
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        harness._processes.append(self.proc)
-        harness.wait_until(lambda: self.cli("PING", check=False) == "PONG", 10, "%s PING" % self.name)
-
-    def cli(self, *args, check=True):
-        r = subprocess.run(["redis-cli", "-p", str(self.port), *[str(a) for a in args]],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
-        out = r.stdout.decode(errors="replace").rstrip("\n")
-        if check and (r.returncode != 0 or out.startswith("ERR")):
-            raise RuntimeError("redis-cli -p %d %s: %s" % (self.port, args, out))
-        return out
-
-    def kill(self, sig=signal.SIGKILL):
-        self.proc.send_signal(sig)
-        if sig == signal.SIGKILL:
-            self.proc.wait(10)
+Node = harness.RedisNode
 
 
 class SentinelHarness(harness.Harness):
@@ -154,9 +123,7 @@ class SentinelCase(HarnessCase):
             raise
 
     def answers(self, dn, body, n=10):
-        for i in range(n):
-            r = self.h.bootstrap("a1F", dn)
-            self.assertEqual((r.status, r.body), (200, body), "%s answer %d: %r" % (dn, i, r))
+        self.assertAnswers("a1F", dn, body, n)
 
     def wait_serving(self, dn, body):
         def ok():

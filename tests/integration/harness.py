@@ -1643,8 +1643,13 @@ class HarnessCase(unittest.TestCase):
     harness_args = {}
 
     @classmethod
+    def make_harness(cls):
+        """The class's harness, started (a subclass may start another kind)."""
+        return Harness(name=cls.__name__, **cls.harness_args).start()
+
+    @classmethod
     def setUpClass(cls):
-        cls.h = Harness(name=cls.__name__, **cls.harness_args).start()
+        cls.h = cls.make_harness()
         try:
             cls.prepare()
         except BaseException:

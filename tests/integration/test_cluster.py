@@ -159,24 +159,26 @@ class ClusterCase(HarnessCase):
     notify = False  # the home instance gets a notify broker
 
     @classmethod
-    def setUpClass(cls):
+    def make_harness(cls):
         if subprocess.run(["redis-server", "--version"], stdout=subprocess.DEVNULL).returncode != 0:
             raise AssertionError("redis-server missing")
-        cls.h = ClusterHarness(name=cls.__name__, **cls.harness_args)
+        h = ClusterHarness(name=cls.__name__, **cls.harness_args)
         try:
             if cls.notify:
-                cls.broker = cls.h.start_broker("a")
-                cls.h.regions = notify_regions({SH_INSTANCE: {"broker": cls.broker.url}})
-            cls.h.start()
-            harness.wait_until(lambda: cls.h.admin("GET", "/readyz", token=None).status == 200, 20,
-                               "bootstrapd ready on the cluster")
-            cls.h.put_product("a1C")
-            cls.names = ["cc-%03d" % i for i in range(cls.DEVICES)]
-            cls.h.register("a1C", cls.names)
+                cls.broker = h.start_broker("a")
+                h.regions = notify_regions({SH_INSTANCE: {"broker": cls.broker.url}})
+            return h.start()
         except BaseException:
-            cls.h.print_logs()
-            cls.h.close()
+            h.close()
             raise
+
+    @classmethod
+    def prepare(cls):
+        harness.wait_until(lambda: cls.h.admin("GET", "/readyz", token=None).status == 200, 20,
+                           "bootstrapd ready on the cluster")
+        cls.h.put_product("a1C")
+        cls.names = ["cc-%03d" % i for i in range(cls.DEVICES)]
+        cls.h.register("a1C", cls.names)
 
     def answers(self, dn, body, n=3):
         self.assertAnswers("a1C", dn, body, n)

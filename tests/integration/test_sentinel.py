@@ -111,16 +111,14 @@ class SentinelCase(HarnessCase):
     harness_args = {"config": {"redis": {"timeout_ms": 1000}}}
 
     @classmethod
-    def setUpClass(cls):
-        cls.h = SentinelHarness(name=cls.__name__, **cls.harness_args).start()
-        try:
-            cls.h.put_product("a1F")
-            cls.h.register("a1F", ["ff-%d" % i for i in range(4)])
-            cls.h.replicated()
-        except BaseException:
-            cls.h.print_logs()
-            cls.h.close()
-            raise
+    def make_harness(cls):
+        return SentinelHarness(name=cls.__name__, **cls.harness_args).start()
+
+    @classmethod
+    def prepare(cls):
+        cls.h.put_product("a1F")
+        cls.h.register("a1F", ["ff-%d" % i for i in range(4)])
+        cls.h.replicated()
 
     def answers(self, dn, body, n=10):
         self.assertAnswers("a1F", dn, body, n)

@@ -3,6 +3,7 @@
 #ifndef BOOTSTRAPD_BOOTSTRAP_H
 #define BOOTSTRAPD_BOOTSTRAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "http.h"
@@ -21,5 +22,13 @@ void bootstrap_cache_catalog_changed(struct bootstrap_cache *cache);
 extern const struct http_route bootstrap_routes[];
 extern const size_t bootstrap_nroutes;
 void bootstrap_error(struct http_request *req, int status, const char *message);
+
+struct server_thread;
+/* For the listener's other device routes (dynreg): answers REQ with
+ * {"code":CODE,"message":MESSAGE} under CODE's HTTP status (SPEC §4: 460 is
+ * 400, 5001 404, 6200 403, 6201 409, the others their own). */
+void bootstrap_fail_req(struct http_request *req, int code, const char *message);
+/* True when REQ's client (SPEC §6) is over its rate: then answered 429. */
+bool bootstrap_rate_limited(struct server_thread *t, struct http_request *req);
 
 #endif

@@ -17,6 +17,9 @@ extern const char lua_schema_check[];   /* the store's layout version (readiness
 extern const char lua_put_product[];    /* product create/update (admin) */
 extern const char lua_notify_sent[];    /* a notify taken by its broker: the device's side (worker) */
 extern const char lua_notify_mark[];    /* a notify's state in its batch (worker) */
+extern const char lua_product_secret[]; /* a product's secret rotated (admin) */
+extern const char lua_dynreg[];         /* a dynamic registration (device endpoint) */
+extern const char lua_codes[];          /* region and instance codes given and read (all) */
 extern const char lua_notify_ack[];     /* a device's answer to a notify (worker) */
 
 #endif

@@ -26,6 +26,8 @@ struct registry_product {
 	char account[SCHEMA_ACCOUNT_MAX + 1];    /* "default" when not given */
 	bool locked;
 	const char *auth; /* "none" or "required", static */
+	enum schema_dynreg dynreg; /* "dynamicRegistration", off when not given (SPEC §9) */
+	bool pre_auth;             /* "preAuth" (SPEC §10) */
 };
 
 /* Reads a PUT /v1/products/{productKey} body: TEXT (LEN bytes and a NUL after

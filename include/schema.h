@@ -3,11 +3,13 @@
  * against this file by tests/lint/test_key_schema.py). The part in braces is
  * the Redis Cluster hash tag: what one script touches shares one tag.
  *
- *   bd:{p}:{productKey}     hash    product (hr hi ac lk ba pb ct ut)
+ *   bd:{p}:{productKey}     hash    product (hr hi ac lk ba pb ct ut dr pa ps)
  *   bd:{p}                  set     every product key
  *   bd:{G}:d:{bucket}       hash    field "{productKey}/{deviceName}" -> device record
  *   bd:{G}:s:{bucket}       hash    same field -> sealed secret
  *   bd:{G}:c                hash    the group's counters (devices, active, ...)
+ *   bd:{G}:n:{pk}/{dn}:{random}  string  a dynamic registration's random (EX 600)
+ *   bd:{b}:codes            hash    region and instance codes (codes.h)
  *   bd:{b}:{seq}            hash    batch (st tg ac ct ... pruned)
  *   bd:{b}:{seq}:i :r :n :f list, strings, hash  rows, results, notify states, failures
  *   bd:{b}  bd:{b}:seq  bd:{b}:q  bd:{b}:stats  bd:{b}:ac:{account}:{code}
@@ -36,8 +38,11 @@
 /* The layout every key and record here follows; a store holding another is
  * not served (/readyz says so, the worker waits). Raised with any change of
  * a key or of a record's format. */
-#define SCHEMA_VERSION "4"
+#define SCHEMA_VERSION "5"
 #define SCHEMA_VERSION_KEY "bd:{b}:schema"       /* hash: version */
+#define SCHEMA_CODES_KEY "bd:{b}:codes"          /* hash: "r:<region>" / "i:<instance>" -> code (codes.h) */
+/* A region's or instance's code: base 36, no leading zero, 1 to this many. */
+#define SCHEMA_CODE_MAX 7
 /* Not a key: each tracking connection's liveness channel is this and its client id. */
 #define SCHEMA_SYNC_CHANNEL_PREFIX "bd:sync:"
 /* A group's counters: these fields, and SCHEMA_REGION_FIELD_PREFIX{region}
@@ -56,6 +61,15 @@
 
 enum schema_status { SCHEMA_INACTIVE = 'i', SCHEMA_ACTIVE = 'a' };
 
+/* A product's dynamic registration (SPEC §9), as "dr" holds it (absent: off). */
+enum schema_dynreg { SCHEMA_DYNREG_OFF = 0, SCHEMA_DYNREG_PREREGISTERED, SCHEMA_DYNREG_OPEN };
+extern const char *const schema_dynreg_names[3]; /* "off", "preregistered", "open" */
+/* The product hash's sealed product secret (binary; never in struct schema_product). */
+#define SCHEMA_PRODUCT_SECRET_FIELD "ps"
+/* A dynamic registration's random is refused again for this long (SPEC §9). */
+#define SCHEMA_DYNREG_RANDOM_TTL_S 600
+#define SCHEMA_DYNREG_RANDOM_MAX 64
+
 #define SCHEMA_NOTIFY_STATE_MAX 7 /* pending, sent, acked, none */
 
 struct schema_device {
@@ -64,12 +78,14 @@ struct schema_device {
 	int64_t registered_at;     /* unix seconds; 0 = never */
 	int64_t activated_at;
 	int64_t last_bootstrap_at;
-	char last_region[CATALOG_REGION_ID_MAX + 1];
+	/* The region the last bootstrap resolved to, as its code ("" none). */
+	char last_region_code[SCHEMA_CODE_MAX + 1];
 	/* The notify of the batch that placed the device (batch): its row
-	 * (-1: none), its state, and the instance it went through. */
+	 * (-1: none), its state (pending, sent, acked, none), and the code of
+	 * the instance it went through. */
 	long notify_row;
 	char notify_state[SCHEMA_NOTIFY_STATE_MAX + 1];
-	char notify_instance[CATALOG_INSTANCE_ID_MAX + 1];
+	char notify_instance_code[SCHEMA_CODE_MAX + 1];
 };
 
 struct schema_product {
@@ -80,12 +96,15 @@ struct schema_product {
 	bool auth_required;
 	uint64_t batch; /* product-level assignment, 0 = none */
 	int64_t created_at, updated_at;
+	enum schema_dynreg dynreg;
+	bool pre_auth; /* SPEC §10 */
 };
 
 /* The product hash's field names, in the order schema_product_set() takes them. */
 enum schema_product_field {
 	SCHEMA_P_HOME_REGION, SCHEMA_P_HOME_INSTANCE, SCHEMA_P_ACCOUNT, SCHEMA_P_LOCKED,
-	SCHEMA_P_AUTH, SCHEMA_P_BATCH, SCHEMA_P_CREATED, SCHEMA_P_UPDATED, SCHEMA_P_NFIELDS
+	SCHEMA_P_AUTH, SCHEMA_P_BATCH, SCHEMA_P_CREATED, SCHEMA_P_UPDATED, SCHEMA_P_DYNREG, SCHEMA_P_PREAUTH,
+	SCHEMA_P_NFIELDS
 };
 extern const char *const schema_product_fields[SCHEMA_P_NFIELDS];
 
@@ -129,6 +148,9 @@ int schema_bucket_key(char *buf, size_t len, char part, uint32_t bucket) __attri
 /* A group's counters "bd:{G}:c". */
 int schema_counters_key(char *buf, size_t len, uint32_t group) __attribute__((warn_unused_result));
 int schema_batch_key(char *buf, size_t len, uint64_t seq) __attribute__((warn_unused_result));
+/* A dynamic registration's RANDOM for a device: in the device's group. */
+int schema_dynreg_random_key(char *buf, size_t len, const char *product_key, const char *device_name,
+	const char *random) __attribute__((warn_unused_result));
 /* A live cross-account authorization code. */
 int schema_auth_code_key(char *buf, size_t len, const char *account, const char *code)
 	__attribute__((warn_unused_result));
@@ -140,12 +162,13 @@ int schema_batch_part_key(char *buf, size_t len, uint64_t seq, char part) __attr
 /* A key by its kind, for tools and tests (`bootstrapd --key KIND ARG...`):
  * product PK; device, secret, counters PK DN; batch, rows, results,
  * notifies, failures SEQ; outbox BROKER; and the fixed ones batches, batch-seq, steps,
- * batch-counters, products, schema. -1 for an unknown kind or wrong arguments. */
+ * batch-counters, products, schema, codes. -1 for an unknown kind or wrong arguments. */
 int schema_key_named(char *buf, size_t len, const char *kind, const char *const *args, size_t nargs)
 	__attribute__((warn_unused_result));
 
 /* Device record "batch;status;registeredAt;activatedAt;lastBootstrapAt;lastRegion;notify"
- * with the times in base 36 and notify empty or "row:state:instance"
+ * with the times in base 36, the region a code, and notify empty or
+ * "row:s:instance" (s the state's first letter, the instance a code)
  * (docs/key-schema.md). */
 int schema_device_parse(const char *s, size_t len, struct schema_device *out) __attribute__((warn_unused_result));
 int schema_device_format(const struct schema_device *d, char *buf, size_t len) __attribute__((warn_unused_result));
@@ -157,6 +180,9 @@ int schema_product_set(struct schema_product *p, enum schema_product_field f, co
 /* Batch target "region/instance" or "r1/i1,r2/i2" (nearest). */
 int schema_targets_parse(const char *s, size_t len, struct schema_batch *out) __attribute__((warn_unused_result));
 int schema_targets_format(const struct schema_batch *b, char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* A code as the codes table holds it (SCHEMA_CODE_MAX above). */
+bool schema_valid_code(const char *s, size_t len);
 
 /* An account name: 1 to SCHEMA_ACCOUNT_MAX of A-Z a-z 0-9 - _ . */
 bool schema_valid_account(const char *s);

@@ -26,6 +26,8 @@ struct notify;
 
 enum server_role { SERVER_ROLE_ALL, SERVER_ROLE_API, SERVER_ROLE_WORKER };
 
+struct codes;
+
 struct server_thread {
 	struct server *srv;
 	int index;
@@ -33,6 +35,7 @@ struct server_thread {
 	struct event_base *base;
 	struct store *store;
 	struct store *admin_store; /* thread 0 with an admin listener: operators' own connection */
+	struct codes *codes;     /* the records' region and instance codes, synced through store */
 	struct catalog *catalog; /* this loop's reference; swapped on reload */
 	struct geo_db *geo;      /* likewise; NULL without GeoIP */
 	struct bootstrap_cache *cache;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <hiredis/hiredis.h>
 
+struct codes;
 struct store;
 
 enum step_rc {
@@ -31,10 +32,13 @@ struct step_outcome {
  * the call) only for STEP_REFUSED. */
 typedef void (*step_done_fn)(enum step_rc rc, const struct step_outcome *out, const char *error, void *arg);
 
-/* Runs rows START .. START+COUNT-1 of batch SEQ on ST. BROKERS: NBROKERS
- * strings, (instance id, broker key) pairs (notify_broker_map()), copied. FN is called exactly once, never from within this
- * call. Returns 0, or -1 (FN not called) when nothing could be sent. */
-int step_run(struct store *st, uint64_t seq, size_t start, size_t count, const char *const *brokers,
-	size_t nbrokers, step_done_fn fn, void *arg) __attribute__((warn_unused_result));
+/* Runs rows START .. START+COUNT-1 of batch SEQ on ST, writing regions and
+ * instances by their CODES (borrowed, synced when an id has none).
+ * BROKERS: NBROKERS strings, (instance id, broker key) pairs
+ * (notify_broker_map()), copied. FN is called exactly once, never from
+ * within this call. Returns 0, or -1 (FN not called) when nothing could be
+ * sent. */
+int step_run(struct store *st, struct codes *codes, uint64_t seq, size_t start, size_t count,
+	const char *const *brokers, size_t nbrokers, step_done_fn fn, void *arg) __attribute__((warn_unused_result));
 
 #endif

@@ -14,6 +14,7 @@
 #include "admin_batch.h"
 #include "adminreq.h"
 #include "catalog.h"
+#include "codes.h"
 #include "config.h"
 #include "csvdoc.h"
 #include "form.h"
@@ -123,9 +124,26 @@ static void admin_metrics(struct http_request *req, void *arg)
 
 /* --- products --- */
 
+static void admin_gen_product_fields(yajl_gen g, const char *pk, const struct schema_product *p);
+
 static void admin_gen_product(yajl_gen g, const char *pk, const struct schema_product *p)
 {
 	yajl_gen_map_open(g);
+	admin_gen_product_fields(g, pk, p);
+	yajl_gen_map_close(g);
+}
+
+/* The product and, once, its new secret. */
+static void admin_gen_product_secret(yajl_gen g, const char *pk, const struct schema_product *p, const char *secret)
+{
+	yajl_gen_map_open(g);
+	admin_gen_product_fields(g, pk, p);
+	adminreq_gen_kv(g, "productSecret", secret);
+	yajl_gen_map_close(g);
+}
+
+static void admin_gen_product_fields(yajl_gen g, const char *pk, const struct schema_product *p)
+{
 	adminreq_gen_kv(g, "productKey", pk);
 	adminreq_gen_kv(g, "homeRegion", p->home_region);
 	adminreq_gen_kv(g, "homeInstance", p->home_instance);
@@ -133,9 +151,11 @@ static void admin_gen_product(yajl_gen g, const char *pk, const struct schema_pr
 	adminreq_gen_string(g, "locked");
 	yajl_gen_bool(g, p->locked);
 	adminreq_gen_kv(g, "bootstrapAuth", p->auth_required ? "required" : "none");
+	adminreq_gen_kv(g, "dynamicRegistration", schema_dynreg_names[p->dynreg]);
+	adminreq_gen_string(g, "preAuth");
+	yajl_gen_bool(g, p->pre_auth);
 	adminreq_gen_time(g, "createdAt", p->created_at);
 	adminreq_gen_time(g, "updatedAt", p->updated_at);
-	yajl_gen_map_close(g);
 }
 
 /* Fills P from an HMGET of schema_product_fields. Returns 1 found, 0 absent, -1 bad. */
@@ -188,7 +208,13 @@ static void admin_product_get_reply(redisReply *reply, void *arg)
 		adminreq_error(ar, 404, "product_not_found", "no such product");
 	} else if (!ar->answered) {
 		yajl_gen g = yajl_gen_alloc(NULL);
-		admin_gen_product(g, ar->pk, &ar->product);
+		/* The PUT that first enabled dynamic registration: its secret, once. */
+		if (ar->out != NULL) {
+			admin_gen_product_secret(g, ar->pk, &ar->product, ar->out);
+			http_add_header(ar->req, "Cache-Control", "no-store");
+		} else {
+			admin_gen_product(g, ar->pk, &ar->product);
+		}
 		adminreq_answer_gen(ar, ar->created ? 201 : 200, g);
 	}
 out:
@@ -199,11 +225,19 @@ static void admin_product_put_reply(redisReply *reply, void *arg)
 {
 	struct adminreq *ar = arg;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[1]->type != REDIS_REPLY_INTEGER) {
 		adminreq_redis_failed(ar, reply);
 		goto out;
 	}
-	ar->created = reply->integer == 1;
+	ar->created = reply->element[0]->integer == 1;
+	if (reply->element[1]->integer != 1 && ar->out != NULL) {
+		/* The product had a secret already: this one was never kept. */
+		OPENSSL_cleanse(ar->out, ar->outlen);
+		free(ar->out);
+		ar->out = NULL;
+		ar->outlen = 0;
+	}
 	if (admin_product_hmget(ar, admin_product_get_reply) < 0)
 		adminreq_unavailable(ar);
 out:
@@ -232,16 +266,80 @@ static void admin_product_put(struct adminreq *ar)
 	}
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	{
+		unsigned char sealed[SECRET_HEX_LEN + SECRET_SEALED_OVERHEAD];
+		int sl = 0;
+		/* A secret in case this PUT first enables dynamic registration (the script decides). */
+		if (p.dynreg != SCHEMA_DYNREG_OFF) {
+			if ((ar->out = calloc(1, SECRET_HEX_LEN + 1)) == NULL || secret_generate(ar->out) < 0 ||
+			    (sl = secret_seal(ar->t->srv->secret_key, ar->pk, ar->out, SECRET_HEX_LEN, sealed,
+				     sizeof(sealed))) < 0) {
+				adminreq_error(ar, 500, "internal", "cannot make the product secret");
+				goto out;
+			}
+			ar->outlen = SECRET_HEX_LEN;
+		}
 		const char *argv[] = { "EVAL", lua_put_product, "2", key, SCHEMA_PRODUCTS_KEY, p.region->id, p.instance->id,
-			p.account, p.locked ? "1" : "0", p.auth, now, ar->pk };
+			p.account, p.locked ? "1" : "0", p.auth, now, ar->pk, schema_dynreg_names[p.dynreg],
+			p.pre_auth ? "1" : "0", (const char *)sealed };
+		size_t lens[15];
+		for (size_t i = 0; i < 14; i++)
+			lens[i] = strlen(argv[i]);
+		lens[14] = (size_t)sl;
 		ar->refs++;
-		if (store_write(adminreq_store(ar->t), admin_product_put_reply, ar, 12, argv, NULL) < 0) {
+		if (store_write(adminreq_store(ar->t), admin_product_put_reply, ar, 15, argv, lens) < 0) {
 			ar->refs--;
 			adminreq_unavailable(ar);
 		}
+		OPENSSL_cleanse(sealed, sizeof(sealed));
 	}
 out:
 	free(body);
+}
+
+static void admin_product_secret_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	char body[160];
+	int n;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		adminreq_redis_failed(ar, reply);
+	} else if (reply->integer == 0) {
+		adminreq_error(ar, 404, "product_not_found", "no such product");
+	} else if (!ar->answered) {
+		/* The product key is of [A-Za-z0-9_-], the secret hex: nothing to escape. */
+		n = snprintf(body, sizeof(body), "{\"productKey\":\"%s\",\"productSecret\":\"%s\"}", ar->pk, ar->out);
+		ar->answered = true;
+		http_add_header(ar->req, "Cache-Control", "no-store");
+		adminreq_send(ar->req, 200, adminreq_json, body, n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0);
+		OPENSSL_cleanse(body, sizeof(body));
+	}
+	adminreq_unref(ar);
+}
+
+/* POST /v1/products/{productKey}/secret: a new product secret, answered once. */
+static void admin_product_secret(struct adminreq *ar)
+{
+	unsigned char sealed[SECRET_HEX_LEN + SECRET_SEALED_OVERHEAD];
+	char key[SCHEMA_KEY_MAX], now[24];
+	int sl;
+
+	if (schema_product_key(key, sizeof(key), ar->pk) < 0 || (ar->out = calloc(1, SECRET_HEX_LEN + 1)) == NULL ||
+	    secret_generate(ar->out) < 0 ||
+	    (sl = secret_seal(ar->t->srv->secret_key, ar->pk, ar->out, SECRET_HEX_LEN, sealed, sizeof(sealed))) < 0) {
+		adminreq_error(ar, 500, "internal", "cannot make the product secret");
+		return;
+	}
+	ar->outlen = SECRET_HEX_LEN;
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	const char *argv[] = { "EVAL", lua_product_secret, "1", key, (const char *)sealed, now };
+	size_t lens[] = { 4, strlen(lua_product_secret), 1, strlen(key), (size_t)sl, strlen(now) };
+	ar->refs++;
+	if (store_write(adminreq_store(ar->t), admin_product_secret_reply, ar, 6, argv, lens) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+	OPENSSL_cleanse(sealed, sizeof(sealed));
 }
 
 /* --- devices --- */
@@ -769,12 +867,76 @@ static void admin_gen_notify(yajl_gen g, const struct schema_device *d)
 	yajl_gen_map_close(g);
 }
 
+/* A device answer waiting for the codes table: its batch, and how often it waited. */
+struct admin_device_wait {
+	struct schema_batch batch;
+	bool has_batch;
+	int syncs;
+};
+
+static void admin_device_answer(struct adminreq *ar, const struct schema_batch *batch);
+
+static void admin_device_codes_synced(bool ok, void *arg)
+{
+	struct adminreq *ar = arg;
+	struct admin_device_wait *w = ar->data;
+
+	if (ok)
+		admin_device_answer(ar, w->has_batch ? &w->batch : NULL);
+	else
+		adminreq_unavailable(ar);
+	adminreq_unref(ar);
+}
+
+/* The id of the device's last region, from its code; NULL with the answer
+ * left to admin_device_codes_synced() when this thread must read the codes
+ * first (a region coded by another process since), or answered 503. */
+static const char *admin_device_region(struct adminreq *ar, const struct schema_batch *batch, bool *waiting)
+{
+	const char *code = ar->device.last_region_code, *id;
+	struct admin_device_wait *w = ar->data;
+
+	*waiting = false;
+	if (code[0] == '\0')
+		return NULL;
+	if ((id = codes_id(ar->t->codes, CODES_REGION, code, strlen(code))) != NULL)
+		return id;
+	if (w == NULL) {
+		if ((w = calloc(1, sizeof(*w))) == NULL) {
+			adminreq_error(ar, 500, "internal", "out of memory");
+			*waiting = true;
+			return NULL;
+		}
+		ar->data = w;
+		ar->data_free = free;
+		if (batch) {
+			w->batch = *batch;
+			w->has_batch = true;
+		}
+	}
+	*waiting = true;
+	if (w->syncs++ < 2) {
+		ar->refs++;
+		if (codes_sync(ar->t->codes, NULL, 0, admin_device_codes_synced, ar) == 0)
+			return NULL;
+		ar->refs--;
+	}
+	adminreq_unavailable(ar);
+	return NULL;
+}
+
 static void admin_device_answer(struct adminreq *ar, const struct schema_batch *batch)
 {
 	const struct schema_product *p = &ar->product;
 	const struct schema_device *d = &ar->device;
-	yajl_gen g = yajl_gen_alloc(NULL);
+	bool waiting;
+	const char *last_region = admin_device_region(ar, batch, &waiting);
+	yajl_gen g;
 	char seq[24];
+
+	if (waiting)
+		return;
+	g = yajl_gen_alloc(NULL);
 
 	yajl_gen_map_open(g);
 	adminreq_gen_kv(g, "productKey", ar->pk);
@@ -783,7 +945,7 @@ static void admin_device_answer(struct adminreq *ar, const struct schema_batch *
 	adminreq_gen_time(g, "registeredAt", d->registered_at);
 	adminreq_gen_time(g, "activatedAt", d->activated_at);
 	adminreq_gen_time(g, "lastBootstrapAt", d->last_bootstrap_at);
-	adminreq_gen_kv(g, "lastResolvedRegion", d->last_region[0] ? d->last_region : NULL);
+	adminreq_gen_kv(g, "lastResolvedRegion", last_region);
 	adminreq_gen_string(g, "assignment");
 	yajl_gen_map_open(g);
 	adminreq_gen_kv(g, "level", d->batch ? "device" : p->batch ? "product" : "home");
@@ -1147,7 +1309,7 @@ static void admin_v1(struct http_request *req, void *arg)
 		return;
 	}
 	if ((n = admin_segments(path, "/v1/products", seg, 3)) >= 1 && n <= 2 &&
-	    (n == 1 || strcmp(seg[1], "devices") == 0)) {
+	    (n == 1 || strcmp(seg[1], "devices") == 0 || strcmp(seg[1], "secret") == 0)) {
 		if (!form_valid_product_key(seg[0])) {
 			adminreq_error(ar, 400, "invalid_product_key", "productKey: 1-32 characters of A-Z a-z 0-9 _ -");
 			goto out;
@@ -1158,7 +1320,9 @@ static void admin_v1(struct http_request *req, void *arg)
 		else if (n == 1 && m == HTTP_GET) {
 			if (admin_product_hmget(ar, admin_product_get_reply) < 0)
 				adminreq_unavailable(ar);
-		} else if (n == 2 && m == HTTP_POST)
+		} else if (n == 2 && m == HTTP_POST && strcmp(seg[1], "secret") == 0)
+			admin_product_secret(ar);
+		else if (n == 2 && m == HTTP_POST)
 			admin_devices_post(ar);
 		else {
 			ar->answered = true;

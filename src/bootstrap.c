@@ -12,6 +12,8 @@
 #include "answer.h"
 #include "cache.h"
 #include "catalog.h"
+#include "codes.h"
+#include "dynreg.h"
 #include "config.h"
 #include "form.h"
 #include "http.h"
@@ -110,6 +112,8 @@ struct bootstrap_req {
 	uint64_t token, secret_token; /* record cache tokens of the reads in flight; 0 = none */
 	char body[BOOTSTRAP_BODY_MAX]; /* the answer, held while the bootstrap is recorded */
 	int body_len;
+	const char *region; /* the resolved region's id (in cat) while its code is synced */
+	int code_syncs;
 	uint64_t id;
 	/* The query and body, decoded in place by form_parse (FORM points into
 	 * them), then as much room again for the signed content. */
@@ -156,11 +160,13 @@ static int bootstrap_http_status(int code)
 	switch (code) {
 	case 460: return 400;
 	case 5001: return 404;
+	case 6200: return 403;
+	case 6201: return 409;
 	default: return code;
 	}
 }
 
-static void bootstrap_fail_req(struct http_request *req, int code, const char *message)
+void bootstrap_fail_req(struct http_request *req, int code, const char *message)
 {
 	char body[256];
 	int len = answer_error(body, sizeof(body), code, message);
@@ -292,6 +298,7 @@ static int bootstrap_render(struct server_thread *t, const struct catalog *cat, 
 }
 
 static struct log_limit bootstrap_record_log;
+static bool bootstrap_limited(struct server_thread *t, struct http_request *req, struct netaddr *client, bool *known);
 
 static void bootstrap_on_recorded(redisReply *reply, void *arg)
 {
@@ -311,17 +318,51 @@ static void bootstrap_on_recorded(redisReply *reply, void *arg)
 	bootstrap_req_unref(br);
 }
 
+static struct log_limit bootstrap_code_log;
+
+static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *region);
+
+static void bootstrap_codes_synced(bool ok, void *arg)
+{
+	struct bootstrap_req *br = arg;
+
+	if (ok)
+		bootstrap_record_and_answer(br, br->region);
+	else
+		bootstrap_send(br->req, 200, br->body, br->body_len);
+	bootstrap_req_unref(br);
+}
+
 /* Answers with the prepared body, first recording the bootstrap (status,
  * times, region) unless nothing changed and it was recorded within a minute.
- * A device reassigned in the meantime is left as it is (the script checks). */
+ * A device reassigned in the meantime is left as it is (the script checks).
+ * The record holds the region's code: a region without one here (new to
+ * this thread) waits for the codes table first. */
 static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *region)
 {
-	char key[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX], batch[24], now[24];
+	char key[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX], batch[24], now[24], field[CATALOG_REGION_ID_MAX + 3];
 	time_t t = time(NULL);
 	uint32_t bucket = schema_bucket(br->form.product_key, br->form.device_name);
+	const char *code = codes_code(br->t->codes, CODES_REGION, region);
+	unsigned long held;
 
 	br->answered = true;
-	if ((br->device.status == SCHEMA_ACTIVE && strcmp(br->device.last_region, region) == 0 &&
+	if (code == NULL) {
+		if (br->code_syncs < 2 && codes_field(field, sizeof(field), CODES_REGION, region) >= 0) {
+			const char *need[] = { field };
+			br->region = region;
+			br->code_syncs++;
+			br->refs++;
+			if (codes_sync(br->t->codes, need, 1, bootstrap_codes_synced, br) == 0)
+				return;
+			br->refs--;
+		}
+		if (log_limit_pass(&bootstrap_code_log, &held))
+			log_warn("bootstrap", "%s: the bootstrap could not be recorded: no code for region %s from Redis "
+				"(%lu more not logged)", br->field, region, held);
+		goto send;
+	}
+	if ((br->device.status == SCHEMA_ACTIVE && strcmp(br->device.last_region_code, code) == 0 &&
 		    t - br->device.last_bootstrap_at < BOOTSTRAP_TOUCH_INTERVAL_S) ||
 	    schema_bucket_key(key, sizeof(key), 'd', bucket) < 0 ||
 	    schema_counters_key(ckey, sizeof(ckey), schema_group(bucket)) < 0)
@@ -329,7 +370,7 @@ static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *re
 	snprintf(batch, sizeof(batch), "%" PRIu64, br->device.batch);
 	if (schema_time_format((int64_t)t, now, sizeof(now)) < 0)
 		goto send;
-	const char *argv[] = { "EVAL", lua_activate, "2", key, ckey, br->field, batch, now, region };
+	const char *argv[] = { "EVAL", lua_activate, "2", key, ckey, br->field, batch, now, code };
 	br->refs++;
 	if (store_command_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_on_recorded, br, 9, argv,
 		    NULL) == 0)
@@ -883,6 +924,14 @@ static void bootstrap_client(struct server_thread *t, struct http_request *req, 
 		&t->srv->trusted_proxies, out);
 }
 
+bool bootstrap_rate_limited(struct server_thread *t, struct http_request *req)
+{
+	struct netaddr client;
+	bool known;
+
+	return bootstrap_limited(t, req, &client, &known);
+}
+
 /* True when the request's client is over its rate; it is then answered 429.
  * Sets *CLIENT when the limit needed it (else *KNOWN stays false). */
 static bool bootstrap_limited(struct server_thread *t, struct http_request *req, struct netaddr *client, bool *known)
@@ -936,5 +985,6 @@ const struct http_route bootstrap_routes[] = {
 	{ "/auth/bootstrap", false, HTTP_M_GET | HTTP_M_POST, "GET, POST", METRICS_BOOTSTRAP, bootstrap_on_device_route },
 	{ "/auth/bootstrap/regionId/", true, HTTP_M_GET | HTTP_M_POST, "GET, POST", METRICS_BOOTSTRAP_REGION,
 		bootstrap_on_region_route },
+	{ "/auth/register/device", false, HTTP_M_POST, "POST", METRICS_DYNREG, dynreg_on_alibaba },
 };
 const size_t bootstrap_nroutes = sizeof(bootstrap_routes) / sizeof(bootstrap_routes[0]);

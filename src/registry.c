@@ -45,11 +45,12 @@ static const char *registry_json_string(yajl_val obj, const char *name, bool *ba
 int registry_product_parse(const char *text, size_t len, const struct catalog *cat, struct registry_product *out,
 	struct registry_error *err)
 {
-	static const char *const known[] = { "homeRegion", "homeInstance", "account", "locked", "bootstrapAuth" };
-	const char *path[] = { "locked", NULL };
+	static const char *const known[] = { "homeRegion", "homeInstance", "account", "locked", "bootstrapAuth",
+		"dynamicRegistration", "preAuth" };
+	const char *path[] = { "locked", NULL }, *pa_path[] = { "preAuth", NULL };
 	char errbuf[256], msg[512];
 	struct jsonstrict_error e;
-	const char *hr, *hi, *acct, *auth;
+	const char *hr, *hi, *acct, *auth, *dr;
 	bool bad = false;
 	yajl_val root, v;
 	int rc = -1;
@@ -82,13 +83,19 @@ int registry_product_parse(const char *text, size_t len, const struct catalog *c
 	hi = registry_json_string(root, "homeInstance", &bad);
 	acct = registry_json_string(root, "account", &bad);
 	auth = registry_json_string(root, "bootstrapAuth", &bad);
+	dr = registry_json_string(root, "dynamicRegistration", &bad);
 	v = yajl_tree_get(root, path, yajl_t_any);
 	if (v && !YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v))
 		bad = true;
 	out->locked = v && YAJL_IS_TRUE(v);
+	v = yajl_tree_get(root, pa_path, yajl_t_any);
+	if (v && !YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v))
+		bad = true;
+	out->pre_auth = v && YAJL_IS_TRUE(v);
 	if (bad) {
 		registry_fail(err, 400, "invalid_field",
-			"homeRegion, homeInstance, account and bootstrapAuth are strings; locked is a boolean");
+			"homeRegion, homeInstance, account, bootstrapAuth and dynamicRegistration are strings; "
+			"locked and preAuth are booleans");
 		goto out;
 	}
 	if (hr == NULL) {
@@ -118,6 +125,14 @@ int registry_product_parse(const char *text, size_t len, const struct catalog *c
 		out->auth = "required";
 	} else {
 		registry_fail(err, 400, "invalid_field", "bootstrapAuth: \"none\" or \"required\"");
+		goto out;
+	}
+	out->dynreg = SCHEMA_DYNREG_OFF;
+	for (int i = 0; dr && i < 3; i++)
+		if (strcmp(dr, schema_dynreg_names[i]) == 0)
+			out->dynreg = (enum schema_dynreg)i;
+	if (dr && strcmp(dr, schema_dynreg_names[out->dynreg]) != 0) {
+		registry_fail(err, 400, "invalid_field", "dynamicRegistration: \"off\", \"preregistered\" or \"open\"");
 		goto out;
 	}
 	rc = 0;

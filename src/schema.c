@@ -5,8 +5,10 @@
 #include <inttypes.h>
 
 const char *const schema_product_fields[SCHEMA_P_NFIELDS] = {
-	"hr", "hi", "ac", "lk", "ba", "pb", "ct", "ut",
+	"hr", "hi", "ac", "lk", "ba", "pb", "ct", "ut", "dr", "pa",
 };
+
+const char *const schema_dynreg_names[3] = { "off", "preregistered", "open" };
 
 uint32_t schema_bucket(const char *product_key, const char *device_name)
 {
@@ -94,6 +96,18 @@ int schema_counters_key(char *buf, size_t len, uint32_t group)
 	return (int)n;
 }
 
+int schema_dynreg_random_key(char *buf, size_t len, const char *product_key, const char *device_name,
+	const char *random)
+{
+	uint32_t group = schema_group(schema_bucket(product_key, device_name));
+	char prefix[16];
+	int n;
+
+	schema_group_prefix(prefix, group);
+	n = snprintf(buf, len, "%.9sn:%s/%s:%s", prefix, product_key, device_name, random);
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
 int schema_product_key(char *buf, size_t len, const char *product_key)
 {
 	return schema_join(buf, len, SCHEMA_PRODUCTS_KEY ":", sizeof(SCHEMA_PRODUCTS_KEY), product_key,
@@ -152,6 +166,7 @@ int schema_key_named(char *buf, size_t len, const char *kind, const char *const 
 		{ "batches", SCHEMA_BATCHES_KEY }, { "batch-seq", SCHEMA_BATCH_SEQ_KEY }, { "steps", SCHEMA_STEPS_KEY },
 		{ "batch-counters", SCHEMA_STATS_BATCHES_KEY }, { "products", SCHEMA_PRODUCTS_KEY },
 		{ "schema", SCHEMA_VERSION_KEY },
+		{ "codes", SCHEMA_CODES_KEY },
 	};
 	static const struct {
 		const char *kind;
@@ -167,6 +182,8 @@ int schema_key_named(char *buf, size_t len, const char *kind, const char *const 
 		return nargs == 1 ? schema_product_key(buf, len, args[0]) : -1;
 	if (strcmp(kind, "outbox") == 0)
 		return nargs == 1 ? schema_outbox_key(buf, len, args[0]) : -1;
+	if (strcmp(kind, "random") == 0)
+		return nargs == 3 ? schema_dynreg_random_key(buf, len, args[0], args[1], args[2]) : -1;
 	for (size_t i = 0; i < sizeof(device) / sizeof(device[0]); i++) {
 		if (strcmp(kind, device[i].kind) != 0)
 			continue;
@@ -284,26 +301,39 @@ static int schema_time_parse(const char *s, size_t len, int64_t *out)
 	return 0;
 }
 
-/* The notify part "row:state:instance" (LEN > 0). */
+bool schema_valid_code(const char *s, size_t len)
+{
+	if (len == 0 || len > SCHEMA_CODE_MAX || s[0] == '0')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z')))
+			return false;
+	return true;
+}
+
+/* A notify state and the letter a record holds it as (its first). */
+static const char *const schema_notify_states[] = { "pending", "sent", "acked", "none" };
+
+/* The notify part "row:state:instance" (LEN > 0): state a letter, instance a code. */
 static int schema_notify_parse(const char *s, size_t len, struct schema_device *out)
 {
 	const char *f[4];
 	size_t fl[4];
 	uint64_t row;
+	const char *state = NULL;
 
 	if (schema_split(s, len, ':', f, fl, 4) != 3 || schema_parse_u64(f[0], fl[0], &row) < 0 || row > 999999)
 		return -1;
-	if (fl[1] == 0 || fl[1] > SCHEMA_NOTIFY_STATE_MAX || fl[2] > CATALOG_INSTANCE_ID_MAX ||
-	    !schema_is_id(f[2], fl[2], true))
+	for (size_t i = 0; fl[1] == 1 && i < sizeof(schema_notify_states) / sizeof(schema_notify_states[0]); i++)
+		if (f[1][0] == schema_notify_states[i][0])
+			state = schema_notify_states[i];
+	/* No instance: a product's home without one had no broker ("none"). */
+	if (state == NULL || (fl[2] > 0 && !schema_valid_code(f[2], fl[2])))
 		return -1;
-	for (size_t i = 0; i < fl[1]; i++)
-		if (f[1][i] < 'a' || f[1][i] > 'z')
-			return -1;
 	out->notify_row = (long)row;
-	memcpy(out->notify_state, f[1], fl[1]);
-	out->notify_state[fl[1]] = '\0';
-	memcpy(out->notify_instance, f[2], fl[2]);
-	out->notify_instance[fl[2]] = '\0';
+	memcpy(out->notify_state, state, strlen(state) + 1);
+	memcpy(out->notify_instance_code, f[2], fl[2]);
+	out->notify_instance_code[fl[2]] = '\0';
 	return 0;
 }
 
@@ -325,10 +355,10 @@ int schema_device_parse(const char *s, size_t len, struct schema_device *out)
 	    schema_time_parse(f[3], fl[3], &out->activated_at) < 0 ||
 	    schema_time_parse(f[4], fl[4], &out->last_bootstrap_at) < 0)
 		return -1;
-	if (fl[5] > CATALOG_REGION_ID_MAX || !schema_is_id(f[5], fl[5], false))
+	if (fl[5] > 0 && !schema_valid_code(f[5], fl[5]))
 		return -1;
-	memcpy(out->last_region, f[5], fl[5]);
-	out->last_region[fl[5]] = '\0';
+	memcpy(out->last_region_code, f[5], fl[5]);
+	out->last_region_code[fl[5]] = '\0';
 	if (fl[6] > 0 && schema_notify_parse(f[6], fl[6], out) < 0)
 		return -1;
 	return 0;
@@ -344,9 +374,9 @@ int schema_device_format(const struct schema_device *d, char *buf, size_t len)
 		return -1;
 	if (d->notify_row < 0)
 		return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%s;%s;%s;%s;", d->batch, d->status, reg, act, last,
-			d->last_region), len);
-	return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%s;%s;%s;%s;%ld:%s:%s", d->batch, d->status, reg, act,
-		last, d->last_region, d->notify_row, d->notify_state, d->notify_instance), len);
+			d->last_region_code), len);
+	return schema_fit(snprintf(buf, len, "%" PRIu64 ";%c;%s;%s;%s;%s;%ld:%c:%s", d->batch, d->status, reg, act,
+		last, d->last_region_code, d->notify_row, d->notify_state[0], d->notify_instance_code), len);
 }
 
 static int schema_copy(char *dst, size_t dstlen, const char *s, size_t len)
@@ -386,6 +416,15 @@ int schema_product_set(struct schema_product *p, enum schema_product_field f, co
 	case SCHEMA_P_UPDATED:
 		p->updated_at = 0;
 		return len == 0 ? 0 : schema_parse_i64(value, len, &p->updated_at);
+	case SCHEMA_P_DYNREG:
+		p->dynreg = SCHEMA_DYNREG_OFF;
+		for (int i = 1; i < 3; i++)
+			if (len == strlen(schema_dynreg_names[i]) && memcmp(value, schema_dynreg_names[i], len) == 0)
+				p->dynreg = (enum schema_dynreg)i;
+		return 0;
+	case SCHEMA_P_PREAUTH:
+		p->pre_auth = len == 1 && value[0] == '1';
+		return 0;
 	case SCHEMA_P_NFIELDS:
 		break;
 	}

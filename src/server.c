@@ -11,6 +11,7 @@
 #include "adminreq.h"
 #include "bootstrap.h"
 #include "catalog.h"
+#include "codes.h"
 #include "config.h"
 #include "geo.h"
 #include "http.h"
@@ -197,11 +198,14 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 	t->geo = srv->geo ? geo_db_ref(srv->geo) : NULL;
 	t->cache = bootstrap_cache_new();
 	t->store = store_new(t->base, cfg);
+	t->codes = t->store ? codes_new(t->store, cfg->redis_timeout_ms) : NULL;
 	t->reload_ev = event_new(t->base, -1, 0, server_thread_reload, t);
 	t->stop_ev = event_new(t->base, -1, 0, server_thread_stop, t);
 	t->drain_timer = event_new(t->base, -1, EV_PERSIST, server_thread_drain_check, t);
-	if (!t->cache || !t->store || !t->reload_ev || !t->stop_ev || !t->drain_timer)
+	if (!t->cache || !t->store || !t->codes || !t->reload_ev || !t->stop_ev || !t->drain_timer)
 		goto nomem;
+	/* Only the codes table is written through it, and must survive a failover. */
+	store_durable_replies(t->store);
 	/* cache.entries bounds the process: each API thread keeps its share. */
 	if (srv->role != SERVER_ROLE_WORKER && cfg->cache_entries > 0) {
 		size_t n = (size_t)cfg->cache_entries / (size_t)cfg->threads +
@@ -260,6 +264,7 @@ static void server_thread_deinit(struct server_thread *t)
 	/* Pending Redis callbacks answer their requests before the servers go. */
 	store_free(t->store);
 	store_free(t->admin_store);
+	codes_free(t->codes);
 	http_server_free(t->public_http);
 	http_server_free(t->admin_http);
 	if (t->reload_ev)

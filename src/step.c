@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "catalog.h"
+#include "codes.h"
 #include "lua.h"
 #include "schema.h"
 #include "store.h"
@@ -27,7 +28,6 @@ struct step_row {
 	bool has_record;
 	uint64_t cb;          /* the record's batch when read */
 	char cb_text[24];
-	char last_region[CATALOG_REGION_ID_MAX + 1];
 	uint64_t from;        /* the batch that placed it until now: cb, else its product's */
 	int from_batch;       /* index in batches, -1 for none */
 	char *result;         /* NULL until decided; owned */
@@ -41,6 +41,7 @@ struct step_product {
 	char key[SCHEMA_KEY_MAX];
 	bool exists, locked;
 	char hr[CATALOG_REGION_ID_MAX + 1], hi[CATALOG_INSTANCE_ID_MAX + 1];
+	char hr_code[SCHEMA_CODE_MAX + 1], hi_code[SCHEMA_CODE_MAX + 1];
 	uint64_t pb;
 };
 
@@ -49,10 +50,17 @@ struct step_batch {
 	char key[SCHEMA_KEY_MAX];
 	char st[16];
 	char tg[SCHEMA_TARGETS_MAX * (CATALOG_REGION_ID_MAX + CATALOG_INSTANCE_ID_MAX + 2) + 1];
+	/* The same in codes, and its first region's id (for the counters). */
+	char tg_codes[SCHEMA_TARGETS_MAX * (2 * SCHEMA_CODE_MAX + 2) + 1];
+	char first_region[CATALOG_REGION_ID_MAX + 1];
 };
+
+/* A codes table field ("r:<id>", "i:<id>"). */
+typedef char step_field[CATALOG_INSTANCE_ID_MAX + 3];
 
 struct step {
 	struct store *store;
+	struct codes *codes;
 	uint64_t seq;
 	char seq_text[24], start_text[24], count_text[24], nbrokers_text[24];
 	char **brokers; /* owned copies: a reload may change the caller's */
@@ -63,6 +71,12 @@ struct step {
 	/* The batch, as step_read.lua returned it. */
 	char strategy[16], account[SCHEMA_ACCOUNT_MAX + 1];
 	char target_region[CATALOG_REGION_ID_MAX + 1], target_instance[CATALOG_INSTANCE_ID_MAX + 1];
+	char target_region_code[SCHEMA_CODE_MAX + 1], target_instance_code[SCHEMA_CODE_MAX + 1];
+	char (*broker_codes)[SCHEMA_CODE_MAX + 1]; /* the brokers' instances' codes ("" none) */
+	/* The ids found without a code while encoding, and whether the codes were synced for them. */
+	step_field *missing;
+	size_t nmissing, missing_cap;
+	int syncs;
 	bool products_only;
 	redisReply *open; /* the open rows (a copy held while the step runs) */
 	struct step_row *rows;
@@ -84,6 +98,8 @@ static void step_free(struct step *s)
 	for (size_t i = 0; i < s->nbrokers; i++)
 		free(s->brokers[i]);
 	free(s->brokers);
+	free(s->broker_codes);
+	free(s->missing);
 	free(s->rows);
 	free(s->products);
 	free(s->batches);
@@ -363,7 +379,7 @@ static void step_write_devices(struct step *s)
 {
 	struct step_row **order = calloc(s->nrows ? s->nrows : 1, sizeof(*order));
 	bool split = store_clustered(s->store);
-	size_t n = 0, ngroups = 0, head = 5 + s->nbrokers;
+	size_t n = 0, ngroups = 0, head = 6 + s->nbrokers;
 	const char ***argvs = NULL;
 	int *argcs = NULL;
 	char (*numkeys)[16] = NULL;
@@ -392,7 +408,7 @@ static void step_write_devices(struct step *s)
 		while (j < n && (!split || schema_group(order[j]->bucket) == schema_group(order[i]->bucket)))
 			j++;
 		size_t rows = j - i, k = 0;
-		const char **argv = calloc(3 + 2 * rows + head + 7 * rows, sizeof(*argv));
+		const char **argv = calloc(3 + 2 * rows + head + 8 * rows, sizeof(*argv));
 		if (argv == NULL)
 			goto oom;
 		argvs[g] = argv;
@@ -405,12 +421,13 @@ static void step_write_devices(struct step *s)
 			argv[k++] = order[r]->ckey;
 		}
 		argv[k++] = s->seq_text;
+		argv[k++] = s->target_region_code;
+		argv[k++] = s->target_instance_code;
 		argv[k++] = s->target_region;
-		argv[k++] = s->target_instance;
 		argv[k++] = s->account[0] ? "1" : "0";
 		argv[k++] = s->nbrokers_text;
 		for (size_t b = 0; b < s->nbrokers; b++)
-			argv[k++] = s->brokers[b];
+			argv[k++] = b % 2 == 0 ? s->broker_codes[b / 2] : s->brokers[b];
 		for (size_t r = i; r < j; r++) {
 			struct step_row *row = order[r];
 			const struct step_product *p = &s->products[row->product];
@@ -418,10 +435,11 @@ static void step_write_devices(struct step *s)
 			argv[k++] = row->idx_text;
 			argv[k++] = row->field;
 			argv[k++] = row->cb_text;
-			argv[k++] = p->hr;
-			argv[k++] = p->hi;
+			argv[k++] = p->hr_code;
+			argv[k++] = p->hi_code;
 			argv[k++] = fb ? fb->st : "";
-			argv[k++] = fb ? fb->tg : "";
+			argv[k++] = fb ? fb->tg_codes : "";
+			argv[k++] = fb && row->cb > 0 ? fb->first_region : "";
 		}
 		argcs[g] = (int)k;
 		i = j;
@@ -437,6 +455,104 @@ out:
 	free(argcs);
 	free(numkeys);
 	free(order);
+}
+
+/* --- codes: the record's regions and instances as their codes --- */
+
+/* The code of ID into OUT; an id without one is noted for a sync (OUT ""). */
+static int step_code(struct step *s, enum codes_kind kind, const char *id, char *out)
+{
+	const char *code = id[0] ? codes_code(s->codes, kind, id) : "";
+
+	if (code != NULL) {
+		memcpy(out, code, strlen(code) + 1);
+		return 0;
+	}
+	out[0] = '\0';
+	if (s->nmissing == s->missing_cap) {
+		size_t cap = s->missing_cap ? 2 * s->missing_cap : 8;
+		step_field *m = realloc(s->missing, cap * sizeof(*m));
+		if (m == NULL)
+			return -1;
+		s->missing = m;
+		s->missing_cap = cap;
+	}
+	return codes_field(s->missing[s->nmissing++], sizeof(step_field), kind, id) < 0 ? -1 : 0;
+}
+
+/* "r/i,..." in ids to the same in codes, and its first region. */
+static int step_code_targets(struct step *s, struct step_batch *b)
+{
+	struct schema_batch sb;
+	size_t off = 0;
+
+	b->tg_codes[0] = b->first_region[0] = '\0';
+	if (b->tg[0] == '\0')
+		return 0;
+	if (schema_targets_parse(b->tg, strlen(b->tg), &sb) < 0)
+		return 0; /* unreadable: the script treats it as no batch */
+	memcpy(b->first_region, sb.targets[0].region, sizeof(b->first_region));
+	for (size_t i = 0; i < sb.ntargets; i++) {
+		char rc[SCHEMA_CODE_MAX + 1], ic[SCHEMA_CODE_MAX + 1];
+		if (step_code(s, CODES_REGION, sb.targets[i].region, rc) < 0 ||
+		    step_code(s, CODES_INSTANCE, sb.targets[i].instance, ic) < 0)
+			return -1;
+		off += (size_t)snprintf(b->tg_codes + off, sizeof(b->tg_codes) - off, "%s%s/%s", i ? "," : "", rc, ic);
+	}
+	return 0;
+}
+
+static void step_write_coded(struct step *s);
+
+static void step_codes_synced(bool ok, void *arg)
+{
+	struct step *s = arg;
+
+	if (!ok) {
+		step_finish(s, STEP_UNKNOWN, NULL);
+		return;
+	}
+	step_write_coded(s);
+}
+
+/* Encodes what the scripts compare with records, then writes; ids without
+ * a code get one first (twice at most: a sync in flight for others answers
+ * the first; a third miss is a store that did not keep them, and the step
+ * is run again later). */
+static void step_write_coded(struct step *s)
+{
+	s->nmissing = 0;
+	if (step_code(s, CODES_REGION, s->target_region, s->target_region_code) < 0 ||
+	    step_code(s, CODES_INSTANCE, s->target_instance, s->target_instance_code) < 0)
+		goto oom;
+	for (size_t b = 0; b + 1 < s->nbrokers; b += 2)
+		if (step_code(s, CODES_INSTANCE, s->brokers[b], s->broker_codes[b / 2]) < 0)
+			goto oom;
+	for (size_t i = 0; i < s->nproducts; i++)
+		if (s->products[i].exists && (step_code(s, CODES_REGION, s->products[i].hr, s->products[i].hr_code) < 0 ||
+						     step_code(s, CODES_INSTANCE, s->products[i].hi, s->products[i].hi_code) < 0))
+			goto oom;
+	for (size_t i = 0; i < s->nbatches; i++)
+		if (step_code_targets(s, &s->batches[i]) < 0)
+			goto oom;
+	if (s->nmissing == 0) {
+		step_write_devices(s);
+		return;
+	}
+	if (s->syncs < 2) {
+		const char **need = calloc(s->nmissing, sizeof(*need));
+		if (need == NULL)
+			goto oom;
+		for (size_t i = 0; i < s->nmissing; i++)
+			need[i] = s->missing[i];
+		s->syncs++;
+		int rc = codes_sync(s->codes, need, s->nmissing, step_codes_synced, s);
+		free(need);
+		if (rc == 0)
+			return;
+	}
+oom:
+	step_finish(s, STEP_UNKNOWN, NULL);
 }
 
 /* --- reading: the batches the step's devices were placed by --- */
@@ -457,7 +573,7 @@ static void step_batches_read(redisReply *all, void *arg)
 		if (r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->len < sizeof(b->tg))
 			memcpy(b->tg, r->element[1]->str, r->element[1]->len + 1);
 	}
-	step_write_devices(s);
+	step_write_coded(s);
 }
 
 static int step_batch_index(struct step *s, uint64_t seq)
@@ -535,7 +651,7 @@ static void step_records_read(redisReply *all, void *arg)
 			goto oom;
 	}
 	if (s->nbatches == 0) {
-		step_write_devices(s);
+		step_write_coded(s);
 		return;
 	}
 	const char *(*argvs)[4] = calloc(s->nbatches, sizeof(*argvs));
@@ -705,16 +821,19 @@ static void step_opened(redisReply *all, void *arg)
 	step_read_rest(s);
 }
 
-int step_run(struct store *st, uint64_t seq, size_t start, size_t count, const char *const *brokers,
-	size_t nbrokers, step_done_fn fn, void *arg)
+int step_run(struct store *st, struct codes *codes, uint64_t seq, size_t start, size_t count,
+	const char *const *brokers, size_t nbrokers, step_done_fn fn, void *arg)
 {
 	struct step *s = calloc(1, sizeof(*s));
 
 	if (s == NULL)
 		return -1;
 	s->store = st;
+	s->codes = codes;
 	s->seq = seq;
-	if (nbrokers > 0 && (s->brokers = calloc(nbrokers, sizeof(*s->brokers))) == NULL) {
+	if (nbrokers > 0 && ((s->brokers = calloc(nbrokers, sizeof(*s->brokers))) == NULL ||
+		    (s->broker_codes = calloc(nbrokers / 2 + 1, sizeof(*s->broker_codes))) == NULL)) {
+		free(s->brokers);
 		free(s);
 		return -1;
 	}

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <hiredis/hiredis.h>
 
+#include "codes.h"
 #include "config.h"
 #include "log.h"
 #include "lua.h"
@@ -29,6 +30,7 @@ struct worker {
 	struct event_base *base;
 	const struct config *cfg;
 	struct store *store;
+	struct codes *codes; /* the records' region and instance codes */
 	struct notify *notify;
 	char consumer[128];
 	struct event *tick;
@@ -210,7 +212,7 @@ static void worker_run_step(struct worker *w)
 	const char *const *map = notify_broker_map(w->notify, &nmap);
 
 	w->busy = true;
-	if (step_run(w->store, strtoull(w->seq, NULL, 10), strtoul(w->start, NULL, 10), strtoul(w->count, NULL, 10),
+	if (step_run(w->store, w->codes, strtoull(w->seq, NULL, 10), strtoul(w->start, NULL, 10), strtoul(w->count, NULL, 10),
 		    map, nmap, worker_applied, w) < 0)
 		worker_schedule(w, 200);
 }
@@ -476,8 +478,9 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, str
 	gethostname(host, sizeof(host) - 1);
 	snprintf(w->consumer, sizeof(w->consumer), "%s-%ld-%lx", host, (long)getpid(), (unsigned long)time(NULL));
 	w->store = store_new(base, cfg);
+	w->codes = w->store ? codes_new(w->store, cfg->redis_timeout_ms) : NULL;
 	w->tick = evtimer_new(base, worker_tick, w);
-	if (w->store == NULL || w->tick == NULL) {
+	if (w->store == NULL || w->codes == NULL || w->tick == NULL) {
 		worker_free(w);
 		return NULL;
 	}
@@ -508,6 +511,7 @@ void worker_free(struct worker *w)
 	w->stopping = true;
 	/* Pending callbacks run (with NULL) while the store goes. */
 	store_free(w->store);
+	codes_free(w->codes);
 	if (w->tick)
 		event_free(w->tick);
 	free(w);

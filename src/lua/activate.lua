@@ -1,7 +1,8 @@
 -- Records a successful bootstrap of a device, unless a distribution changed
 -- its assignment since the request read it. KEYS[1]: the device's bucket,
 -- KEYS[2]: its group's counters.
--- ARGV: field, the batch the request saw, now (base 36), resolved region.
+-- ARGV: field, the batch the request saw, now (base 36), the resolved
+-- region's code (docs/key-schema.md, "Codes").
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
 -- The record (docs/key-schema.md): batch;status;registered;activated;

@@ -7,20 +7,27 @@
 -- reports what was done (docs/batches.md, "A step in parts").
 -- KEYS per row: its record bucket and its group's counters. (In a Redis Cluster one call holds the rows of one group; on one
 -- server, all the step's.)
--- ARGV: seq, target region, target instance, cross-account ('1' or '0'),
--- the number M of brokers, M pairs (instance id, outbox key); then per row
--- 7 values: index, field, the batch its record had when read, the
--- product's home region and home instance, the strategy and targets of the
--- batch that placed the device until now ('' '' for its product's home).
+-- Regions and instances are given as the codes a record holds them by
+-- (docs/key-schema.md, "Codes"), but for the group's counters, which count
+-- by region id.
+-- ARGV: seq, target region code, target instance code, target region id,
+-- cross-account ('1' or '0'), the number M of brokers, M pairs (instance
+-- code, outbox key); then per row 8 values: index, field, the batch its
+-- record had when read, the product's home region and home instance
+-- codes, the strategy and targets ("r/i,...", codes) of the batch that
+-- placed the device until now ('' '' for its product's home), and the id
+-- of that batch's first region ('' for none).
 -- Returns per row {index, result, notify state, outbox}: result 's', 'f'
 -- US code US message, or 'r' (read again); notify state '' (none), 'none',
 -- 'pending', 'sent' or 'acked'; the outbox key to queue the notify on when
 -- it is pending, else ''.
-local seq, target_region, target_instance = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local cross = ARGV[4] == '1'
+local seq, target_region, target_instance, target_region_id = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local cross = ARGV[5] == '1'
 local brokers = {}
-local m = tonumber(ARGV[5])
-for i = 6, 5 + 2 * m, 2 do brokers[ARGV[i]] = ARGV[i + 1] end
+local m = tonumber(ARGV[6])
+for i = 7, 6 + 2 * m, 2 do brokers[ARGV[i]] = ARGV[i + 1] end
+-- A notify state as the record holds it (its first letter) and as it is answered.
+local STATE = { p = 'pending', s = 'sent', a = 'acked', n = 'none' }
 local US = '\31'
 local out = {}
 
@@ -45,8 +52,9 @@ end
 
 -- The record (docs/key-schema.md): batch;status;registered;activated;
 -- lastBootstrap;lastRegion;notify, the times in base 36 (kept as they are),
--- the notify "row:state:instance" of the record's batch, or empty.
-local function apply(r, idx, field, seen, hr, hi, from_st, from_tg)
+-- the notify "row:s:instance" of the record's batch (s: the state's letter),
+-- or empty.
+local function apply(r, idx, field, seen, hr, hi, from_st, from_tg, from_rid)
   local dkey, counters = KEYS[1 + 2 * r], KEYS[2 + 2 * r]
   local rec = redis.call('HGET', dkey, field)
   if not rec then return fail('device_not_found', 'the device is not registered'), '', '' end
@@ -58,11 +66,11 @@ local function apply(r, idx, field, seen, hr, hi, from_st, from_tg)
   if cb > seq then
     return fail('superseded', 'batch ' .. cb .. ', created later, assigned this device'), '', ''
   end
-  local nrow, nstate, ninst = string.match(notify, '^(%d+):(%a+):(.*)$')
+  local nrow, nstate, ninst = string.match(notify, '^(%d+):(%a):(.*)$')
   if cb == seq then
     -- Applied by an earlier round: report its notify as it stands.
-    if tonumber(nrow) ~= idx then return 's', '', '' end
-    return 's', nstate, nstate == 'pending' and brokers[ninst] or ''
+    if tonumber(nrow) ~= idx or not STATE[nstate] then return 's', '', '' end
+    return 's', STATE[nstate], nstate == 'p' and brokers[ninst] or ''
   end
   if cross then
     local cur_r, cur_i = hr, hi
@@ -71,11 +79,8 @@ local function apply(r, idx, field, seen, hr, hi, from_st, from_tg)
       return fail('same_instance', 'the device is already in ' .. cur_r .. '/' .. cur_i), '', ''
     end
   end
-  if cb > 0 then
-    local old_r = first_target(from_tg)
-    if old_r then redis.call('HINCRBY', counters, 'r:' .. old_r, -1) end
-  end
-  redis.call('HINCRBY', counters, 'r:' .. target_region, 1)
+  if cb > 0 and from_rid ~= '' then redis.call('HINCRBY', counters, 'r:' .. from_rid, -1) end
+  redis.call('HINCRBY', counters, 'r:' .. target_region_id, 1)
   if st == 'a' then redis.call('HINCRBY', counters, 'active', -1) end
   -- Moved before and not bootstrapped since: it is still where the last
   -- notify found it.
@@ -86,18 +91,18 @@ local function apply(r, idx, field, seen, hr, hi, from_st, from_tg)
     inst = instance_under(from_st, from_tg, lreg, hi)
   end
   local broker = brokers[inst]
-  local state = broker and 'pending' or 'none'
+  local state = broker and 'p' or 'n'
   redis.call('HSET', dkey, field, seq .. ';i;' .. reg .. ';' .. act .. ';' .. last .. ';' .. lreg .. ';' ..
     idx .. ':' .. state .. ':' .. inst)
-  return 's', state, broker or ''
+  return 's', STATE[state], broker or ''
 end
 
-local base = 5 + 2 * m
-for r = 0, (#ARGV - base) / 7 - 1 do
-  local a = base + 7 * r
+local base = 6 + 2 * m
+for r = 0, (#ARGV - base) / 8 - 1 do
+  local a = base + 8 * r
   local idx = tonumber(ARGV[a + 1])
   local result, state, outbox = apply(r, idx, ARGV[a + 2], ARGV[a + 3],
-    ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
+    ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
   out[#out + 1] = { idx, result, state, outbox }
 end
 return out

@@ -8,16 +8,16 @@
 -- acknowledged, else ''.
 local d = redis.call('HGET', KEYS[1], ARGV[1])
 if not d then return '' end
-local head, seq, row, state, rest = string.match(d, '^((%d+);[^:]*;)(%d+):(%a+)(:.*)$')
+local head, seq, row, state, rest = string.match(d, '^((%d+);[^:]*;)(%d+):(%a)(:.*)$')
 if not head then return '' end
 if ARGV[3] == '1' then
   -- One of our ids naming an older notify is a late answer to that one.
   if ARGV[2] ~= string.format('%s%06d', seq, tonumber(row)) then return '' end
-elseif state == 'pending' then
+elseif state == 'p' then
   -- An id of the device's own counts only after the notify went out.
   return ''
 end
-if state ~= 'acked' then
-  redis.call('HSET', KEYS[1], ARGV[1], head .. row .. ':acked' .. rest)
+if state ~= 'a' then
+  redis.call('HSET', KEYS[1], ARGV[1], head .. row .. ':a' .. rest)
 end
 return seq .. ';' .. row

@@ -1,11 +1,15 @@
 /* The records bootstrapd reads back from Redis (docs/key-schema.md): a
- * device record, a batch's targets, a product's fields, the stored numbers.
+ * device record, a batch's targets, a product's fields, the stored numbers,
+ * the codes table (its HGETALL answer: the input split at newlines).
  * Redis is ours, but what is in it may have been written by another version
  * or by hand: no byte may crash a reader, and what parses formats back to
  * something that parses the same. */
 #include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
+
+#include "codes.h"
 #include "fuzz.h"
 #include "schema.h"
 
@@ -31,9 +35,9 @@ static void fuzz_device(const char *s, size_t len)
 	fuzz_assert(schema_device_parse(buf, (size_t)n, &again) == 0);
 	fuzz_assert(again.batch == d.batch && again.status == d.status && again.registered_at == d.registered_at);
 	fuzz_assert(again.activated_at == d.activated_at && again.last_bootstrap_at == d.last_bootstrap_at);
-	fuzz_assert(strcmp(again.last_region, d.last_region) == 0 && again.notify_row == d.notify_row);
+	fuzz_assert(strcmp(again.last_region_code, d.last_region_code) == 0 && again.notify_row == d.notify_row);
 	fuzz_assert(strcmp(again.notify_state, d.notify_state) == 0);
-	fuzz_assert(strcmp(again.notify_instance, d.notify_instance) == 0);
+	fuzz_assert(strcmp(again.notify_instance_code, d.notify_instance_code) == 0);
 }
 
 static void fuzz_targets(const char *s, size_t len)
@@ -54,6 +58,43 @@ static void fuzz_targets(const char *s, size_t len)
 	}
 }
 
+/* Every code the table took maps back to its id, and every id to its code. */
+static void fuzz_codes(const char *s, size_t len)
+{
+	redisReply items[64], table = { .type = REDIS_REPLY_ARRAY }, *elems[64];
+	struct codes *c = codes_new(NULL, 1);
+	size_t start = 0;
+
+	if (c == NULL)
+		return;
+	table.element = elems;
+	for (size_t i = 0; i <= len && table.elements < 64; i++) {
+		if (i < len && s[i] != '\n')
+			continue;
+		items[table.elements] = (redisReply){ .type = REDIS_REPLY_STRING, .str = (char *)s + start,
+			.len = i - start };
+		elems[table.elements] = &items[table.elements];
+		table.elements++;
+		start = i + 1;
+	}
+	if (codes_load(c, &table) == 0) {
+		for (size_t i = 0; i + 1 < table.elements; i += 2) {
+			const redisReply *f = elems[i], *v = elems[i + 1];
+			char id[256];
+			if (f->len < 3 || f->len >= sizeof(id) || f->str[1] != ':' ||
+			    (f->str[0] != CODES_REGION && f->str[0] != CODES_INSTANCE) || memchr(f->str, '\0', f->len))
+				continue;
+			memcpy(id, f->str + 2, f->len - 2);
+			id[f->len - 2] = '\0';
+			const char *code = codes_code(c, (enum codes_kind)f->str[0], id);
+			fuzz_assert(code != NULL && strlen(code) == v->len && memcmp(code, v->str, v->len) == 0);
+			const char *back = codes_id(c, (enum codes_kind)f->str[0], v->str, v->len);
+			fuzz_assert(back != NULL && strcmp(back, id) == 0);
+		}
+	}
+	codes_free(c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *text = fuzz_strndup(data, size);
@@ -63,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	fuzz_device(text, size);
 	fuzz_targets(text, size);
+	fuzz_codes(text, size);
 	for (int f = 0; f < SCHEMA_P_NFIELDS; f++)
 		(void)schema_product_set(&p, (enum schema_product_field)f, text, size);
 	if (schema_parse_u64(text, size, &u) == 0)

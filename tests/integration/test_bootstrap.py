@@ -475,7 +475,9 @@ class Resolution(DeviceAsserts, HarnessCase):
         rec = self.h.device_record("a1PK", "act-2").split(";")
         self.assertEqual(rec[0], "900001")
         self.assertEqual(rec[1], "a")
-        self.assertEqual(rec[5], "eu-central-1")
+        # The region by its code (docs/key-schema.md, "Codes").
+        self.assertEqual(rec[5], self.h.redis("HGET", harness.key("codes"), "r:eu-central-1"))
+        self.assertNotEqual(rec[5], "")
 
     def test_rejected_request_does_not_activate(self):
         self.assertDeviceError(self.h.bootstrap("a1PL", "act-3", resources="coap"), 400, 460)

@@ -165,14 +165,14 @@ class WorkerKilled(WorkerCase):
 
 
 class WorkerKilledBetweenParts(WorkerCase):
-    """A step of 250 rows is applied in parts over some 200 device
+    """A step of 125 rows is applied in parts over some 110 device
     groups (docs/batches.md, "A step in parts"); a worker killed over and
     over at random moments stops between any two of them. Every row must
     still be counted exactly once, and the group counters follow each device
     once."""
     # Pauses between steps keep the batch going across the kills; most kills
     # still land inside a step (its parts take longer than the pause).
-    worker_config = {"chunk_size": 250, "pause_ms": 20, "claim_idle_ms": 300}
+    worker_config = {"chunk_size": 125, "pause_ms": 40, "claim_idle_ms": 300}
     KILLS = 12
     DEVICES = 1000
 

@@ -79,6 +79,14 @@ static void test_product_good(void **state)
 	assert_string_equal(p.account, "default");
 	assert_false(p.locked);
 	assert_string_equal(p.auth, "none");
+	assert_int_equal(p.dynreg, SCHEMA_DYNREG_OFF);
+	assert_false(p.pre_auth);
+	assert_int_equal(product("{\"homeRegion\":\"cn-shanghai\",\"dynamicRegistration\":\"preregistered\","
+				 "\"preAuth\":true}", &p, &err), 0);
+	assert_int_equal(p.dynreg, SCHEMA_DYNREG_PREREGISTERED);
+	assert_true(p.pre_auth);
+	assert_int_equal(product("{\"homeRegion\":\"cn-shanghai\",\"dynamicRegistration\":\"open\"}", &p, &err), 0);
+	assert_int_equal(p.dynreg, SCHEMA_DYNREG_OPEN);
 	/* No instance marked default: the first. */
 	assert_int_equal(product("{\"homeRegion\":\"eu-central-1\",\"locked\":false,\"bootstrapAuth\":\"none\"}", &p, &err),
 		0);
@@ -93,9 +101,14 @@ static void test_product_bad(void **state)
 	product_err("{\"homeRegion\":", 400, "invalid_json", "body must be a JSON object: ");
 	product_err("[1]", 400, "invalid_json", "body must be a JSON object");
 	product_err("{\"homeRegion\":\"cn-shanghai\",\"color\":1}", 400, "invalid_field", "unknown field \"color\"");
-	product_err("{\"homeRegion\":1}", 400, "invalid_field", "are strings; locked is a boolean");
-	product_err("{\"homeRegion\":\"cn-shanghai\",\"locked\":\"yes\"}", 400, "invalid_field", "locked is a boolean");
-	product_err("{\"homeRegion\":\"cn-shanghai\",\"locked\":null}", 400, "invalid_field", "locked is a boolean");
+	product_err("{\"homeRegion\":1}", 400, "invalid_field", "are strings; locked and preAuth are booleans");
+	product_err("{\"homeRegion\":\"cn-shanghai\",\"locked\":\"yes\"}", 400, "invalid_field", "locked and preAuth are booleans");
+	product_err("{\"homeRegion\":\"cn-shanghai\",\"locked\":null}", 400, "invalid_field", "locked and preAuth are booleans");
+	product_err("{\"homeRegion\":\"cn-shanghai\",\"preAuth\":1}", 400, "invalid_field", "locked and preAuth are booleans");
+	product_err("{\"homeRegion\":\"cn-shanghai\",\"dynamicRegistration\":true}", 400, "invalid_field",
+		"dynamicRegistration are strings");
+	product_err("{\"homeRegion\":\"cn-shanghai\",\"dynamicRegistration\":\"on\"}", 400, "invalid_field",
+		"dynamicRegistration: \"off\", \"preregistered\" or \"open\"");
 	product_err("{\"account\":\"a\"}", 400, "invalid_field", "homeRegion is required");
 	product_err("{\"homeRegion\":\"mars-north-1\"}", 400, "unknown_region", "\"mars-north-1\" is not in the catalog");
 	product_err("{\"homeRegion\":\"cn-shanghai\",\"homeInstance\":\"iot-eu-1\"}", 400, "unknown_instance",

@@ -199,8 +199,8 @@ static int device_parse_str(const char *s, struct schema_device *d)
 static void test_device_round_trip(void **state)
 {
 	/* Times in base 36: 1700000000, 1700000100, 1700000200. */
-	static const char rec[] = "7;a;s44we8;s44wh0;s44wjs;cn-shanghai;";
-	static const char notified[] = "7;i;s44we8;s44wh0;s44wjs;cn-shanghai;42:pending:iot-cn-sh-public";
+	static const char rec[] = "7;a;s44we8;s44wh0;s44wjs;3;";
+	static const char notified[] = "7;i;s44we8;s44wh0;s44wjs;3;42:p:1a";
 	struct schema_device d;
 	char buf[SCHEMA_DEVICE_RECORD_MAX];
 
@@ -211,7 +211,7 @@ static void test_device_round_trip(void **state)
 	assert_int_equal(d.registered_at, 1700000000);
 	assert_int_equal(d.activated_at, 1700000100);
 	assert_int_equal(d.last_bootstrap_at, 1700000200);
-	assert_string_equal(d.last_region, "cn-shanghai");
+	assert_string_equal(d.last_region_code, "3");
 	assert_int_equal(d.notify_row, -1);
 	assert_int_equal(schema_device_format(&d, buf, sizeof(buf)), (int)strlen(rec));
 	assert_string_equal(buf, rec);
@@ -219,26 +219,35 @@ static void test_device_round_trip(void **state)
 	assert_int_equal(device_parse_str(notified, &d), 0);
 	assert_int_equal(d.notify_row, 42);
 	assert_string_equal(d.notify_state, "pending");
-	assert_string_equal(d.notify_instance, "iot-cn-sh-public");
+	assert_string_equal(d.notify_instance_code, "1a");
 	assert_int_equal(schema_device_format(&d, buf, sizeof(buf)), (int)strlen(notified));
 	assert_string_equal(buf, notified);
 	/* No instance ("none" through a product without a home instance). */
-	assert_int_equal(device_parse_str("7;i;1;2;3;r;0:none:", &d), 0);
+	assert_int_equal(device_parse_str("7;i;1;2;3;r;0:n:", &d), 0);
 	assert_string_equal(d.notify_state, "none");
-	assert_string_equal(d.notify_instance, "");
+	assert_string_equal(d.notify_instance_code, "");
+	/* Each state by its letter. */
+	assert_int_equal(device_parse_str("7;i;1;2;3;r;0:s:5", &d), 0);
+	assert_string_equal(d.notify_state, "sent");
+	assert_int_equal(device_parse_str("7;i;1;2;3;r;0:a:5", &d), 0);
+	assert_string_equal(d.notify_state, "acked");
 }
 
 static void test_device_parse_notify(void **state)
 {
 	static const char *const bad[] = {
 		"7;i;1;2;3;r;42",                /* no state */
-		"7;i;1;2;3;r;42:pending",        /* no instance part */
-		"7;i;1;2;3;r;x:pending:i",       /* row not a number */
-		"7;i;1;2;3;r;1000000:sent:i",    /* row beyond 6 digits */
-		"7;i;1;2;3;r;4:PENDING:i",       /* state in lower case only */
+		"7;i;1;2;3;r;42:p",              /* no instance part */
+		"7;i;1;2;3;r;x:p:i",             /* row not a number */
+		"7;i;1;2;3;r;1000000:s:i",       /* row beyond 6 digits */
+		"7;i;1;2;3;r;4:P:i",             /* state in lower case only */
 		"7;i;1;2;3;r;4::i",              /* empty state */
-		"7;i;1;2;3;r;4:pendingx:i",      /* state too long */
-		"7;i;1;2;3;r;4:sent:i:j",        /* a fourth part */
+		"7;i;1;2;3;r;4:pending:i",       /* a state's word, not its letter (layout 4) */
+		"7;i;1;2;3;r;4:x:i",             /* no such state */
+		"7;i;1;2;3;r;4:s:i:j",           /* a fourth part */
+		"7;i;1;2;3;r;4:s:iot-cn-sh",     /* an instance id, not its code */
+		"7;i;1;2;3;r;4:s:01",            /* a code with a leading zero */
+		"7;i;1;2;3;r;4:s:12345678",      /* a code longer than SCHEMA_CODE_MAX */
 	};
 	struct schema_device d;
 
@@ -249,13 +258,13 @@ static void test_device_parse_notify(void **state)
 
 static void test_device_parse_uses_len(void **state)
 {
-	static const char rec[] = "7;i;1;2;3;eu-central-1;;garbage";
+	static const char rec[] = "7;i;1;2;3;z9;;garbage";
 	struct schema_device d;
 
 	(void)state;
-	assert_int_equal(schema_device_parse(rec, strlen("7;i;1;2;3;eu-central-1;"), &d), 0);
+	assert_int_equal(schema_device_parse(rec, strlen("7;i;1;2;3;z9;"), &d), 0);
 	assert_int_equal(d.status, SCHEMA_INACTIVE);
-	assert_string_equal(d.last_region, "eu-central-1");
+	assert_string_equal(d.last_region_code, "z9");
 }
 
 static void test_device_format_fresh(void **state)
@@ -268,7 +277,7 @@ static void test_device_format_fresh(void **state)
 	assert_string_equal(buf, "0;i;s44we8;0;0;;");
 	assert_int_equal(device_parse_str(buf, &d), 0);
 	assert_int_equal(d.batch, 0);
-	assert_string_equal(d.last_region, "");
+	assert_string_equal(d.last_region_code, "");
 	assert_int_equal(d.notify_row, -1);
 }
 
@@ -347,21 +356,28 @@ static void test_device_parse_negative_batch(void **state)
 	assert_int_equal(device_parse_str("-7;a;1;2;3;r;", &d), -1);
 }
 
-static void test_device_parse_region_length(void **state)
+static void test_device_parse_region_code(void **state)
 {
 	char rec[SCHEMA_DEVICE_RECORD_MAX];
-	char region[CATALOG_REGION_ID_MAX + 2];
+	char code[SCHEMA_CODE_MAX + 2];
 	struct schema_device d;
 
 	(void)state;
-	memset(region, 'r', CATALOG_REGION_ID_MAX);
-	region[CATALOG_REGION_ID_MAX] = '\0';
-	snprintf(rec, sizeof(rec), "1;a;1;2;3;%s;", region);
+	memset(code, 'z', SCHEMA_CODE_MAX);
+	code[SCHEMA_CODE_MAX] = '\0';
+	snprintf(rec, sizeof(rec), "1;a;1;2;3;%s;", code);
 	assert_int_equal(device_parse_str(rec, &d), 0);
-	assert_string_equal(d.last_region, region);
-	strcat(region, "r");
-	snprintf(rec, sizeof(rec), "1;a;1;2;3;%s;", region);
+	assert_string_equal(d.last_region_code, code);
+	strcat(code, "z");
+	snprintf(rec, sizeof(rec), "1;a;1;2;3;%s;", code);
 	assert_int_equal(device_parse_str(rec, &d), -1);
+	/* A region id (layout 4), a leading zero, a character outside base 36. */
+	assert_int_equal(device_parse_str("1;a;1;2;3;cn-shanghai;", &d), -1);
+	assert_int_equal(device_parse_str("1;a;1;2;3;07;", &d), -1);
+	assert_int_equal(device_parse_str("1;a;1;2;3;A;", &d), -1);
+	assert_true(schema_valid_code("1", 1));
+	assert_false(schema_valid_code("0", 1));
+	assert_false(schema_valid_code("", 0));
 }
 
 static void test_device_parse_empty(void **state)
@@ -379,11 +395,45 @@ static int pset(struct schema_product *p, enum schema_product_field f, const cha
 
 static void test_product_field_names(void **state)
 {
-	static const char *const want[] = { "hr", "hi", "ac", "lk", "ba", "pb", "ct", "ut" };
+	static const char *const want[] = { "hr", "hi", "ac", "lk", "ba", "pb", "ct", "ut", "dr", "pa" };
 
 	(void)state;
+	assert_int_equal(SCHEMA_P_NFIELDS, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < SCHEMA_P_NFIELDS; i++)
 		assert_string_equal(schema_product_fields[i], want[i]);
+}
+
+static void test_product_dynreg(void **state)
+{
+	struct schema_product p = { 0 };
+
+	(void)state;
+	assert_int_equal(pset(&p, SCHEMA_P_DYNREG, "open"), 0);
+	assert_int_equal(p.dynreg, SCHEMA_DYNREG_OPEN);
+	assert_int_equal(pset(&p, SCHEMA_P_DYNREG, "preregistered"), 0);
+	assert_int_equal(p.dynreg, SCHEMA_DYNREG_PREREGISTERED);
+	/* Anything else (absent included) is off. */
+	assert_int_equal(pset(&p, SCHEMA_P_DYNREG, "Open"), 0);
+	assert_int_equal(p.dynreg, SCHEMA_DYNREG_OFF);
+	assert_int_equal(pset(&p, SCHEMA_P_DYNREG, NULL), 0);
+	assert_int_equal(p.dynreg, SCHEMA_DYNREG_OFF);
+	assert_int_equal(pset(&p, SCHEMA_P_PREAUTH, "1"), 0);
+	assert_true(p.pre_auth);
+	assert_int_equal(pset(&p, SCHEMA_P_PREAUTH, "0"), 0);
+	assert_false(p.pre_auth);
+}
+
+static void test_dynreg_random_key(void **state)
+{
+	char k[128], d[SCHEMA_KEY_MAX];
+
+	(void)state;
+	/* In the device's group, so one script holds both. */
+	assert_true(schema_dynreg_random_key(k, sizeof(k), "a1PK", "dev1", "2839104") > 0);
+	assert_true(schema_device_key(d, sizeof(d), "a1PK", "dev1") > 0);
+	assert_memory_equal(k, d, 9);
+	assert_string_equal(k + 9, "n:a1PK/dev1:2839104");
+	assert_int_equal(schema_dynreg_random_key(k, 20, "a1PK", "dev1", "2839104"), -1);
 }
 
 static void test_product_set_strings(void **state)
@@ -739,9 +789,11 @@ int main(void)
 		cmocka_unit_test(test_device_parse_status),
 		cmocka_unit_test(test_device_parse_non_digits),
 		cmocka_unit_test(test_device_parse_negative_batch),
-		cmocka_unit_test(test_device_parse_region_length),
+		cmocka_unit_test(test_device_parse_region_code),
 		cmocka_unit_test(test_device_parse_empty),
 		cmocka_unit_test(test_product_field_names),
+		cmocka_unit_test(test_product_dynreg),
+		cmocka_unit_test(test_dynreg_random_key),
 		cmocka_unit_test(test_product_set_strings),
 		cmocka_unit_test(test_product_set_locked),
 		cmocka_unit_test(test_product_set_auth),

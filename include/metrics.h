@@ -9,7 +9,8 @@
 enum metrics_route {
 	METRICS_BOOTSTRAP,        /* /auth/bootstrap */
 	METRICS_BOOTSTRAP_REGION, /* /auth/bootstrap/regionId/{id} */
-	METRICS_DYNREG,           /* /auth/register/device, /device/register */
+	METRICS_DYNREG,           /* /auth/register/device, /register/dev, /device/register */
+	METRICS_PREAUTH,          /* /auth/devicename */
 	METRICS_PUBLIC_OTHER,
 	METRICS_ADMIN,            /* /v1/... */
 	METRICS_OPS,              /* /healthz /readyz /metrics */

@@ -9,6 +9,7 @@
  *   bd:{G}:s:{bucket}       hash    same field -> sealed secret
  *   bd:{G}:c                hash    the group's counters (devices, active, ...)
  *   bd:{G}:n:{pk}/{dn}:{random}  string  a dynamic registration's random (EX 600)
+ *   bd:{G}:a:{iotId}        string  a pre-auth token (SPEC §10; EX its lifetime)
  *   bd:{b}:codes            hash    region and instance codes (codes.h)
  *   bd:{b}:{seq}            hash    batch (st tg ac ct ... pruned)
  *   bd:{b}:{seq}:i :r :n :f list, strings, hash  rows, results, notify states, failures
@@ -148,6 +149,21 @@ int schema_bucket_key(char *buf, size_t len, char part, uint32_t bucket) __attri
 /* A group's counters "bd:{G}:c". */
 int schema_counters_key(char *buf, size_t len, uint32_t group) __attribute__((warn_unused_result));
 int schema_batch_key(char *buf, size_t len, uint64_t seq) __attribute__((warn_unused_result));
+/* HTTPS authentication before MQTT (SPEC §10): a device's iotId is its
+ * group (3 hex digits) and 29 more hex digits; its token's record, under
+ * the iotId's key, is "{expires};{sha256 hex of the token};{pk}/{dn}". */
+#define SCHEMA_IOT_ID_LEN 32
+#define SCHEMA_PREAUTH_TTL_S (7 * 24 * 3600)
+struct schema_preauth {
+	int64_t expires; /* unix seconds */
+	char token_sha256[65];
+	char field[SCHEMA_FIELD_MAX]; /* "{productKey}/{deviceName}" */
+};
+/* The iotId's key; -1 when IOT_ID is not one (32 lower-case hex, a group first). */
+int schema_preauth_key(char *buf, size_t len, const char *iot_id) __attribute__((warn_unused_result));
+int schema_preauth_format(const struct schema_preauth *p, char *buf, size_t len) __attribute__((warn_unused_result));
+int schema_preauth_parse(const char *s, size_t len, struct schema_preauth *out) __attribute__((warn_unused_result));
+
 /* A dynamic registration's RANDOM for a device: in the device's group. */
 int schema_dynreg_random_key(char *buf, size_t len, const char *product_key, const char *device_name,
 	const char *random) __attribute__((warn_unused_result));

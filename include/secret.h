@@ -39,6 +39,35 @@ int secret_open(const struct secret_key *key, const char *aad, const unsigned ch
 int secret_hmac_hex(const char *method, const char *key, const char *msg, size_t msglen,
 	char *out, size_t outlen) __attribute__((warn_unused_result));
 
+/* The Tencent IoT Explorer SDK's dynamic registration (SPEC §9, its
+ * dynreg.c): a PSK is base64 of 16 random bytes (24 characters); the
+ * request's signature is base64 of the lower-case hex HMAC-SHA1 of MSG under
+ * KEY (56 characters); the answer's payload is PLAIN encrypted with
+ * AES-128-CBC under the first 16 bytes of KEY, an IV of sixteen ASCII '0',
+ * padded with 1 to 16 zero bytes, in base64. Each writes a NUL-terminated
+ * string into OUT and returns its length, or -1 (KEY shorter than 16 bytes
+ * for the payload, OUTLEN too small). */
+#define SECRET_PSK_LEN 24
+#define SECRET_TC_SIGN_LEN 56
+int secret_generate_psk(char out[SECRET_PSK_LEN + 1]) __attribute__((warn_unused_result));
+int secret_tc_sign(const char *key, const char *msg, size_t msglen, char *out, size_t outlen)
+	__attribute__((warn_unused_result));
+int secret_tc_payload(const char *key, const char *plain, size_t plen, char *out, size_t outlen)
+	__attribute__((warn_unused_result));
+
+/* NHEX (at most 64) lower-case hex characters of HMAC-SHA256 under the
+ * service key of LABEL, a NUL byte and MSG: a stable name for MSG that only
+ * this service can make. Writes them and a NUL into OUT. 0 or -1. */
+int secret_derive_hex(const struct secret_key *key, const char *label, const char *msg, size_t nhex, char *out)
+	__attribute__((warn_unused_result));
+
+/* SHA-256 of S in lower-case hex (64 characters and a NUL) into OUT. 0 or -1. */
+int secret_sha256_hex(const char *s, char out[65]) __attribute__((warn_unused_result));
+
+/* 1 if the strings A and B (NUL-terminated) are equal, in time that depends
+ * on their lengths only; 0 otherwise. */
+int secret_str_equal(const char *a, const char *b) __attribute__((warn_unused_result));
+
 /* 1 if the hex strings A and B are equal ignoring case, else 0. Constant time
  * for equal lengths; strings of different length, empty, NULL or holding a
  * non-hex character are never equal. */

@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 #include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
 
 #include "admin_batch.h"
 #include "adminreq.h"
@@ -19,6 +20,7 @@
 #include "csvdoc.h"
 #include "form.h"
 #include "http.h"
+#include "jsonstrict.h"
 #include "log.h"
 #include "lua.h"
 #include "nearest.h"
@@ -340,6 +342,112 @@ static void admin_product_secret(struct adminreq *ar)
 		adminreq_unavailable(ar);
 	}
 	OPENSSL_cleanse(sealed, sizeof(sealed));
+}
+
+/* --- the brokers' check of a pre-auth token (SPEC §10) --- */
+
+static void admin_mqtt_answer(struct adminreq *ar, bool allow, const char *why)
+{
+	static const char yes[] = "{\"result\":\"allow\"}", no[] = "{\"result\":\"deny\"}";
+
+	if (!allow)
+		log_info("admin", "req %s: MQTT client %s denied: %s", ar->req->id, ar->pk[0] ? ar->pk : "-", why);
+	if (ar->answered)
+		return;
+	ar->answered = true;
+	adminreq_send(ar->req, 200, adminreq_json, allow ? yes : no, allow ? sizeof(yes) - 1 : sizeof(no) - 1);
+}
+
+struct admin_mqtt {
+	char clientid[FORM_CLIENT_ID_MAX + 1];
+	char password_sha256[65];
+};
+
+static void admin_mqtt_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	struct admin_mqtt *m = ar->data;
+	struct schema_preauth p;
+	char want[SCHEMA_FIELD_MAX];
+	size_t wl;
+
+	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)) {
+		adminreq_redis_failed(ar, reply);
+	} else if (reply->type == REDIS_REPLY_NIL) {
+		admin_mqtt_answer(ar, false, "no such token (never issued, or expired)");
+	} else if (schema_preauth_parse(reply->str, reply->len, &p) < 0) {
+		log_error("admin", "a pre-auth token record is unreadable");
+		admin_mqtt_answer(ar, false, "unreadable token record");
+	} else if (p.expires <= (int64_t)time(NULL)) {
+		admin_mqtt_answer(ar, false, "token expired");
+	} else if (!secret_str_equal(p.token_sha256, m->password_sha256)) {
+		admin_mqtt_answer(ar, false, "wrong token");
+	} else {
+		/* The device's client id is {productKey}.{deviceName}, alone or before '|'. */
+		snprintf(want, sizeof(want), "%s", p.field);
+		*strchr(want, '/') = '.';
+		wl = strlen(want);
+		snprintf(ar->pk, sizeof(ar->pk), "%.*s", (int)(strchr(p.field, '/') - p.field), p.field);
+		if (m->clientid[0] && !(strncmp(m->clientid, want, wl) == 0 && (m->clientid[wl] == '\0' ||
+									 m->clientid[wl] == '|')))
+			admin_mqtt_answer(ar, false, "client id of another device");
+		else
+			admin_mqtt_answer(ar, true, NULL);
+	}
+	adminreq_unref(ar);
+}
+
+/* POST /v1/mqtt/auth {"clientid":..,"username":iotId,"password":iotToken}:
+ * 200 {"result":"allow"} or {"result":"deny"}, EMQX's HTTP authentication. */
+static void admin_mqtt_auth(struct adminreq *ar)
+{
+	const char *pu[] = { "username", NULL }, *pp[] = { "password", NULL }, *pc[] = { "clientid", NULL };
+	struct jsonstrict_error e;
+	struct admin_mqtt *m;
+	char key[SCHEMA_KEY_MAX];
+	size_t len;
+	char *body = adminreq_body(ar->req, &len);
+	yajl_val root = NULL, u, pw, c;
+
+	if (body == NULL || (m = calloc(1, sizeof(*m))) == NULL) {
+		free(body);
+		adminreq_error(ar, 500, "internal", "out of memory");
+		return;
+	}
+	ar->data = m;
+	ar->data_free = free;
+	if ((root = jsonstrict_parse(body, len, 4, &e)) == NULL || !YAJL_IS_OBJECT(root)) {
+		adminreq_error(ar, 400, "invalid_json", "body must be a JSON object {\"clientid\",\"username\",\"password\"}");
+		goto out;
+	}
+	u = yajl_tree_get(root, pu, yajl_t_string);
+	pw = yajl_tree_get(root, pp, yajl_t_string);
+	c = yajl_tree_get(root, pc, yajl_t_any);
+	if (u == NULL || pw == NULL || (c != NULL && !YAJL_IS_STRING(c) && !YAJL_IS_NULL(c))) {
+		adminreq_error(ar, 400, "invalid_field", "username and password are strings, clientid a string");
+		goto out;
+	}
+	if (c && YAJL_IS_STRING(c))
+		snprintf(m->clientid, sizeof(m->clientid), "%s", YAJL_GET_STRING(c));
+	if (schema_preauth_key(key, sizeof(key), YAJL_GET_STRING(u)) < 0) {
+		admin_mqtt_answer(ar, false, "not an iotId");
+		goto out;
+	}
+	if (secret_sha256_hex(YAJL_GET_STRING(pw), m->password_sha256) < 0) {
+		adminreq_error(ar, 500, "internal", "cannot hash");
+		goto out;
+	}
+	const char *argv[] = { "GET", key };
+	ar->refs++;
+	if (store_command(adminreq_store(ar->t), admin_mqtt_reply, ar, 2, argv, NULL) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+out:
+	yajl_tree_free(root);
+	if (body)
+		OPENSSL_cleanse(body, len);
+	free(body);
 }
 
 /* --- devices --- */
@@ -1296,6 +1404,19 @@ static void admin_v1(struct http_request *req, void *arg)
 	}
 	if (admin_batch_handle(t, req, path))
 		return;
+	if (strcmp(path, "/v1/mqtt/auth") == 0) {
+		if (m != HTTP_POST) {
+			admin_method_not_allowed(req, "POST");
+			return;
+		}
+		if ((ar = adminreq_new(t, req)) == NULL) {
+			adminreq_error_req(req, 500, "internal", "out of memory");
+			return;
+		}
+		admin_mqtt_auth(ar);
+		adminreq_unref(ar);
+		return;
+	}
 	if (strcmp(path, "/v1/regions") == 0) {
 		if (m != HTTP_GET)
 			admin_method_not_allowed(req, "GET");

@@ -114,6 +114,8 @@ struct bootstrap_req {
 	int body_len;
 	const char *region; /* the resolved region's id (in cat) while its code is synced */
 	int code_syncs;
+	bool preauth; /* POST /auth/devicename (SPEC §10): a token too */
+	char iot_id[SCHEMA_IOT_ID_LEN + 1], iot_token[SECRET_HEX_LEN + 1]; /* wiped with the request */
 	uint64_t id;
 	/* The query and body, decoded in place by form_parse (FORM points into
 	 * them), then as much room again for the signed content. */
@@ -132,6 +134,7 @@ static void bootstrap_req_unref(struct bootstrap_req *br)
 	struct bootstrap_cache *cache = br->t->cache;
 
 	form_request_clear(&br->form);
+	OPENSSL_cleanse(br->iot_token, sizeof(br->iot_token));
 	catalog_unref(br->cat);
 	if (cache->nfree < BOOTSTRAP_FREE_MAX)
 		cache->free_reqs[cache->nfree++] = br;
@@ -321,6 +324,7 @@ static void bootstrap_on_recorded(redisReply *reply, void *arg)
 static struct log_limit bootstrap_code_log;
 
 static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *region);
+static void bootstrap_preauth_issue(struct bootstrap_req *br, const char *region);
 
 static void bootstrap_codes_synced(bool ok, void *arg)
 {
@@ -381,6 +385,68 @@ send:
 	bootstrap_send(br->req, 200, br->body, br->body_len);
 }
 
+static void bootstrap_preauth_issued(redisReply *reply, void *arg)
+{
+	struct bootstrap_req *br = arg;
+	static const char prefix[] = "{\"code\":200,\"data\":{";
+	char body[BOOTSTRAP_BODY_MAX];
+	int n;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_STATUS) {
+		br->answered = false;
+		bootstrap_fail(br, 503, "service unavailable");
+		goto out;
+	}
+	/* The endpoint's answer with the token first in "data": the 3.0.1 SDK
+	 * reads 299 bytes and takes keys wherever they are. */
+	n = snprintf(body, sizeof(body), "%s\"iotId\":\"%s\",\"iotToken\":\"%s\",%s", prefix, br->iot_id,
+		br->iot_token, br->body + sizeof(prefix) - 1);
+	if (n < 0 || (size_t)n >= sizeof(body) || (size_t)n >= sizeof(br->body) ||
+	    strncmp(br->body, prefix, sizeof(prefix) - 1) != 0) {
+		br->answered = false;
+		bootstrap_fail(br, 500, "internal error");
+		goto out;
+	}
+	memcpy(br->body, body, (size_t)n + 1);
+	br->body_len = n;
+	OPENSSL_cleanse(body, sizeof(body));
+	http_add_header(br->req, "Cache-Control", "no-store");
+	bootstrap_record_and_answer(br, br->region);
+out:
+	bootstrap_req_unref(br);
+}
+
+/* SPEC §10: a token valid SCHEMA_PREAUTH_TTL_S for the region's broker to
+ * check (POST /v1/mqtt/auth), kept as its SHA-256 under the device's
+ * iotId, which replaces the device's token before. Then the answer. */
+static void bootstrap_preauth_issue(struct bootstrap_req *br, const char *region)
+{
+	struct schema_preauth p = { .expires = (int64_t)time(NULL) + SCHEMA_PREAUTH_TTL_S };
+	char key[SCHEMA_KEY_MAX], rec[160], ttl[16], derived[SCHEMA_IOT_ID_LEN];
+	uint32_t group = schema_group(schema_bucket(br->form.product_key, br->form.device_name));
+
+	br->answered = true;
+	br->region = region;
+	if (secret_derive_hex(br->t->srv->secret_key, "iotId", br->field, SCHEMA_IOT_ID_LEN - 3, derived) < 0 ||
+	    snprintf(br->iot_id, sizeof(br->iot_id), "%03x%s", (unsigned)group, derived) != SCHEMA_IOT_ID_LEN ||
+	    secret_generate(br->iot_token) < 0 || secret_sha256_hex(br->iot_token, p.token_sha256) < 0 ||
+	    snprintf(p.field, sizeof(p.field), "%s", br->field) >= (int)sizeof(p.field) ||
+	    schema_preauth_key(key, sizeof(key), br->iot_id) < 0 || schema_preauth_format(&p, rec, sizeof(rec)) < 0) {
+		br->answered = false;
+		bootstrap_fail(br, 500, "internal error");
+		return;
+	}
+	snprintf(ttl, sizeof(ttl), "%d", SCHEMA_PREAUTH_TTL_S);
+	const char *argv[] = { "SET", key, rec, "EX", ttl };
+	br->refs++;
+	/* Durable: a token handed out must still open after a failover. */
+	if (store_write_timed(br->t->store, bootstrap_time_left_ms(br), bootstrap_preauth_issued, br, 5, argv, NULL) < 0) {
+		br->refs--;
+		br->answered = false;
+		bootstrap_fail(br, 503, "service unavailable");
+	}
+}
+
 /* 0 when the signature is right, -1 when missing or wrong, -2 on an internal problem. */
 static int bootstrap_check_sign(struct bootstrap_req *br)
 {
@@ -421,7 +487,7 @@ static void bootstrap_resolve(struct bootstrap_req *br)
 	const char *rid, *iid;
 	int rc;
 
-	if (br->product.auth_required) {
+	if (br->product.auth_required || br->preauth) {
 		rc = bootstrap_check_sign(br);
 		if (rc == -2) {
 			bootstrap_fail(br, 500, "internal error");
@@ -475,7 +541,10 @@ static void bootstrap_resolve(struct bootstrap_req *br)
 		return;
 	}
 	br->body_len = rc;
-	bootstrap_record_and_answer(br, region->id);
+	if (br->preauth)
+		bootstrap_preauth_issue(br, region->id);
+	else
+		bootstrap_record_and_answer(br, region->id);
 }
 
 static void bootstrap_on_batch(redisReply *reply, void *arg)
@@ -529,7 +598,11 @@ static void bootstrap_continue(struct bootstrap_req *br)
 		bootstrap_fail(br, 5001, "device not found");
 		return;
 	}
-	if (br->product.auth_required && br->sealed_len == 0) {
+	if (br->preauth && !br->product.pre_auth) {
+		bootstrap_fail(br, 6200, "the product does not allow authentication before MQTT");
+		return;
+	}
+	if ((br->product.auth_required || br->preauth) && br->sealed_len == 0) {
 		bootstrap_fail(br, 401, "signature required");
 		return;
 	}
@@ -591,11 +664,17 @@ static void bootstrap_cache_put(struct bootstrap_req *br, uint64_t token, const 
 		(void)cache_put(cache, token, key, strlen(key), field, strlen(field), value, vlen);
 }
 
-/* The product as the record cache keeps it: the fields the device path uses
- * (hr hi ba pb), each a length byte (0xff: absent) and its bytes. */
-static const enum schema_product_field bootstrap_product_cached[] = {
-	SCHEMA_P_HOME_REGION, SCHEMA_P_HOME_INSTANCE, SCHEMA_P_AUTH, SCHEMA_P_BATCH,
+/* The product's fields a device request reads, in the HMGET's order. */
+static const enum schema_product_field bootstrap_product_read[] = {
+	SCHEMA_P_HOME_REGION, SCHEMA_P_HOME_INSTANCE, SCHEMA_P_ACCOUNT, SCHEMA_P_LOCKED, SCHEMA_P_AUTH,
+	SCHEMA_P_BATCH, SCHEMA_P_PREAUTH,
 };
+#define BOOTSTRAP_NREAD (sizeof(bootstrap_product_read) / sizeof(bootstrap_product_read[0]))
+
+/* The product as the record cache keeps it: the fields the device path uses
+ * (hr hi ba pb pa, by their place in the HMGET), each a length byte (0xff:
+ * absent) and its bytes. */
+static const size_t bootstrap_product_cached[] = { 0, 1, 4, 5, 6 };
 #define BOOTSTRAP_NCACHED (sizeof(bootstrap_product_cached) / sizeof(bootstrap_product_cached[0]))
 
 static void bootstrap_product_keep(struct bootstrap_req *br, const redisReply *reply)
@@ -635,7 +714,8 @@ static bool bootstrap_product_unpack(struct bootstrap_req *br, const char *v, si
 		if (absent)
 			len = 0;
 		if (off + len > vlen ||
-		    schema_product_set(&br->product, bootstrap_product_cached[i], absent ? NULL : v + off, len) < 0)
+		    schema_product_set(&br->product, bootstrap_product_read[bootstrap_product_cached[i]],
+			    absent ? NULL : v + off, len) < 0)
 			return false;
 		off += len;
 	}
@@ -649,7 +729,7 @@ static void bootstrap_lookup_secret(struct bootstrap_req *br)
 	const char *v;
 	size_t vlen;
 
-	if (!br->product_found || !br->product.auth_required || br->failed)
+	if (!br->product_found || !(br->product.auth_required || br->preauth) || br->failed)
 		return;
 	if (schema_secret_key(key, sizeof(key), br->form.product_key, br->form.device_name) < 0) {
 		br->failed = true;
@@ -684,7 +764,7 @@ static void bootstrap_on_product(redisReply *reply, void *arg)
 {
 	struct bootstrap_req *br = arg;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != SCHEMA_P_BATCH + 1) {
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != BOOTSTRAP_NREAD) {
 		br->failed = true;
 		goto out;
 	}
@@ -697,10 +777,10 @@ static void bootstrap_on_product(redisReply *reply, void *arg)
 	br->product_found = reply->element[0]->type == REDIS_REPLY_STRING;
 	for (size_t i = 0; br->product_found && i < reply->elements; i++) {
 		redisReply *e = reply->element[i];
-		if (schema_product_set(&br->product, (enum schema_product_field)i,
+		if (schema_product_set(&br->product, bootstrap_product_read[i],
 			    e->type == REDIS_REPLY_STRING ? e->str : NULL, e->len) < 0) {
 			log_error("bootstrap", "product %s has an unreadable field %s", br->form.product_key,
-				schema_product_fields[i]);
+				schema_product_fields[bootstrap_product_read[i]]);
 			br->failed = true;
 		}
 	}
@@ -797,7 +877,8 @@ static bool bootstrap_device_from_cache(struct bootstrap_req *br, struct cache *
 	return false;
 }
 
-static void bootstrap_device(struct server_thread *t, struct http_request *req, const struct netaddr *client)
+static void bootstrap_device(struct server_thread *t, struct http_request *req, const struct netaddr *client,
+	bool preauth)
 {
 	const char *ctype = http_header(req, "Content-Type");
 	size_t blen = req->r.body_len;
@@ -821,6 +902,7 @@ static void bootstrap_device(struct server_thread *t, struct http_request *req, 
 	br->refs = 1;
 	br->t = t;
 	br->req = req;
+	br->preauth = preauth;
 	if (client) {
 		br->client = *client;
 		br->client_known = true;
@@ -841,9 +923,11 @@ static void bootstrap_device(struct server_thread *t, struct http_request *req, 
 	/* Each record from the cache, else from Redis (pipelined: one round trip).
 	 * The request holds one share of `pending` itself until both are under way. */
 	struct cache *cache = store_cache(t->store);
-	const char *pargv[] = { "HMGET", pkey, "hr", "hi", "ac", "lk", "ba", "pb" };
+	const char *pargv[2 + BOOTSTRAP_NREAD] = { "HMGET", pkey };
 	const char *dargv[] = { "HGET", dkey, br->field };
 	bool product_cached;
+	for (size_t i = 0; i < BOOTSTRAP_NREAD; i++)
+		pargv[2 + i] = schema_product_fields[bootstrap_product_read[i]];
 	br->token = cache ? cache_token(cache) : 0;
 	br->refs++;
 	br->pending = 1;
@@ -851,7 +935,7 @@ static void bootstrap_device(struct server_thread *t, struct http_request *req, 
 	if (!product_cached) {
 		br->refs++;
 		br->pending++;
-		if (store_command(t->store, bootstrap_on_product, br, 8, pargv, NULL) < 0) {
+		if (store_command(t->store, bootstrap_on_product, br, 2 + BOOTSTRAP_NREAD, pargv, NULL) < 0) {
 			br->refs--;
 			br->pending--;
 			br->failed = true;
@@ -961,7 +1045,18 @@ static void bootstrap_on_device_route(struct http_request *req, void *arg)
 	bool known;
 
 	if (!bootstrap_limited(t, req, &client, &known))
-		bootstrap_device(t, req, known ? &client : NULL);
+		bootstrap_device(t, req, known ? &client : NULL, false);
+}
+
+/* POST /auth/devicename (SPEC §10): the bootstrap, signed, with a token. */
+static void bootstrap_on_preauth_route(struct http_request *req, void *arg)
+{
+	struct server_thread *t = arg;
+	struct netaddr client;
+	bool known;
+
+	if (!bootstrap_limited(t, req, &client, &known))
+		bootstrap_device(t, req, known ? &client : NULL, true);
 }
 
 static void bootstrap_on_region_route(struct http_request *req, void *arg)
@@ -986,5 +1081,8 @@ const struct http_route bootstrap_routes[] = {
 	{ "/auth/bootstrap/regionId/", true, HTTP_M_GET | HTTP_M_POST, "GET, POST", METRICS_BOOTSTRAP_REGION,
 		bootstrap_on_region_route },
 	{ "/auth/register/device", false, HTTP_M_POST, "POST", METRICS_DYNREG, dynreg_on_alibaba },
+	{ "/auth/devicename", false, HTTP_M_POST, "POST", METRICS_PREAUTH, bootstrap_on_preauth_route },
+	{ "/register/dev", false, HTTP_M_POST, "POST", METRICS_DYNREG, dynreg_on_tencent },
+	{ "/device/register", false, HTTP_M_POST, "POST", METRICS_DYNREG, dynreg_on_tencent },
 };
 const size_t bootstrap_nroutes = sizeof(bootstrap_routes) / sizeof(bootstrap_routes[0]);

@@ -11,6 +11,7 @@
 
 #include "bootstrap.h"
 #include "config.h"
+#include "dynform.h"
 #include "form.h"
 #include "log.h"
 #include "lua.h"
@@ -22,19 +23,28 @@
 
 static const char dynreg_json[] = "application/json; charset=utf-8";
 
-/* One registration: the request's parameters point into its buffers, which
- * the connection keeps until the answer. */
+/* The two forms: the vendor SDK 4.x's (a form, hex HMAC) and the Tencent
+ * IoT Explorer SDK's (JSON, base64 of hex HMAC-SHA1, an encrypted answer). */
+enum dynreg_kind { DYNREG_ALIBABA, DYNREG_TENCENT };
+
+/* One registration: the form's parameters point into the request's
+ * buffers, which the connection keeps until the answer. */
 struct dynreg_req {
 	struct server_thread *t;
 	struct http_request *req;
-	struct form_request form;
-	const char *random;
-	const char *method; /* "hmacmd5" when not sent */
+	enum dynreg_kind kind;
+	const char *pk, *dn, *random;
+	struct form_request form;   /* DYNREG_ALIBABA */
+	const char *method;         /* "hmacmd5" when not sent */
+	struct dynform_tencent tc;  /* DYNREG_TENCENT */
 	enum schema_dynreg mode;
 	char field[SCHEMA_FIELD_MAX];
 	char dkey[SCHEMA_KEY_MAX], skey[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX];
 	char rkey[SCHEMA_KEY_MAX + SCHEMA_FIELD_MAX + SCHEMA_DYNREG_RANDOM_MAX];
-	char secret[SECRET_HEX_LEN + 1]; /* the new device secret; wiped with the request */
+	/* The new device secret (32 hex, or a Tencent PSK), and the Tencent
+	 * answer's payload (encrypted); wiped with the request. */
+	char secret[SECRET_HEX_LEN + 1];
+	char payload[128];
 };
 
 static void dynreg_free(struct dynreg_req *d)
@@ -42,6 +52,7 @@ static void dynreg_free(struct dynreg_req *d)
 	if (d == NULL)
 		return;
 	OPENSSL_cleanse(d->secret, sizeof(d->secret));
+	OPENSSL_cleanse(d->payload, sizeof(d->payload));
 	free(d);
 }
 
@@ -94,11 +105,16 @@ static void dynreg_registered(redisReply *reply, void *arg)
 		return;
 	}
 	dynreg_log(d, strcmp(reply->str, "new") == 0 ? "secret issued, device registered" : "secret issued");
-	/* Names are of [A-Za-z0-9_.@:-], the secret hex: nothing to escape. */
-	n = snprintf(body, sizeof(body),
-		"{\"code\":200,\"data\":{\"productKey\":\"%s\",\"deviceName\":\"%s\",\"deviceSecret\":\"%s\"},"
-		"\"message\":\"success\"}",
-		d->form.product_key, d->form.device_name, d->secret);
+	/* Names are of [A-Za-z0-9_.@:-], the secret hex, the payload base64:
+	 * nothing to escape (and the Tencent SDK unescapes nothing, '/' included). */
+	if (d->kind == DYNREG_TENCENT)
+		n = snprintf(body, sizeof(body), "{\"code\":0,\"message\":\"\",\"len\":%zu,\"payload\":\"%s\"}",
+			sizeof("{\"encryptionType\":2,\"psk\":\"\"}") - 1 + strlen(d->secret), d->payload);
+	else
+		n = snprintf(body, sizeof(body),
+			"{\"code\":200,\"data\":{\"productKey\":\"%s\",\"deviceName\":\"%s\",\"deviceSecret\":\"%s\"},"
+			"\"message\":\"success\"}",
+			d->pk, d->dn, d->secret);
 	if (n < 0 || (size_t)n >= sizeof(body)) {
 		dynreg_fail(d, 500, "internal error");
 		return;
@@ -109,8 +125,9 @@ static void dynreg_registered(redisReply *reply, void *arg)
 	dynreg_free(d);
 }
 
-/* The signature over every parameter but sign and signMethod, under the
- * product secret PLAIN. True when it matches. */
+/* The signature under the product secret PLAIN: for the 4.x form over
+ * every parameter but sign and signMethod; for the Tencent form over its
+ * four fields. True when it matches. */
 static bool dynreg_signed(const struct dynreg_req *d, const char *plain)
 {
 	static const char *const skip[] = { "sign", "signMethod" };
@@ -118,6 +135,14 @@ static bool dynreg_signed(const struct dynreg_req *d, const char *plain)
 	size_t cap = d->req->r.query_len + d->req->r.body_len + 1, len;
 	bool ok = false;
 
+	if (d->kind == DYNREG_TENCENT) {
+		int n = dynform_tencent_content(&d->tc, small, sizeof(small));
+		char sign[SECRET_TC_SIGN_LEN + 1];
+		ok = n > 0 && secret_tc_sign(plain, small, (size_t)n, sign, sizeof(sign)) > 0 &&
+			secret_str_equal(sign, d->tc.signature);
+		OPENSSL_cleanse(sign, sizeof(sign));
+		return ok;
+	}
 	content = cap <= sizeof(small) ? small : malloc(cap);
 	if (content != NULL && form_sign_content(&d->form, skip, 2, content, cap, &len) == 0 &&
 	    secret_hmac_hex(d->method, plain, content, len, expect, sizeof(expect)) > 0)
@@ -135,6 +160,7 @@ static void dynreg_read(redisReply *all, void *arg)
 	struct schema_device dev;
 	char plain[SECRET_PLAIN_MAX + 1], record[SCHEMA_DEVICE_RECORD_MAX], ttl[16];
 	unsigned char sealed[SECRET_HEX_LEN + SECRET_SEALED_OVERHEAD];
+	int made;
 	int sl;
 
 	if (all == NULL || all->type != REDIS_REPLY_ARRAY || all->elements != 2 ||
@@ -171,24 +197,34 @@ static void dynreg_read(redisReply *all, void *arg)
 			return;
 		}
 	}
-	if (secret_open(d->t->srv->secret_key, d->form.product_key, (const unsigned char *)p->element[2]->str,
+	if (secret_open(d->t->srv->secret_key, d->pk, (const unsigned char *)p->element[2]->str,
 		    p->element[2]->len, plain, sizeof(plain)) < 0) {
-		log_error("dynreg", "product %s: its sealed secret does not open with this service key",
-			d->form.product_key);
+		log_error("dynreg", "product %s: its sealed secret does not open with this service key", d->pk);
 		dynreg_fail(d, 500, "internal error");
 		return;
 	}
-	bool ok = dynreg_signed(d, plain);
-	OPENSSL_cleanse(plain, sizeof(plain));
-	if (!ok) {
+	if (!dynreg_signed(d, plain)) {
+		OPENSSL_cleanse(plain, sizeof(plain));
 		dynreg_log(d, "refused, wrong signature");
 		dynreg_fail(d, 401, "signature is wrong");
 		return;
 	}
 	struct schema_device fresh = { .status = SCHEMA_INACTIVE, .registered_at = (int64_t)time(NULL),
 		.notify_row = -1 };
-	if (secret_generate(d->secret) < 0 || schema_device_format(&fresh, record, sizeof(record)) < 0 ||
-	    (sl = secret_seal(d->t->srv->secret_key, d->field, d->secret, SECRET_HEX_LEN, sealed, sizeof(sealed))) < 0) {
+	made = d->kind == DYNREG_TENCENT ? secret_generate_psk(d->secret) : secret_generate(d->secret) == 0 ?
+		SECRET_HEX_LEN : -1;
+	if (made > 0 && d->kind == DYNREG_TENCENT) {
+		/* The answer's payload, encrypted under the product secret as the SDK decrypts it. */
+		char pt[96];
+		int n = snprintf(pt, sizeof(pt), "{\"encryptionType\":2,\"psk\":\"%s\"}", d->secret);
+		if (n < 0 || (size_t)n >= sizeof(pt) ||
+		    secret_tc_payload(plain, pt, (size_t)n, d->payload, sizeof(d->payload)) < 0)
+			made = -1;
+		OPENSSL_cleanse(pt, sizeof(pt));
+	}
+	OPENSSL_cleanse(plain, sizeof(plain));
+	if (made < 0 || schema_device_format(&fresh, record, sizeof(record)) < 0 ||
+	    (sl = secret_seal(d->t->srv->secret_key, d->field, d->secret, (size_t)made, sealed, sizeof(sealed))) < 0) {
 		dynreg_fail(d, 500, "internal error");
 		return;
 	}
@@ -215,13 +251,36 @@ static bool dynreg_valid_random(const char *s)
 	return true;
 }
 
+/* Reads the product and the device: one round trip. */
+static void dynreg_start(struct dynreg_req *d)
+{
+	struct server_thread *t = d->t;
+	char pkey[SCHEMA_KEY_MAX];
+	uint32_t bucket = schema_bucket(d->pk, d->dn);
+
+	if (schema_product_key(pkey, sizeof(pkey), d->pk) < 0 ||
+	    schema_device_field(d->field, sizeof(d->field), d->pk, d->dn) < 0 ||
+	    schema_bucket_key(d->dkey, sizeof(d->dkey), 'd', bucket) < 0 ||
+	    schema_bucket_key(d->skey, sizeof(d->skey), 's', bucket) < 0 ||
+	    schema_counters_key(d->ckey, sizeof(d->ckey), schema_group(bucket)) < 0 ||
+	    schema_dynreg_random_key(d->rkey, sizeof(d->rkey), d->pk, d->dn, d->random) < 0) {
+		dynreg_fail(d, 460, "parameter too long");
+		return;
+	}
+	const char *pargv[] = { "HMGET", pkey, "hr", "dr", SCHEMA_PRODUCT_SECRET_FIELD };
+	const char *dargv[] = { "HGET", d->dkey, d->field };
+	const char *const *argvs[] = { pargv, dargv };
+	const int argcs[] = { 5, 3 };
+	if (store_gather(t->store, t->srv->cfg->redis_timeout_ms, 2, argcs, argvs, dynreg_read, d) < 0)
+		dynreg_fail(d, 503, "service unavailable");
+}
+
 void dynreg_on_alibaba(struct http_request *req, void *arg)
 {
 	static const char *const methods[] = { "hmacmd5", "hmacsha1", "hmacsha256" };
 	struct server_thread *t = arg;
 	const char *ctype = http_header(req, "Content-Type"), *why = NULL;
 	const struct form_param *random, *method;
-	char pkey[SCHEMA_KEY_MAX];
 	size_t blen = req->r.body_len;
 	struct dynreg_req *d;
 
@@ -265,21 +324,34 @@ void dynreg_on_alibaba(struct http_request *req, void *arg)
 		dynreg_fail(d, 401, "signature required");
 		return;
 	}
-	uint32_t bucket = schema_bucket(d->form.product_key, d->form.device_name);
-	if (schema_product_key(pkey, sizeof(pkey), d->form.product_key) < 0 ||
-	    schema_device_field(d->field, sizeof(d->field), d->form.product_key, d->form.device_name) < 0 ||
-	    schema_bucket_key(d->dkey, sizeof(d->dkey), 'd', bucket) < 0 ||
-	    schema_bucket_key(d->skey, sizeof(d->skey), 's', bucket) < 0 ||
-	    schema_counters_key(d->ckey, sizeof(d->ckey), schema_group(bucket)) < 0 ||
-	    schema_dynreg_random_key(d->rkey, sizeof(d->rkey), d->form.product_key, d->form.device_name,
-		    d->random) < 0) {
-		dynreg_fail(d, 460, "parameter too long");
+	d->pk = d->form.product_key;
+	d->dn = d->form.device_name;
+	dynreg_start(d);
+}
+
+/* POST /register/dev: the Tencent IoT Explorer SDK's JSON (its dynreg.c);
+ * its Content-Type says form, the body is JSON. The nonce is its random. */
+void dynreg_on_tencent(struct http_request *req, void *arg)
+{
+	struct server_thread *t = arg;
+	struct dynreg_req *d;
+	const char *why = NULL;
+
+	if (bootstrap_rate_limited(t, req))
+		return;
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		bootstrap_fail_req(req, 500, "internal error");
 		return;
 	}
-	const char *pargv[] = { "HMGET", pkey, "hr", "dr", SCHEMA_PRODUCT_SECRET_FIELD };
-	const char *dargv[] = { "HGET", d->dkey, d->field };
-	const char *const *argvs[] = { pargv, dargv };
-	const int argcs[] = { 5, 3 };
-	if (store_gather(t->store, t->srv->cfg->redis_timeout_ms, 2, argcs, argvs, dynreg_read, d) < 0)
-		dynreg_fail(d, 503, "service unavailable");
+	d->t = t;
+	d->req = req;
+	d->kind = DYNREG_TENCENT;
+	if (dynform_tencent_parse(req->r.body, req->r.body_len, &d->tc, &why) < 0) {
+		dynreg_fail(d, 460, why);
+		return;
+	}
+	d->pk = d->tc.product_id;
+	d->dn = d->tc.device_name;
+	d->random = d->tc.nonce;
+	dynreg_start(d);
 }

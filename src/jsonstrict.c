@@ -1,6 +1,7 @@
 #include "jsonstrict.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
@@ -96,4 +97,62 @@ int jsonstrict_check(const char *text, size_t len, int max_depth, struct jsonstr
 		yajl_free_error(h, msg);
 	yajl_free(h);
 	return -1;
+}
+
+static int jsonstrict_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first key an object of V holds twice, "" when out of memory, NULL for none. */
+static const char *jsonstrict_repeated(yajl_val v)
+{
+	const char *dup = NULL;
+
+	if (YAJL_IS_ARRAY(v)) {
+		for (size_t i = 0; dup == NULL && i < v->u.array.len; i++)
+			dup = jsonstrict_repeated(v->u.array.values[i]);
+		return dup;
+	}
+	if (!YAJL_IS_OBJECT(v))
+		return NULL;
+	if (v->u.object.len > 1) {
+		/* Sorted, so that an object of many keys costs n log n, not n^2. */
+		const char **keys = malloc(v->u.object.len * sizeof(*keys));
+		if (keys == NULL)
+			return "";
+		memcpy(keys, v->u.object.keys, v->u.object.len * sizeof(*keys));
+		qsort(keys, v->u.object.len, sizeof(*keys), jsonstrict_cmp);
+		for (size_t i = 1; dup == NULL && i < v->u.object.len; i++)
+			if (strcmp(keys[i - 1], keys[i]) == 0)
+				dup = keys[i];
+		free(keys);
+	}
+	for (size_t i = 0; dup == NULL && i < v->u.object.len; i++)
+		dup = jsonstrict_repeated(v->u.object.values[i]);
+	return dup;
+}
+
+yajl_val jsonstrict_parse(const char *text, size_t len, int max_depth, struct jsonstrict_error *err)
+{
+	char buf[128];
+	yajl_val root;
+	const char *dup;
+
+	if (jsonstrict_check(text, len, max_depth, err) < 0)
+		return NULL;
+	memset(err, 0, sizeof(*err));
+	if ((root = yajl_tree_parse(text, buf, sizeof(buf))) == NULL) {
+		snprintf(err->message, sizeof(err->message), "%s", "not JSON");
+		return NULL;
+	}
+	if ((dup = jsonstrict_repeated(root)) != NULL) {
+		if (dup[0] == '\0')
+			snprintf(err->message, sizeof(err->message), "out of memory");
+		else
+			snprintf(err->message, sizeof(err->message), "key \"%.64s\" given twice", dup);
+		yajl_tree_free(root);
+		return NULL;
+	}
+	return root;
 }

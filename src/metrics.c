@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 static const char *const metrics_route_names[METRICS_NROUTES] = {
-	"bootstrap", "bootstrap_region", "dynreg", "public_other", "admin", "ops",
+	"bootstrap", "bootstrap_region", "dynreg", "preauth", "public_other", "admin", "ops",
 };
 
 static const int metrics_statuses[] = { 200, 201, 202, 400, 401, 404, 405, 408, 409, 413, 429, 431, 500, 503 };

@@ -48,7 +48,6 @@ int registry_product_parse(const char *text, size_t len, const struct catalog *c
 	static const char *const known[] = { "homeRegion", "homeInstance", "account", "locked", "bootstrapAuth",
 		"dynamicRegistration", "preAuth" };
 	const char *path[] = { "locked", NULL }, *pa_path[] = { "preAuth", NULL };
-	char errbuf[256], msg[512];
 	struct jsonstrict_error e;
 	const char *hr, *hi, *acct, *auth, *dr;
 	bool bad = false;
@@ -58,16 +57,11 @@ int registry_product_parse(const char *text, size_t len, const struct catalog *c
 	memset(out, 0, sizeof(*out));
 	/* The strict pass first: yajl_tree_parse alone would accept comments,
 	 * and would stop at a NUL with the rest of the body unread. */
-	if (jsonstrict_check(text, len, REGISTRY_JSON_DEPTH_MAX, &e) < 0)
+	if ((root = jsonstrict_parse(text, len, REGISTRY_JSON_DEPTH_MAX, &e)) == NULL)
 		return registry_fail(err, 400, "invalid_json", "body must be a JSON object: %s at byte %zu", e.message,
 			e.offset);
-	root = yajl_tree_parse(text, errbuf, sizeof(errbuf));
-	if (root == NULL || !YAJL_IS_OBJECT(root)) {
-		snprintf(msg, sizeof(msg), "body must be a JSON object%s%s", root ? "" : ": ", root ? "" : errbuf);
-		for (char *p = msg; *p; p++)
-			if (*p == '\n')
-				*p = ' ';
-		registry_fail(err, 400, "invalid_json", "%s", msg);
+	if (!YAJL_IS_OBJECT(root)) {
+		registry_fail(err, 400, "invalid_json", "body must be a JSON object");
 		goto out;
 	}
 	for (size_t i = 0; i < root->u.object.len; i++) {
@@ -268,13 +262,10 @@ long registry_devices_count(const char *text, size_t len, struct registry_error 
 {
 	const char *path[] = { "count", NULL };
 	struct jsonstrict_error e;
-	char errbuf[128];
 	yajl_val root, v;
 	long long count;
 
-	if (jsonstrict_check(text, len, REGISTRY_JSON_DEPTH_MAX, &e) < 0)
-		return registry_fail(err, 400, "invalid_json", "expected {\"count\":N}");
-	root = yajl_tree_parse(text, errbuf, sizeof(errbuf));
+	root = jsonstrict_parse(text, len, REGISTRY_JSON_DEPTH_MAX, &e);
 	v = root ? yajl_tree_get(root, path, yajl_t_number) : NULL;
 
 	if (root == NULL || !YAJL_IS_OBJECT(root) || root->u.object.len != 1 || v == NULL || !YAJL_IS_INTEGER(v)) {

@@ -52,6 +52,11 @@ static int schema_join(char *buf, size_t len, const char *a, size_t al, const ch
 	return (int)(al + bl);
 }
 
+static unsigned schema_hex_value(char c)
+{
+	return c >= 'a' ? (unsigned)(c - 'a' + 10) : (unsigned)(c - '0');
+}
+
 static char schema_hex(unsigned v)
 {
 	return "0123456789abcdef"[v & 15];
@@ -106,6 +111,49 @@ int schema_dynreg_random_key(char *buf, size_t len, const char *product_key, con
 	schema_group_prefix(prefix, group);
 	n = snprintf(buf, len, "%.9sn:%s/%s:%s", prefix, product_key, device_name, random);
 	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+static size_t schema_split(const char *s, size_t len, char sep, const char **f, size_t *fl, size_t n);
+
+int schema_preauth_key(char *buf, size_t len, const char *iot_id)
+{
+	unsigned long group;
+	int n;
+
+	if (strlen(iot_id) != SCHEMA_IOT_ID_LEN || strspn(iot_id, "0123456789abcdef") != SCHEMA_IOT_ID_LEN)
+		return -1;
+	group = (unsigned long)schema_hex_value(iot_id[0]) << 8 | (unsigned long)schema_hex_value(iot_id[1]) << 4 |
+		(unsigned long)schema_hex_value(iot_id[2]);
+	if (group >= SCHEMA_GROUPS)
+		return -1;
+	n = snprintf(buf, len, "bd:{%.3s}:a:%s", iot_id, iot_id);
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+int schema_preauth_format(const struct schema_preauth *p, char *buf, size_t len)
+{
+	return schema_fit(snprintf(buf, len, "%lld;%s;%s", (long long)p->expires, p->token_sha256, p->field), len);
+}
+
+int schema_preauth_parse(const char *s, size_t len, struct schema_preauth *out)
+{
+	const char *f[4];
+	size_t fl[4];
+
+	memset(out, 0, sizeof(*out));
+	if (schema_split(s, len, ';', f, fl, 4) != 3 || schema_parse_i64(f[0], fl[0], &out->expires) < 0 ||
+	    fl[1] != 64 || fl[2] == 0 || fl[2] >= sizeof(out->field) || memchr(f[2], '/', fl[2]) == NULL)
+		return -1;
+	for (size_t i = 0; i < 64; i++)
+		if (!((f[1][i] >= '0' && f[1][i] <= '9') || (f[1][i] >= 'a' && f[1][i] <= 'f')))
+			return -1;
+	/* "{productKey}/{deviceName}": visible ASCII, one '/'. */
+	for (size_t i = 0, slashes = 0; i < fl[2]; i++)
+		if (f[2][i] <= ' ' || f[2][i] > '~' || (f[2][i] == '/' && ++slashes > 1))
+			return -1;
+	memcpy(out->token_sha256, f[1], 64);
+	memcpy(out->field, f[2], fl[2]);
+	return 0;
 }
 
 int schema_product_key(char *buf, size_t len, const char *product_key)
@@ -182,6 +230,8 @@ int schema_key_named(char *buf, size_t len, const char *kind, const char *const 
 		return nargs == 1 ? schema_product_key(buf, len, args[0]) : -1;
 	if (strcmp(kind, "outbox") == 0)
 		return nargs == 1 ? schema_outbox_key(buf, len, args[0]) : -1;
+	if (strcmp(kind, "preauth") == 0)
+		return nargs == 1 ? schema_preauth_key(buf, len, args[0]) : -1;
 	if (strcmp(kind, "random") == 0)
 		return nargs == 3 ? schema_dynreg_random_key(buf, len, args[0], args[1], args[2]) : -1;
 	for (size_t i = 0; i < sizeof(device) / sizeof(device[0]); i++) {

@@ -391,3 +391,103 @@ int secret_hex_equal(const char *a, const char *b)
 	}
 	return (diff | bad) == 0;
 }
+
+int secret_generate_psk(char out[SECRET_PSK_LEN + 1])
+{
+	unsigned char raw[16];
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return -1;
+	EVP_EncodeBlock((unsigned char *)out, raw, sizeof(raw));
+	OPENSSL_cleanse(raw, sizeof(raw));
+	return SECRET_PSK_LEN;
+}
+
+int secret_tc_sign(const char *key, const char *msg, size_t msglen, char *out, size_t outlen)
+{
+	char hex[41];
+	int rc = -1;
+
+	if (outlen < SECRET_TC_SIGN_LEN + 1 || secret_hmac_hex("hmacsha1", key, msg, msglen, hex, sizeof(hex)) != 40)
+		goto out;
+	/* The SDK signs the hex text, not the digest's bytes. */
+	rc = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)hex, 40);
+out:
+	OPENSSL_cleanse(hex, sizeof(hex));
+	return rc;
+}
+
+int secret_tc_payload(const char *key, const char *plain, size_t plen, char *out, size_t outlen)
+{
+	unsigned char iv[16], k[16], *buf = NULL, *enc = NULL;
+	size_t padded = (plen / 16 + 1) * 16;
+	EVP_CIPHER_CTX *ctx = NULL;
+	int n = 0, fin = 0, rc = -1;
+
+	if (key == NULL || strlen(key) < 16 || outlen < 4 * ((padded + 2) / 3) + 1 || padded > INT_MAX)
+		return -1;
+	memcpy(k, key, 16);
+	memset(iv, '0', sizeof(iv));
+	/* Zero padding, 1 to 16 bytes, as the SDK's own encryption pads. */
+	if ((buf = calloc(1, padded)) == NULL || (enc = malloc(padded + 16)) == NULL ||
+	    (ctx = EVP_CIPHER_CTX_new()) == NULL)
+		goto out;
+	memcpy(buf, plain, plen);
+	if (EVP_EncryptInit_ex(ctx, EVP_aes_128_cbc(), NULL, k, iv) != 1 || EVP_CIPHER_CTX_set_padding(ctx, 0) != 1 ||
+	    EVP_EncryptUpdate(ctx, enc, &n, buf, (int)padded) != 1 || EVP_EncryptFinal_ex(ctx, enc + n, &fin) != 1 ||
+	    (size_t)(n + fin) != padded)
+		goto out;
+	rc = EVP_EncodeBlock((unsigned char *)out, enc, (int)padded);
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	if (buf)
+		OPENSSL_cleanse(buf, padded);
+	free(buf);
+	free(enc);
+	OPENSSL_cleanse(k, sizeof(k));
+	return rc;
+}
+
+int secret_str_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	return la == lb && CRYPTO_memcmp(a, b, la) == 0;
+}
+
+int secret_derive_hex(const struct secret_key *key, const char *label, const char *msg, size_t nhex, char *out)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	size_t maclen = 0, ll = strlen(label), ml = strlen(msg);
+	unsigned char *buf;
+	int rc = -1;
+
+	if (nhex > 64 || (buf = malloc(ll + 1 + ml)) == NULL)
+		return -1;
+	memcpy(buf, label, ll);
+	buf[ll] = '\0';
+	memcpy(buf + ll + 1, msg, ml);
+	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key->key, sizeof(key->key), buf, ll + 1 + ml, mac,
+		    sizeof(mac), &maclen) != NULL && maclen == 32) {
+		secret_to_hex(mac, maclen, hex);
+		memcpy(out, hex, nhex);
+		out[nhex] = '\0';
+		rc = 0;
+	}
+	OPENSSL_cleanse(mac, sizeof(mac));
+	OPENSSL_cleanse(hex, sizeof(hex));
+	free(buf);
+	return rc;
+}
+
+int secret_sha256_hex(const char *s, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	if (EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+		return -1;
+	secret_to_hex(md, 32, out);
+	return 0;
+}

@@ -1,6 +1,7 @@
 /* The records bootstrapd reads back from Redis (docs/key-schema.md): a
  * device record, a batch's targets, a product's fields, the stored numbers,
- * the codes table (its HGETALL answer: the input split at newlines).
+ * the codes table (its HGETALL answer: the input split at newlines), a
+ * pre-auth token's record.
  * Redis is ours, but what is in it may have been written by another version
  * or by hand: no byte may crash a reader, and what parses formats back to
  * something that parses the same. */
@@ -105,6 +106,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_device(text, size);
 	fuzz_targets(text, size);
 	fuzz_codes(text, size);
+	{
+		struct schema_preauth pa, pb;
+		char buf[256];
+		if (schema_preauth_parse(text, size, &pa) == 0) {
+			int n = schema_preauth_format(&pa, buf, sizeof(buf));
+			fuzz_assert(n > 0 && schema_preauth_parse(buf, (size_t)n, &pb) == 0);
+			fuzz_assert(pa.expires == pb.expires && strcmp(pa.field, pb.field) == 0 &&
+				strcmp(pa.token_sha256, pb.token_sha256) == 0);
+		}
+	}
 	for (int f = 0; f < SCHEMA_P_NFIELDS; f++)
 		(void)schema_product_set(&p, (enum schema_product_field)f, text, size);
 	if (schema_parse_u64(text, size, &u) == 0)

@@ -192,5 +192,107 @@ class Dynreg(HarnessCase):
         self.assertEqual(r.status, 404, r)
 
 
+def openssl_tc_sign(secret, content):
+    """base64 of the lower-case hex HMAC-SHA1, as the Tencent SDK signs."""
+    hexmac = openssl_hmac("hmacsha1", secret, content)
+    return subprocess.run(["openssl", "base64", "-A"], input=hexmac.encode(), stdout=subprocess.PIPE,
+                          check=True, timeout=10).stdout.decode().strip()
+
+
+def openssl_tc_open(secret, payload):
+    """The answer's payload decrypted as the SDK does: AES-128-CBC, key the
+    product secret's first 16 bytes, IV sixteen '0', no padding removed."""
+    raw = subprocess.run(["openssl", "base64", "-d", "-A"], input=payload.encode(), stdout=subprocess.PIPE,
+                         check=True, timeout=10).stdout
+    out = subprocess.run(["openssl", "enc", "-d", "-aes-128-cbc", "-nopad", "-K", secret[:16].encode().hex(),
+                          "-iv", "30" * 16], input=raw, stdout=subprocess.PIPE, check=True, timeout=10).stdout
+    return out
+
+
+def tencent_request(pk, dn, nonce, timestamp, secret, signature=None):
+    """The request exactly as the SDK's dynreg.c and HTTP client write it:
+    its header block, then the body (sent apart)."""
+    if signature is None:
+        signature = openssl_tc_sign(secret, "deviceName=%s&nonce=%d&productId=%s&timestamp=%d" % (
+            dn, nonce, pk, timestamp))
+    body = '{"deviceName":"%s","nonce":%d,"productId":"%s","timestamp":%d,"signature":"%s"}' % (
+        dn, nonce, pk, timestamp, signature)
+    head = ("POST /register/dev HTTP/1.1\r\nHost: gateway.tencentdevices.com\r\n"
+            "Accept: text/xml,application/json;*/*\r\nContent-Length: %d\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n\r\n" % len(body))
+    return head.encode(), body.encode()
+
+
+class TencentDynreg(HarnessCase):
+    @classmethod
+    def prepare(cls):
+        r = cls.h.put_product("TCPROD0001", dynamicRegistration="open", bootstrapAuth="required")
+        cls.secret = r.json()["productSecret"]
+
+    def send(self, head, body):
+        import socket
+        import time
+        s = socket.create_connection(("127.0.0.1", self.h.public_port), timeout=5)
+        try:
+            s.sendall(head)
+            time.sleep(0.05)
+            s.sendall(body)
+            data = b""
+            # The answer is whole once Content-Length bytes of body are in.
+            while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+                    re.search(rb"Content-Length: (\d+)", data).group(1)):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        head_part, _, payload = data.partition(b"\r\n\r\n")
+        return head_part.decode(), payload
+
+    def test_sdk_registers_and_decrypts(self):
+        head, body = self.send(*tencent_request("TCPROD0001", "tc-0001", 48271000, 1700000000, self.secret))
+        self.assertTrue(head.startswith("HTTP/1.1 200 "), head)
+        self.assertIn("\r\nContent-Length: %d" % len(body), head)
+        # What the SDK's parser needs: a '{' first, top-level code 0 and
+        # payload, nothing escaped, within its 255 bytes.
+        self.assertLessEqual(len(body), 255)
+        m = re.match(rb'^\{"code":0,"message":"","len":(\d+),"payload":"([A-Za-z0-9+/=]+)"\}$', body)
+        self.assertIsNotNone(m, body)
+        plain = openssl_tc_open(self.secret, m.group(2).decode())
+        self.assertEqual(len(plain) % 16, 0)
+        text = plain.rstrip(b"\0")
+        self.assertEqual(len(text), int(m.group(1)))
+        self.assertGreater(len(plain), len(text))  # zero padding, at least one byte
+        j = json.loads(text)
+        self.assertEqual(j["encryptionType"], 2, j)
+        psk = j["psk"]
+        self.assertRegex(psk, r"^[A-Za-z0-9+/]{22}==$")
+        # The PSK is the device's secret: it signs a bootstrap.
+        sign = openssl_hmac("hmacsha256", psk, "clientIdTCPROD0001.tc-0001deviceNametc-0001productKeyTCPROD0001")
+        r = self.h.public(sdk_request("productKey=TCPROD0001&deviceName=tc-0001&clientId=TCPROD0001.tc-0001"
+                                      "&resources=mqtt&signmethod=hmacsha256&sign=" + sign))
+        self.assertEqual(r.status, 200, r)
+        self.assertNotIn(psk, self.h.daemon_log())
+
+    def test_replay_and_bad_signature(self):
+        req = tencent_request("TCPROD0001", "tc-0002", 777, 1700000001, self.secret)
+        head, body = self.send(*req)
+        self.assertTrue(head.startswith("HTTP/1.1 200 "), head)
+        head, body = self.send(*req)
+        self.assertTrue(head.startswith("HTTP/1.1 401 "), head)
+        self.assertEqual(json.loads(body)["code"], 401)
+        # Signed over the raw digest instead of its hex (a known client mistake).
+        head, body = self.send(*tencent_request("TCPROD0001", "tc-0003", 1, 2, self.secret,
+                                                signature="F0R9nKdqI3bgDCPOTu1vw9BtvcM="))
+        self.assertTrue(head.startswith("HTTP/1.1 401 "), head)
+        # A body that is not the SDK's JSON.
+        head, body = self.send(b"POST /register/dev HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n", b"deviceNam")
+        self.assertTrue(head.startswith("HTTP/1.1 400 "), head)
+        self.assertEqual(json.loads(body)["code"], 460)
+        r = self.h.admin("GET", "/v1/devices/TCPROD0001/tc-0003")
+        self.assertEqual(r.status, 404, r)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -67,6 +67,35 @@ static void test_nul_escape(void **state)
 	assert_int_equal(check("{\"a\\u0000\":1}", 8, &e), -1);
 }
 
+static void test_parse_repeated_keys(void **state)
+{
+	static const char *const bad[] = {
+		"{\"a\":1,\"a\":2}",
+		"{\"b\":1,\"a\":{\"x\":1,\"y\":2,\"x\":3}}",
+		"[{\"k\":1},{\"k\":1,\"k\":1}]",
+		"{\"account\":\"acct-b\",\"account\":\"acct-a\"}",
+	};
+	static const char *const good[] = { "{\"a\":1,\"b\":{\"a\":2}}", "[{\"k\":1},{\"k\":1}]", "{}", "3" };
+	struct jsonstrict_error e;
+	yajl_val v;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_null(jsonstrict_parse(bad[i], strlen(bad[i]), 8, &e));
+		assert_non_null(strstr(e.message, "given twice"));
+	}
+	assert_null(jsonstrict_parse("{\"a\":1,\"a\":2}", 13, 8, &e));
+	assert_string_equal(e.message, "key \"a\" given twice");
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		v = jsonstrict_parse(good[i], strlen(good[i]), 8, &e);
+		assert_non_null(v);
+		yajl_tree_free(v);
+	}
+	/* What jsonstrict_check refuses, this refuses too. */
+	assert_null(jsonstrict_parse("{\"a\":1}//", 10, 8, &e));
+	assert_null(jsonstrict_parse("{\"a\":\"x\\u0000y\"}", 17, 8, &e));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -75,6 +104,7 @@ int main(void)
 		cmocka_unit_test(test_syntax_error_line),
 		cmocka_unit_test(test_depth),
 		cmocka_unit_test(test_nul_escape),
+		cmocka_unit_test(test_parse_repeated_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -101,6 +101,8 @@ static void test_product_bad(void **state)
 	product_err("{\"homeRegion\":", 400, "invalid_json", "body must be a JSON object: ");
 	product_err("[1]", 400, "invalid_json", "body must be a JSON object");
 	product_err("{\"homeRegion\":\"cn-shanghai\",\"color\":1}", 400, "invalid_field", "unknown field \"color\"");
+	product_err("{\"homeRegion\":\"cn-shanghai\",\"account\":\"acct-b\",\"account\":\"acct-a\"}", 400, "invalid_json",
+		"key \"account\" given twice");
 	product_err("{\"homeRegion\":1}", 400, "invalid_field", "are strings; locked and preAuth are booleans");
 	product_err("{\"homeRegion\":\"cn-shanghai\",\"locked\":\"yes\"}", 400, "invalid_field", "locked and preAuth are booleans");
 	product_err("{\"homeRegion\":\"cn-shanghai\",\"locked\":null}", 400, "invalid_field", "locked and preAuth are booleans");

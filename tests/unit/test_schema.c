@@ -423,6 +423,35 @@ static void test_product_dynreg(void **state)
 	assert_false(p.pre_auth);
 }
 
+static void test_preauth(void **state)
+{
+	char k[128], buf[160];
+	struct schema_preauth p = { .expires = 1700604800 }, q;
+	static const char sha[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+	(void)state;
+	assert_true(schema_preauth_key(k, sizeof(k), "3ff0123456789abcdef0123456789abc") > 0);
+	assert_string_equal(k, "bd:{3ff}:a:3ff0123456789abcdef0123456789abc");
+	/* Not an iotId: a group past 1023, upper case, a length other than 32. */
+	assert_int_equal(schema_preauth_key(k, sizeof(k), "4000123456789abcdef0123456789abc"), -1);
+	assert_int_equal(schema_preauth_key(k, sizeof(k), "3FF0123456789abcdef0123456789abc"), -1);
+	assert_int_equal(schema_preauth_key(k, sizeof(k), "3ff0123456789abcdef0123456789ab"), -1);
+	assert_int_equal(schema_preauth_key(k, sizeof(k), "a1PK.dev1"), -1);
+	memcpy(p.token_sha256, sha, sizeof(sha));
+	snprintf(p.field, sizeof(p.field), "a1PK/dev1");
+	assert_true(schema_preauth_format(&p, buf, sizeof(buf)) > 0);
+	assert_int_equal(schema_preauth_parse(buf, strlen(buf), &q), 0);
+	assert_int_equal(q.expires, 1700604800);
+	assert_string_equal(q.token_sha256, sha);
+	assert_string_equal(q.field, "a1PK/dev1");
+	assert_int_equal(schema_preauth_parse("1;abc;a1PK/dev1", 16, &q), -1);
+	assert_int_equal(schema_preauth_parse("x;9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08;a/b", 70, &q), -1);
+	assert_int_equal(schema_preauth_parse("1;9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08;ab", 69, &q), -1);
+	/* Found by the fuzzer: a NUL in the name did not format back. */
+	assert_int_equal(schema_preauth_parse("1;9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08;a\0/b", 70, &q), -1);
+	assert_int_equal(schema_preauth_parse("1;9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08;a/b/c", 71, &q), -1);
+}
+
 static void test_dynreg_random_key(void **state)
 {
 	char k[128], d[SCHEMA_KEY_MAX];
@@ -794,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_product_field_names),
 		cmocka_unit_test(test_product_dynreg),
 		cmocka_unit_test(test_dynreg_random_key),
+		cmocka_unit_test(test_preauth),
 		cmocka_unit_test(test_product_set_strings),
 		cmocka_unit_test(test_product_set_locked),
 		cmocka_unit_test(test_product_set_auth),

@@ -410,6 +410,52 @@ static void test_hex_equal(void **state)
 	assert_int_equal(secret_hex_equal("a:", "a:"), 0);
 }
 
+/* Vectors of the Tencent SDK's dynreg.c, computed apart from this code
+ * (Python, and openssl dgst/enc) and accepted by the SDK's own code. */
+static void test_tc_sign(void **state)
+{
+	static const char msg[] = "deviceName=dev1&nonce=48271000&productId=ABCDEFGHIJ&timestamp=1700000000";
+	char out[64];
+
+	(void)state;
+	assert_int_equal(secret_tc_sign("0123456789abcdefghijklmn", msg, strlen(msg), out, sizeof(out)), 56);
+	assert_string_equal(out, "NjVhM2FkNzE2MGMzNDk4NzMyM2E4ZmE4MDUxZTVlNjJjNGI1NWQ2NQ==");
+	assert_int_equal(secret_tc_sign("0123456789abcdefghijklmn", msg, strlen(msg), out, 56), -1);
+}
+
+static void test_tc_payload(void **state)
+{
+	static const char plain[] = "{\"encryptionType\":2,\"psk\":\"MDEyMzQ1Njc4OUFCQ0RFRg==\"}";
+	/* A real answer of the service the SDK was written for, and its product secret. */
+	static const char real[] = "{\"encryptionType\":2,\"psk\":\"7WmFA/MEs+Fy+32QwJWtYw==\"}";
+	char out[256];
+
+	(void)state;
+	assert_int_equal(secret_tc_payload("0123456789abcdefghijklmn", plain, strlen(plain), out, sizeof(out)), 88);
+	assert_string_equal(out, "utkU+JMoQ9Xlnldd66IE8q0JFGUs8mXyxnxIPUgio6mKVbOVH4w+26FPv/xdBeID3FH+UYj1BEHVTv7S7PIN6w==");
+	assert_true(secret_tc_payload("8XzjN8rfgFVGDTNTUGau4snA", real, strlen(real), out, sizeof(out)) > 0);
+	assert_string_equal(out, "eHGRUBar9LBPI+mcaHnVEZsj05mSdoZLPhd54hDJXv/2va2rXSpfddgRy5XE/FIS835NjUr5Mhw1AJSg4yGC/w==");
+	/* A block-aligned plain text still gets a block of zeros. */
+	assert_int_equal(secret_tc_payload("0123456789abcdef", "0123456789abcdef", 16, out, sizeof(out)), 44);
+	assert_int_equal(secret_tc_payload("short", plain, strlen(plain), out, sizeof(out)), -1);
+	assert_int_equal(secret_tc_payload("0123456789abcdef", plain, strlen(plain), out, 88), -1);
+}
+
+static void test_psk(void **state)
+{
+	char a[SECRET_PSK_LEN + 1], b[SECRET_PSK_LEN + 1];
+
+	(void)state;
+	assert_int_equal(secret_generate_psk(a), 24);
+	assert_int_equal(secret_generate_psk(b), 24);
+	assert_int_equal(strlen(a), 24);
+	assert_string_not_equal(a, b);
+	assert_int_equal(a[22], '=');
+	assert_true(secret_str_equal(a, a));
+	assert_false(secret_str_equal(a, b));
+	assert_false(secret_str_equal("abc", "abcd"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -427,6 +473,9 @@ int main(void)
 		cmocka_unit_test(test_hmac_vectors),
 		cmocka_unit_test(test_hmac_errors),
 		cmocka_unit_test(test_hex_equal),
+		cmocka_unit_test(test_tc_sign),
+		cmocka_unit_test(test_tc_payload),
+		cmocka_unit_test(test_psk),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,8 +5,8 @@ BOOTSTRAPD_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the build, the service and the tests need.
 BOOTSTRAPD_PACKAGES="build-essential pkg-config meson ninja-build
- libevent-dev libssl-dev libyajl-dev libmaxminddb-dev libhiredis-dev libmosquitto-dev
- libcsv-dev libcmocka-dev liburiparser-dev libhttp-parser-dev
+ libevent-dev libssl-dev libyajl-dev libmaxminddb-dev libhiredis-dev libmosquitto-dev mosquitto-dev
+ libcsv-dev libcmocka-dev liburiparser-dev libhttp-parser-dev libcurl4-openssl-dev
  redis-server mosquitto mosquitto-clients openssl curl ca-certificates python3
  valgrind strace iproute2 wrk nginx-light libmaxmind-db-writer-perl clang libclang-rt-14-dev"
 

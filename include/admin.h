@@ -14,4 +14,7 @@ extern const size_t admin_nroutes;
 extern const struct http_route *const admin_ops_routes;
 extern const size_t admin_nops_routes;
 
+/* The admin listener's http_service.answered: the audit log of changes. */
+void admin_answered(struct http_request *req, int status, void *ctx);
+
 #endif

@@ -15,6 +15,8 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "schema.h"
+#include "store.h"
+#include "token.h"
 
 struct server_thread;
 
@@ -47,6 +49,9 @@ struct adminreq {
 
 /* NULL when out of memory (the caller answers 500). */
 struct adminreq *adminreq_new(struct server_thread *t, struct http_request *req);
+/* For a route that only reads: answers 405 (Allow: GET) for another method,
+ * 500 when out of memory, and returns NULL then; else the new request. */
+struct adminreq *adminreq_begin_get(struct server_thread *t, struct http_request *req);
 void adminreq_unref(struct adminreq *ar);
 
 /* Answers unless already answered (then does nothing). */
@@ -72,6 +77,14 @@ void adminreq_gen_time(yajl_gen g, const char *key, int64_t t);     /* RFC 3339,
 /* Large admin writes (registration, a new batch) get this long: ten times
  * redis.timeout_ms, at least 5 s. */
 int adminreq_write_timeout_ms(const struct server_thread *t);
+
+/* Sends a command on the admin store (store_write when WRITE) with a
+ * reference held for FN; answers 503 when it cannot be sent. */
+void adminreq_command(struct adminreq *ar, store_reply_fn fn, int argc, const char **argv, bool write);
+
+/* Who REQ comes from, for the audit log and records: the name of its
+ * bearer token (token_set_name), or "-". */
+void adminreq_actor(struct server_thread *t, struct http_request *req, char out[TOKEN_NAME_MAX + 1]);
 
 /* The Redis connection for admin work on T. */
 struct store *adminreq_store(const struct server_thread *t);

@@ -27,6 +27,7 @@ struct catalog_endpoint {
 	unsigned uses;     /* which: CATALOG_USES_* */
 	char *region_host; /* "regionHost": the host for the regionId form, or NULL;
 	                    * a template of ${regionId} and ${instanceId} only */
+	size_t host_max, region_host_max; /* their lengths with the longest values substituted */
 };
 
 struct catalog_notify {
@@ -75,6 +76,13 @@ struct catalog {
 	struct catalog_name *names; /* every region id and alias, sorted by strcmp */
 	size_t nnames;
 };
+
+/* The vendor SDK 3.x copies the MQTT host of an answer into 64 bytes without
+ * a bound (docs/sdk.md): a host that can render longer may break such a
+ * device. Calls FN once for each MQTT endpoint host or regionHost of CAT
+ * that can (its message names the field and the length); returns how many. */
+#define CATALOG_SDK3_HOST_MAX 63
+size_t catalog_sdk3_warnings(const struct catalog *cat, void (*fn)(const char *message, void *arg), void *arg);
 
 /* Values substituted into endpoint host templates. Any may be NULL. */
 struct catalog_vars {

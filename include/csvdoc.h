@@ -33,6 +33,14 @@ void csvdoc_free(struct csvdoc *doc);
 int csvdoc_write_field(char *out, size_t outlen, size_t *off, const char *field)
 	__attribute__((warn_unused_result));
 
+/* The same for a cell that echoes what a client sent: one that a
+ * spreadsheet would run as a formula (it starts with '=', '+', '-', '@', a
+ * tab or a CR) is written quoted behind a "'", as OWASP recommends against
+ * CSV injection. A validated device name is written with
+ * csvdoc_write_field (docs/api.md, "CSV files"). */
+int csvdoc_write_text(char *out, size_t outlen, size_t *off, const char *field)
+	__attribute__((warn_unused_result));
+
 /* 1 when S (LEN bytes) is valid UTF-8 without control characters, else 0. */
 int csvdoc_valid_text(const char *s, size_t len);
 

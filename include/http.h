@@ -50,6 +50,8 @@ struct http_service {
 	enum metrics_route fallback; /* the metric of answers that match no route */
 	void (*error)(struct http_request *req, int status, const char *message);
 	void *ctx; /* given to every handler */
+	/* NULL, or called with every answer's status as it goes (the audit log). */
+	void (*answered)(struct http_request *req, int status, void *ctx);
 };
 
 /* One request being handled. Everything in it belongs to its connection and

@@ -18,7 +18,12 @@ extern const char lua_put_product[];    /* product create/update (admin) */
 extern const char lua_notify_sent[];    /* a notify taken by its broker: the device's side (worker) */
 extern const char lua_notify_mark[];    /* a notify's state in its batch (worker) */
 extern const char lua_product_secret[]; /* a product's secret rotated (admin) */
-extern const char lua_dynreg[];         /* a dynamic registration (device endpoint) */
+extern const char lua_dynreg[];
+extern const char lua_device_secret[];
+extern const char lua_subscribe[];
+extern const char lua_hooks_trim[];
+extern const char lua_hooks_backlog[];  /* a push subscription's backlog (admin) */     /* the push subscriptions' events all have had (worker) */      /* a push subscription made or removed (admin) */
+extern const char lua_registration[];   /* a registration call's record (admin, device endpoint) */  /* a device's secret reset (admin) */         /* a dynamic registration (device endpoint) */
 extern const char lua_codes[];          /* region and instance codes given and read (all) */
 extern const char lua_notify_ack[];     /* a device's answer to a notify (worker) */
 

@@ -5,6 +5,8 @@
  *
  *   bd:{p}:{productKey}     hash    product (hr hi ac lk ba pb ct ut dr pa ps)
  *   bd:{p}                  set     every product key
+ *   bd:{p}:{pk}:regs :regn  hash    a product's registration records and their names
+ *   bd:{p}:{pk}:rd:{YYYYMMDD}  list the names a day's dynamic registrations gave
  *   bd:{G}:d:{bucket}       hash    field "{productKey}/{deviceName}" -> device record
  *   bd:{G}:s:{bucket}       hash    same field -> sealed secret
  *   bd:{G}:c                hash    the group's counters (devices, active, ...)
@@ -16,6 +18,9 @@
  *   bd:{b}  bd:{b}:seq  bd:{b}:q  bd:{b}:stats  bd:{b}:ac:{account}:{code}
  *                           the batch index, numbering, steps, counts, codes
  *   bd:o:{broker}           stream  a notify broker's outbox (tag: the broker)
+ *   bd:{a}                  stream  the audit log
+ *   bd:{h}:subs :seq :e :s:{id}  push subscriptions, their events and states
+ *   bd:{s}:act:{YYYYMMDD}   hash    activations per 5 minutes of a day
  *
  * Devices are spread over SCHEMA_BUCKETS hashes so that each stays small enough
  * for Redis' compact listpack encoding (docs/key-schema.md has the figures);
@@ -36,6 +41,18 @@
 #define SCHEMA_STEPS_KEY "bd:{b}:q"              /* stream of batch steps for the workers */
 #define SCHEMA_STATS_BATCHES_KEY "bd:{b}:stats"  /* batches per status */
 #define SCHEMA_PRODUCTS_KEY "bd:{p}"             /* set of product keys */
+#define SCHEMA_AUDIT_KEY "bd:{a}"                /* stream: the audit log (audit.h) */
+/* Push subscriptions (hooks.h): their definitions, numbering, the events
+ * waiting (a stream, a consumer group "s{id}" each), and each one's state
+ * "bd:{h}:s:{id}". */
+#define SCHEMA_SUBS_KEY "bd:{h}:subs"
+#define SCHEMA_SUBS_SEQ_KEY "bd:{h}:seq"
+#define SCHEMA_EVENTS_KEY "bd:{h}:e"
+/* Activations through bootstrap per SCHEMA_ACTIVATIONS_SLOT_S, a hash a UTC
+ * day "bd:{s}:act:{YYYYMMDD}", field the slot of the day (0..287), kept
+ * SCHEMA_ACTIVATIONS_KEEP_S. */
+#define SCHEMA_ACTIVATIONS_SLOT_S 300
+#define SCHEMA_ACTIVATIONS_KEEP_S (400 * 86400)
 /* The layout every key and record here follows; a store holding another is
  * not served (/readyz says so, the worker waits). Raised with any change of
  * a key or of a record's format. */
@@ -159,10 +176,26 @@ struct schema_preauth {
 	char token_sha256[65];
 	char field[SCHEMA_FIELD_MAX]; /* "{productKey}/{deviceName}" */
 };
+/* A device's iotId (SCHEMA_IOT_ID_LEN + 1 bytes) from its group and
+ * DERIVED (29 hex digits only this service makes, secret_derive_hex). */
+int schema_iot_id(char *out, const char *product_key, const char *device_name, const char *derived)
+	__attribute__((warn_unused_result));
 /* The iotId's key; -1 when IOT_ID is not one (32 lower-case hex, a group first). */
 int schema_preauth_key(char *buf, size_t len, const char *iot_id) __attribute__((warn_unused_result));
 int schema_preauth_format(const struct schema_preauth *p, char *buf, size_t len) __attribute__((warn_unused_result));
 int schema_preauth_parse(const char *s, size_t len, struct schema_preauth *out) __attribute__((warn_unused_result));
+
+/* A product's registration records (PART 'm': id -> "method;count;ct;actor"),
+ * their names (PART 'n': id -> names), or (PART 'd') the list of names of the
+ * dynamic registrations of the UTC day holding T ("d{YYYYMMDD}" the record's id). */
+int schema_registrations_key(char *buf, size_t len, const char *product_key, char part, int64_t t)
+	__attribute__((warn_unused_result));
+
+/* A subscription's state hash "bd:{h}:s:{id}". */
+int schema_sub_state_key(char *buf, size_t len, uint64_t id) __attribute__((warn_unused_result));
+
+/* The activations key of the UTC day holding T (unix seconds), and T's slot in it. */
+int schema_activations_key(char *buf, size_t len, int64_t t, unsigned *slot) __attribute__((warn_unused_result));
 
 /* A dynamic registration's RANDOM for a device: in the device's group. */
 int schema_dynreg_random_key(char *buf, size_t len, const char *product_key, const char *device_name,

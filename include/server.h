@@ -27,6 +27,8 @@ struct notify;
 enum server_role { SERVER_ROLE_ALL, SERVER_ROLE_API, SERVER_ROLE_WORKER };
 
 struct codes;
+struct hooks;
+struct hooks_want;
 
 struct server_thread {
 	struct server *srv;
@@ -36,6 +38,7 @@ struct server_thread {
 	struct store *store;
 	struct store *admin_store; /* thread 0 with an admin listener: operators' own connection */
 	struct codes *codes;     /* the records' region and instance codes, synced through store */
+	struct hooks_want *hooks; /* push subscriptions' events, queued through store */
 	struct catalog *catalog; /* this loop's reference; swapped on reload */
 	struct geo_db *geo;      /* likewise; NULL without GeoIP */
 	struct bootstrap_cache *cache;
@@ -55,6 +58,7 @@ struct server {
 	struct secret_key *secret_key;
 	struct netaddr_list trusted_proxies;
 	struct ratelimit *ratelimit; /* NULL: no per-address limit */
+	struct hooks *hooks;         /* the push subscriptions' deliveries (worker role), or NULL */
 	pthread_mutex_t catalog_lock;
 	struct catalog *catalog; /* the newest; threads take references */
 	struct geo_db *geo;       /* the newest GeoIP database, NULL without GeoIP */

@@ -14,6 +14,7 @@
 #include <hiredis/hiredis.h>
 
 struct codes;
+struct hooks_want;
 struct store;
 
 enum step_rc {
@@ -33,12 +34,14 @@ struct step_outcome {
 typedef void (*step_done_fn)(enum step_rc rc, const struct step_outcome *out, const char *error, void *arg);
 
 /* Runs rows START .. START+COUNT-1 of batch SEQ on ST, writing regions and
- * instances by their CODES (borrowed, synced when an id has none).
+ * instances by their CODES (borrowed, synced when an id has none), and
+ * queuing the push subscriptions' events through HOOKS (borrowed, or NULL).
  * BROKERS: NBROKERS strings, (instance id, broker key) pairs
  * (notify_broker_map()), copied. FN is called exactly once, never from
  * within this call. Returns 0, or -1 (FN not called) when nothing could be
  * sent. */
-int step_run(struct store *st, struct codes *codes, uint64_t seq, size_t start, size_t count,
-	const char *const *brokers, size_t nbrokers, step_done_fn fn, void *arg) __attribute__((warn_unused_result));
+int step_run(struct store *st, struct codes *codes, struct hooks_want *hooks, uint64_t seq, size_t start,
+	size_t count, const char *const *brokers, size_t nbrokers, step_done_fn fn, void *arg)
+	__attribute__((warn_unused_result));
 
 #endif

@@ -16,5 +16,13 @@ void token_set_free(struct token_set *set);
 /* True when AUTHORIZATION ("Bearer <token>", may be NULL) names a configured
  * token. Every configured hash is compared, so the time does not say which. */
 bool token_set_check(const struct token_set *set, const char *authorization);
+/* The same, answering which: its index in the configuration, or -1. */
+int token_set_find(const struct token_set *set, const char *authorization);
+
+/* A token's name for the audit log: "sha256:" and the first 8 hex digits of
+ * its hash (what the configuration shows of it; never the token). 0 or -1. */
+#define TOKEN_NAME_MAX 15
+int token_set_name(const struct token_set *set, int index, char out[TOKEN_NAME_MAX + 1])
+	__attribute__((warn_unused_result));
 
 #endif

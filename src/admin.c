@@ -12,13 +12,18 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "admin_audit.h"
 #include "admin_batch.h"
+#include "admin_hooks.h"
+#include "admin_reg.h"
+#include "audit.h"
 #include "adminreq.h"
 #include "catalog.h"
 #include "codes.h"
 #include "config.h"
 #include "csvdoc.h"
 #include "form.h"
+#include "hooks.h"
 #include "http.h"
 #include "jsonstrict.h"
 #include "log.h"
@@ -106,13 +111,18 @@ static void admin_readyz(struct http_request *req, void *arg)
 		admin_ops_ready_reply(NULL, ar);
 }
 
-static void admin_metrics(struct http_request *req, void *arg)
+/* The metrics text, and bootstrapd_notify_unacked when Redis told it (UNACKED >= 0). */
+static void admin_metrics_send(struct http_request *req, struct server_thread *t, long long unacked)
 {
-	struct server_thread *t = arg;
 	char *text = metrics_render(), *brokers = t->srv->notify ? notify_metrics(t->srv->notify) : NULL;
-	char *all = NULL;
+	char *all = NULL, gauge[256] = "";
 
-	if (text == NULL || asprintf(&all, "%s%s", text, brokers ? brokers : "") < 0) {
+	if (unacked >= 0)
+		snprintf(gauge, sizeof(gauge),
+			"# HELP bootstrapd_notify_unacked Notifies their broker took (sent) that the device has not "
+			"answered yet, over every batch kept.\n# TYPE bootstrapd_notify_unacked gauge\n"
+			"bootstrapd_notify_unacked %lld\n", unacked);
+	if (text == NULL || asprintf(&all, "%s%s%s", text, brokers ? brokers : "", gauge) < 0) {
 		free(text);
 		free(brokers);
 		adminreq_error_req(req, 500, "internal", "out of memory");
@@ -122,6 +132,42 @@ static void admin_metrics(struct http_request *req, void *arg)
 	free(all);
 	free(text);
 	free(brokers);
+}
+
+static void admin_metrics_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	long long unacked = -1;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING)
+		unacked = strtoll(reply->str, NULL, 10);
+	else if (reply != NULL && reply->type == REDIS_REPLY_NIL)
+		unacked = 0;
+	if (!ar->answered) {
+		ar->answered = true;
+		admin_metrics_send(ar->req, ar->t, unacked);
+	}
+	adminreq_unref(ar);
+}
+
+static void admin_metrics(struct http_request *req, void *arg)
+{
+	struct server_thread *t = arg;
+	struct adminreq *ar = adminreq_new(t, req);
+	const char *argv[] = { "HGET", SCHEMA_STATS_BATCHES_KEY, "notify_unacked" };
+
+	/* The one figure that is in Redis; without Redis, the rest still answers. */
+	if (ar == NULL) {
+		admin_metrics_send(req, t, -1);
+		return;
+	}
+	ar->refs++;
+	if (store_command(adminreq_store(t), admin_metrics_reply, ar, 3, argv, NULL) < 0) {
+		ar->refs--;
+		ar->answered = true;
+		admin_metrics_send(req, t, -1);
+	}
+	adminreq_unref(ar);
 }
 
 /* --- products --- */
@@ -344,6 +390,61 @@ static void admin_product_secret(struct adminreq *ar)
 	OPENSSL_cleanse(sealed, sizeof(sealed));
 }
 
+/* --- a device's secret reset (SPEC §5) --- */
+
+static void admin_device_secret_reply(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+	char body[192];
+	int n;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		adminreq_redis_failed(ar, reply);
+	} else if (reply->integer == 0) {
+		adminreq_error(ar, 404, "device_not_found", "no such device");
+	} else if (!ar->answered) {
+		/* Names are of their alphabets, the secret hex: nothing to escape. */
+		n = snprintf(body, sizeof(body), "{\"productKey\":\"%s\",\"deviceName\":\"%s\",\"deviceSecret\":\"%s\"}",
+			ar->pk, ar->dn, ar->out);
+		ar->answered = true;
+		http_add_header(ar->req, "Cache-Control", "no-store");
+		adminreq_send(ar->req, 200, adminreq_json, body, n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0);
+		OPENSSL_cleanse(body, sizeof(body));
+	}
+	adminreq_unref(ar);
+}
+
+/* POST /v1/devices/{pk}/{dn}/secret: a new secret (32 hex), answered once;
+ * the old one and the device's pre-auth token stop working. */
+static void admin_device_secret(struct adminreq *ar)
+{
+	unsigned char sealed[SECRET_HEX_LEN + SECRET_SEALED_OVERHEAD];
+	char dkey[SCHEMA_KEY_MAX], skey[SCHEMA_KEY_MAX], akey[SCHEMA_KEY_MAX], field[SCHEMA_FIELD_MAX],
+		derived[SCHEMA_IOT_ID_LEN], iot_id[SCHEMA_IOT_ID_LEN + 1];
+	int sl;
+
+	if (schema_device_key(dkey, sizeof(dkey), ar->pk, ar->dn) < 0 ||
+	    schema_secret_key(skey, sizeof(skey), ar->pk, ar->dn) < 0 ||
+	    schema_device_field(field, sizeof(field), ar->pk, ar->dn) < 0 ||
+	    secret_derive_hex(ar->t->srv->secret_key, "iotId", field, SCHEMA_IOT_ID_LEN - 3, derived) < 0 ||
+	    schema_iot_id(iot_id, ar->pk, ar->dn, derived) < 0 || schema_preauth_key(akey, sizeof(akey), iot_id) < 0 ||
+	    (ar->out = calloc(1, SECRET_HEX_LEN + 1)) == NULL || secret_generate(ar->out) < 0 ||
+	    (sl = secret_seal(ar->t->srv->secret_key, field, ar->out, SECRET_HEX_LEN, sealed, sizeof(sealed))) < 0) {
+		adminreq_error(ar, 500, "internal", "cannot make the secret");
+		return;
+	}
+	ar->outlen = SECRET_HEX_LEN;
+	const char *argv[] = { "EVAL", lua_device_secret, "3", dkey, skey, akey, field, (const char *)sealed };
+	size_t lens[] = { 4, strlen(lua_device_secret), 1, strlen(dkey), strlen(skey), strlen(akey), strlen(field),
+		(size_t)sl };
+	ar->refs++;
+	if (store_write(adminreq_store(ar->t), admin_device_secret_reply, ar, 8, argv, lens) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+	OPENSSL_cleanse(sealed, sizeof(sealed));
+}
+
 /* --- the brokers' check of a pre-auth token (SPEC §10) --- */
 
 static void admin_mqtt_answer(struct adminreq *ar, bool allow, const char *why)
@@ -438,11 +539,7 @@ static void admin_mqtt_auth(struct adminreq *ar)
 		goto out;
 	}
 	const char *argv[] = { "GET", key };
-	ar->refs++;
-	if (store_command(adminreq_store(ar->t), admin_mqtt_reply, ar, 2, argv, NULL) < 0) {
-		ar->refs--;
-		adminreq_unavailable(ar);
-	}
+	adminreq_command(ar, admin_mqtt_reply, 2, argv, false);
 out:
 	yajl_tree_free(root);
 	if (body)
@@ -451,6 +548,103 @@ out:
 }
 
 /* --- devices --- */
+
+struct admin_regargs {
+	char dkey[SCHEMA_KEY_MAX], skey[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX];
+	char field[SCHEMA_FIELD_MAX];
+	char record[SCHEMA_DEVICE_RECORD_MAX];
+	unsigned char sealed[SECRET_PLAIN_MAX + SECRET_SEALED_OVERHEAD];
+	size_t sealed_len;
+};
+
+/* A registration ready to send, once the product is known to exist. */
+struct admin_register {
+	struct admin_regargs *ra;
+	long n;
+	const char **argv;
+	size_t *argvlen;
+	size_t argc;
+	char numkeys[24];
+	/* Under Cluster: the devices in group order, and where each group starts. */
+	size_t *order, *gstart, ngroups;
+	const char *method; /* the record's: "csv" or "count" */
+};
+
+static void admin_register_recorded(redisReply *reply, void *arg)
+{
+	struct adminreq *ar = arg;
+
+	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_INTEGER))
+		log_warn("admin", "req %s: %s: the devices are registered, the registration's record is not (%s)",
+			ar->req->id, ar->pk, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer");
+	else if (reply->type == REDIS_REPLY_STRING)
+		http_add_header(ar->req, "X-Registration-Id", reply->str);
+	if (!ar->answered) {
+		ar->answered = true;
+		adminreq_send(ar->req, 200, adminreq_csv, ar->out, ar->outlen);
+	}
+	adminreq_unref(ar);
+}
+
+/* device.registered for the push subscriptions: the product, how, and the names. */
+static void admin_register_event(struct adminreq *ar, const struct admin_register *r)
+{
+	size_t cap = 128 + (size_t)r->n * (CATALOG_DEVICE_NAME_MAX + 3), off;
+	char *data = malloc(cap);
+
+	if (data == NULL)
+		return;
+	off = (size_t)snprintf(data, cap, "{\"productKey\":\"%s\",\"method\":\"%s\",\"count\":%ld,\"devices\":[", ar->pk,
+		r->method, r->n);
+	/* Names are of their alphabet: nothing to escape. */
+	for (long i = 0; i < r->n && off < cap; i++)
+		off += (size_t)snprintf(data + off, cap - off, "%s\"%s\"", i ? "," : "", strchr(r->ra[i].field, '/') + 1);
+	if (off + 3 < cap) {
+		memcpy(data + off, "]}", 3);
+		hooks_emit(ar->t->hooks, HOOKS_DEVICE_REGISTERED, data);
+	}
+	free(data);
+}
+
+/* The devices are registered: their registration's record (SPEC §5,
+ * mass production), then the CSV answer. */
+static void admin_register_done(struct adminreq *ar)
+{
+	struct admin_register *r = ar->data;
+	char mkey[SCHEMA_KEY_MAX + 16], nkey[SCHEMA_KEY_MAX + 16], dkey[SCHEMA_KEY_MAX + 16], count[24], now[24],
+		actor[TOKEN_NAME_MAX + 1];
+	size_t len = 0, off = 0;
+	char *names;
+
+	for (long i = 0; i < r->n; i++)
+		len += strlen(r->ra[i].field) + 1;
+	/* The day's list is not written here; given so that the script's keys share their slot. */
+	if ((names = malloc(len + 1)) == NULL || schema_registrations_key(mkey, sizeof(mkey), ar->pk, 'm', 0) < 0 ||
+	    schema_registrations_key(nkey, sizeof(nkey), ar->pk, 'n', 0) < 0 ||
+	    schema_registrations_key(dkey, sizeof(dkey), ar->pk, 'd', (int64_t)time(NULL)) < 0)
+		goto answer;
+	for (long i = 0; i < r->n; i++) {
+		const char *dn = strchr(r->ra[i].field, '/') + 1;
+		off += (size_t)sprintf(names + off, "%s%s", i ? "\n" : "", dn);
+	}
+	snprintf(count, sizeof(count), "%ld", r->n);
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	adminreq_actor(ar->t, ar->req, actor);
+	admin_register_event(ar, r);
+	const char *argv[] = { "EVAL", lua_registration, "3", mkey, nkey, dkey, r->method, count, now, actor, names };
+	ar->refs++;
+	if (store_write(adminreq_store(ar->t), admin_register_recorded, ar, 11, argv, NULL) == 0) {
+		free(names);
+		return;
+	}
+	ar->refs--;
+answer:
+	free(names);
+	log_warn("admin", "req %s: %s: the devices are registered, the registration's record is not", ar->req->id,
+		ar->pk);
+	ar->answered = true;
+	adminreq_send(ar->req, 200, adminreq_csv, ar->out, ar->outlen);
+}
 
 static void admin_register_reply(redisReply *reply, void *arg)
 {
@@ -470,8 +664,7 @@ static void admin_register_reply(redisReply *reply, void *arg)
 			reply->integer);
 		adminreq_error(ar, 409, "device_exists", msg);
 	} else if (!ar->answered) {
-		ar->answered = true;
-		adminreq_send(ar->req, 200, adminreq_csv, ar->out, ar->outlen);
+		admin_register_done(ar);
 	}
 	adminreq_unref(ar);
 }
@@ -543,25 +736,7 @@ out:
 	return n;
 }
 
-struct admin_regargs {
-	char dkey[SCHEMA_KEY_MAX], skey[SCHEMA_KEY_MAX], ckey[SCHEMA_KEY_MAX];
-	char field[SCHEMA_FIELD_MAX];
-	char record[SCHEMA_DEVICE_RECORD_MAX];
-	unsigned char sealed[SECRET_PLAIN_MAX + SECRET_SEALED_OVERHEAD];
-	size_t sealed_len;
-};
 
-/* A registration ready to send, once the product is known to exist. */
-struct admin_register {
-	struct admin_regargs *ra;
-	long n;
-	const char **argv;
-	size_t *argvlen;
-	size_t argc;
-	char numkeys[24];
-	/* Under Cluster: the devices in group order, and where each group starts. */
-	size_t *order, *gstart, ngroups;
-};
 
 static void admin_register_free(void *p)
 {
@@ -684,10 +859,8 @@ static void admin_register_groups_reply(redisReply *all, void *arg)
 				"a device of the upload was registered by another request meanwhile; nothing was registered");
 		goto out;
 	}
-	if (!ar->answered) {
-		ar->answered = true;
-		adminreq_send(ar->req, 200, adminreq_csv, ar->out, ar->outlen);
-	}
+	if (!ar->answered)
+		admin_register_done(ar);
 out:
 	adminreq_unref(ar);
 }
@@ -883,6 +1056,7 @@ static void admin_devices_post(struct adminreq *ar)
 		goto out;
 	}
 	r->n = n;
+	r->method = adminreq_content_type_is(ar->req, "application/json") ? "count" : "csv";
 	r->argc = argc;
 	ar->data = r;
 	ar->data_free = admin_register_free;
@@ -1402,7 +1576,8 @@ static void admin_v1(struct http_request *req, void *arg)
 			"a valid Authorization: Bearer token is required");
 		return;
 	}
-	if (admin_batch_handle(t, req, path))
+	if (admin_batch_handle(t, req, path) || admin_audit_handle(t, req, path) || admin_reg_handle(t, req, path) ||
+	    admin_hooks_handle(t, req, path))
 		return;
 	if (strcmp(path, "/v1/mqtt/auth") == 0) {
 		if (m != HTTP_POST) {
@@ -1449,8 +1624,18 @@ static void admin_v1(struct http_request *req, void *arg)
 			ar->answered = true;
 			admin_method_not_allowed(req, n == 1 ? "GET, PUT" : "POST");
 		}
-	} else if ((n = admin_segments(path, "/v1/devices", seg, 3)) == 2 ||
-		   (n == 3 && strcmp(seg[2], "resolve") == 0)) {
+	} else if ((n = admin_segments(path, "/v1/devices", seg, 3)) == 3 && strcmp(seg[2], "secret") == 0) {
+		if (m != HTTP_POST) {
+			ar->answered = true;
+			admin_method_not_allowed(req, "POST");
+		} else if (!form_valid_product_key(seg[0]) || !form_valid_device_name(seg[1])) {
+			adminreq_error(ar, 404, "device_not_found", "no such device");
+		} else {
+			memcpy(ar->pk, seg[0], strlen(seg[0]) + 1);
+			memcpy(ar->dn, seg[1], strlen(seg[1]) + 1);
+			admin_device_secret(ar);
+		}
+	} else if (n == 2 || (n == 3 && strcmp(seg[2], "resolve") == 0)) {
 		if (n == 3 && !admin_explain_address(ar)) {
 			goto out;
 		}
@@ -1472,6 +1657,23 @@ static void admin_v1(struct http_request *req, void *arg)
 	}
 out:
 	adminreq_unref(ar);
+}
+
+void admin_answered(struct http_request *req, int status, void *ctx)
+{
+	struct server_thread *t = ctx;
+	char action[AUDIT_ACTION_MAX], target[AUDIT_TARGET_MAX], actor[TOKEN_NAME_MAX + 1], from[NETADDR_TEXT_MAX],
+		result[16];
+	struct netaddr peer;
+
+	/* A refusal before any route (a malformed request) is no operator call. */
+	if (req->matched == NULL || req->r.path == NULL || !audit_classify(req->r.method, req->r.path, action, target))
+		return;
+	adminreq_actor(t, req, actor);
+	http_peer(req, &peer);
+	netaddr_format(&peer, from);
+	snprintf(result, sizeof(result), "%d", status);
+	audit_record(adminreq_store(t), actor, from, action, target, result);
 }
 
 const struct http_route admin_routes[] = {

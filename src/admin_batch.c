@@ -8,6 +8,7 @@
 #include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 
+#include "admin_audit.h"
 #include "adminreq.h"
 #include "batch.h"
 #include "config.h"
@@ -233,7 +234,30 @@ static void admin_batch_gen_number(yajl_gen g, const char *key, const char *valu
 	yajl_gen_integer(g, n);
 }
 
-static void admin_batch_gen(yajl_gen g, const char *id, const redisReply *hash)
+/* "notify": the batch's rows by notify state, from its notify states (a
+ * byte a row); "sent" are delivered to the broker and not answered. */
+static void admin_batch_gen_notify(yajl_gen g, const redisReply *states)
+{
+	static const char letters[] = "psan";
+	static const char *const names[] = { "pending", "sent", "acked", "none" };
+	long long n[4] = { 0 };
+
+	adminreq_gen_string(g, "notify");
+	for (size_t i = 0; states->type == REDIS_REPLY_STRING && i < states->len; i++) {
+		const char *c = memchr(letters, states->str[i], 4);
+		if (c != NULL && states->str[i] != '\0')
+			n[c - letters]++;
+	}
+	yajl_gen_map_open(g);
+	for (size_t k = 0; k < 4; k++) {
+		adminreq_gen_string(g, names[k]);
+		yajl_gen_integer(g, n[k]);
+	}
+	yajl_gen_map_close(g);
+}
+
+/* The batch from its hash; NOTIFIES (its notify states, NULL for none asked) adds "notify". */
+static void admin_batch_gen(yajl_gen g, const char *id, const redisReply *hash, const redisReply *notifies)
 {
 	const char *st = admin_batch_field(hash, "st"), *tg = admin_batch_field(hash, "tg");
 	const char *ac = admin_batch_field(hash, "ac"), *kd = admin_batch_field(hash, "kd");
@@ -275,21 +299,26 @@ static void admin_batch_gen(yajl_gen g, const char *id, const redisReply *hash)
 		/* Only once retention removed its rows: then results answer 410. */
 		if (pr != NULL)
 			adminreq_gen_time(g, "prunedAt", strtoll(pr, NULL, 10));
+		else if (notifies != NULL)
+			admin_batch_gen_notify(g, notifies);
 	}
 	yajl_gen_map_close(g);
 }
 
-static void admin_batch_get_reply(redisReply *reply, void *arg)
+/* The batch's hash and its notify states, gathered. */
+static void admin_batch_get_reply(redisReply *all, void *arg)
 {
 	struct adminreq *ar = arg;
+	const redisReply *reply;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+	if (all == NULL || all->type != REDIS_REPLY_ARRAY || all->elements != 2 ||
+	    (reply = all->element[0])->type != REDIS_REPLY_ARRAY) {
 		adminreq_unavailable(ar);
 	} else if (reply->elements == 0) {
 		adminreq_error(ar, 404, "batch_not_found", "no such batch");
 	} else if (!ar->answered) {
 		yajl_gen g = yajl_gen_alloc(NULL);
-		admin_batch_gen(g, ar->id, reply);
+		admin_batch_gen(g, ar->id, reply, all->element[1]);
 		adminreq_answer_gen(ar, 200, g);
 	}
 	adminreq_unref(ar);
@@ -384,16 +413,21 @@ static void admin_batch_results_reply(redisReply *reply, void *arg)
 				snprintf(msg, sizeof(msg), "%s", m + 1);
 			}
 		}
-		if (csvdoc_write_field(csv, cap, &off, pk) < 0 || off + 1 >= cap)
+		/* A valid name is written as it is (a factory burns it); what a
+		 * client sent that is no name is neutralised as a spreadsheet cell. */
+		if ((form_valid_product_key(pk) ? csvdoc_write_field : csvdoc_write_text)(csv, cap, &off, pk) < 0 ||
+		    off + 1 >= cap)
 			goto toolong;
 		csv[off++] = ',';
-		if (csvdoc_write_field(csv, cap, &off, dn) < 0)
+		if ((form_valid_device_name(dn) || (dn[0] == '\0' && form_valid_product_key(pk)) ? csvdoc_write_field
+												 : csvdoc_write_text)(
+			    csv, cap, &off, dn) < 0)
 			goto toolong;
 		off += (size_t)snprintf(csv + off, cap - off, ",%s,", r == 's' ? "success" : "failed");
-		if (off >= cap || csvdoc_write_field(csv, cap, &off, code) < 0 || off + 1 >= cap)
+		if (off >= cap || csvdoc_write_text(csv, cap, &off, code) < 0 || off + 1 >= cap)
 			goto toolong;
 		csv[off++] = ',';
-		if (csvdoc_write_field(csv, cap, &off, msg) < 0 || off + 3 >= cap)
+		if (csvdoc_write_text(csv, cap, &off, msg) < 0 || off + 3 >= cap)
 			goto toolong;
 		/* notify: pending, sent, acked, none (the instance has no broker), or
 		 * empty for a row that moved nothing */
@@ -475,7 +509,7 @@ static void admin_batch_list_reply(redisReply *reply, void *arg)
 	yajl_gen_array_open(g);
 	for (size_t i = 0; i < pg->n && i < pg->limit; i++)
 		if (reply->element[i]->type == REDIS_REPLY_ARRAY && reply->element[i]->elements > 0)
-			admin_batch_gen(g, pg->seqs[i], reply->element[i]);
+			admin_batch_gen(g, pg->seqs[i], reply->element[i], NULL);
 	yajl_gen_array_close(g);
 	/* One more than asked for means there is a next page, after the last shown. */
 	adminreq_gen_kv(g, "nextCursor", pg->n > pg->limit ? pg->seqs[pg->limit - 1] : NULL);
@@ -829,11 +863,194 @@ static void admin_batch_stats(struct adminreq *ar)
 
 static void admin_batch_simple(struct adminreq *ar, store_reply_fn fn, int argc, const char **argv, bool write)
 {
-	ar->refs++;
-	if ((write ? store_write : store_command)(adminreq_store(ar->t), fn, ar, argc, argv, NULL) < 0) {
-		ar->refs--;
-		adminreq_unavailable(ar);
+	adminreq_command(ar, fn, argc, argv, write);
+}
+
+/* --- GET /v1/stats/activations: activations through bootstrap per interval --- */
+
+#define ADMIN_ACT_DAYS_MAX 401
+#define ADMIN_ACT_INTERVALS_MAX 10000
+
+struct admin_act {
+	int64_t since, until, interval; /* seconds; [since, until) */
+	int64_t day0;                   /* the first day key's midnight */
+	size_t ndays;
+	char (*keys)[32];
+};
+
+static void admin_act_free(void *p)
+{
+	struct admin_act *a = p;
+
+	if (a)
+		free(a->keys);
+	free(a);
+}
+
+static void admin_act_time(yajl_gen g, const char *k, int64_t t)
+{
+	adminreq_gen_time(g, k, t);
+}
+
+static void admin_act_reply(redisReply *all, void *arg)
+{
+	struct adminreq *ar = arg;
+	struct admin_act *a = ar->data;
+	size_t nb = (size_t)((a->until - a->since + a->interval - 1) / a->interval);
+	long long *counts = calloc(nb ? nb : 1, sizeof(*counts)), total = 0;
+	yajl_gen g;
+
+	if (all == NULL || all->type != REDIS_REPLY_ARRAY || all->elements != a->ndays || counts == NULL) {
+		if (counts == NULL)
+			adminreq_error(ar, 500, "internal", "out of memory");
+		else
+			adminreq_unavailable(ar);
+		goto out;
 	}
+	for (size_t d = 0; d < a->ndays; d++) {
+		const redisReply *h = all->element[d];
+		for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
+			int64_t t = a->day0 + (int64_t)d * 86400 + strtoll(h->element[i]->str, NULL, 10) * SCHEMA_ACTIVATIONS_SLOT_S;
+			if (t < a->since || t >= a->until)
+				continue;
+			long long c = strtoll(h->element[i + 1]->str, NULL, 10);
+			counts[(t - a->since) / a->interval] += c;
+			total += c;
+		}
+	}
+	g = yajl_gen_alloc(NULL);
+	yajl_gen_map_open(g);
+	adminreq_gen_string(g, "intervalSeconds");
+	yajl_gen_integer(g, a->interval);
+	admin_act_time(g, "since", a->since);
+	admin_act_time(g, "until", a->until);
+	adminreq_gen_string(g, "total");
+	yajl_gen_integer(g, total);
+	adminreq_gen_string(g, "activations");
+	yajl_gen_array_open(g);
+	for (size_t b = 0; b < nb; b++) {
+		yajl_gen_map_open(g);
+		admin_act_time(g, "at", a->since + (int64_t)b * a->interval);
+		adminreq_gen_string(g, "count");
+		yajl_gen_integer(g, counts[b]);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+	yajl_gen_map_close(g);
+	adminreq_answer_gen(ar, 200, g);
+out:
+	free(counts);
+	adminreq_unref(ar);
+}
+
+/* An interval: 5m, 15m, 1h, 1d ... (a multiple of 5 minutes). */
+static int64_t admin_act_interval(const char *s)
+{
+	char *end;
+	long long n = strtoll(s, &end, 10);
+	int64_t unit = 0;
+
+	if (end == s || n <= 0 || n > 1000)
+		return -1;
+	if (strcmp(end, "m") == 0)
+		unit = 60;
+	else if (strcmp(end, "h") == 0)
+		unit = 3600;
+	else if (strcmp(end, "d") == 0)
+		unit = 86400;
+	if (unit == 0 || (n * unit) % SCHEMA_ACTIVATIONS_SLOT_S != 0)
+		return -1;
+	return n * unit;
+}
+
+static void admin_batch_activations(struct adminreq *ar)
+{
+	struct form_param params[FORM_PARAMS_MAX];
+	size_t np = 0, qlen = ar->req->r.query_len;
+	char *q = qlen ? strndup(ar->req->r.query, qlen) : NULL;
+	const char *why = NULL;
+	struct admin_act *a = calloc(1, sizeof(*a));
+	int64_t now = (int64_t)time(NULL);
+
+	if (a == NULL || (qlen && q == NULL)) {
+		free(q);
+		free(a);
+		adminreq_error(ar, 500, "internal", "out of memory");
+		return;
+	}
+	ar->data = a;
+	ar->data_free = admin_act_free;
+	a->interval = 3600;
+	a->since = a->until = -1;
+	if (q && form_query_parse(q, qlen, params, FORM_PARAMS_MAX, &np, &why) < 0) {
+		adminreq_error(ar, 400, "invalid_parameter", why);
+		goto out;
+	}
+	for (size_t i = 0; i < np; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "%.*s", (int)params[i].name_len, params[i].name);
+		if (strcmp(name, "interval") == 0) {
+			if ((a->interval = admin_act_interval(params[i].value)) < 0) {
+				adminreq_error(ar, 400, "invalid_parameter", "interval: a multiple of 5m (5m, 1h, 1d, ...)");
+				goto out;
+			}
+		} else if (strcmp(name, "since") == 0 || strcmp(name, "until") == 0) {
+			if (admin_audit_parse_time(params[i].value, name[0] == 's' ? &a->since : &a->until) < 0) {
+				adminreq_error(ar, 400, "invalid_parameter",
+					"since and until: Unix seconds or RFC 3339 in UTC (2026-12-01T17:00:00Z)");
+				goto out;
+			}
+		} else {
+			adminreq_error(ar, 400, "invalid_parameter", "parameters: interval, since, until");
+			goto out;
+		}
+	}
+	if (a->until < 0)
+		a->until = now;
+	if (a->since < 0)
+		a->since = a->until - 86400;
+	if (a->until <= a->since) {
+		adminreq_error(ar, 400, "invalid_parameter", "since must be before until");
+		goto out;
+	}
+	/* Whole 5-minute slots: since rounded down, until up. */
+	a->since -= a->since % SCHEMA_ACTIVATIONS_SLOT_S;
+	a->until += (SCHEMA_ACTIVATIONS_SLOT_S - a->until % SCHEMA_ACTIVATIONS_SLOT_S) % SCHEMA_ACTIVATIONS_SLOT_S;
+	a->day0 = a->since - a->since % 86400;
+	a->ndays = (size_t)((a->until - 1) / 86400 - a->day0 / 86400 + 1);
+	if (a->until <= a->since || a->ndays > ADMIN_ACT_DAYS_MAX ||
+	    (a->until - a->since) / a->interval > ADMIN_ACT_INTERVALS_MAX) {
+		adminreq_error(ar, 400, "invalid_parameter",
+			"since before until, at most 400 days and 10000 intervals between them");
+		goto out;
+	}
+	const char *(*argvs)[2] = calloc(a->ndays, sizeof(*argvs));
+	const char *const **pargvs = calloc(a->ndays, sizeof(*pargvs));
+	int *argcs = calloc(a->ndays, sizeof(*argcs));
+	a->keys = calloc(a->ndays, sizeof(*a->keys));
+	if (argvs == NULL || pargvs == NULL || argcs == NULL || a->keys == NULL) {
+		adminreq_error(ar, 500, "internal", "out of memory");
+	} else {
+		for (size_t d = 0; d < a->ndays; d++) {
+			if (schema_activations_key(a->keys[d], sizeof(a->keys[d]), a->day0 + (int64_t)d * 86400, NULL) < 0)
+				a->keys[d][0] = '\0';
+			argvs[d][0] = "HGETALL";
+			argvs[d][1] = a->keys[d];
+			pargvs[d] = argvs[d];
+			argcs[d] = 2;
+		}
+		ar->refs++;
+		if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, a->ndays, argcs, pargvs,
+			    admin_act_reply, ar) < 0) {
+			ar->refs--;
+			adminreq_unavailable(ar);
+		}
+	}
+	free(argvs);
+	free(pargvs);
+	free(argcs);
+out:
+	free(q);
 }
 
 static void admin_batch_not_allowed(struct adminreq *ar, const char *allow)
@@ -850,11 +1067,19 @@ bool admin_batch_handle(struct server_thread *t, struct http_request *req, const
 	int n;
 
 	if (strncmp(path, "/v1/batches", 11) != 0 && strncmp(path, "/v1/accounts/", 13) != 0 &&
-	    strcmp(path, "/v1/stats") != 0)
+	    strcmp(path, "/v1/stats") != 0 && strcmp(path, "/v1/stats/activations") != 0)
 		return false;
 	ar = adminreq_new(t, req);
 	if (ar == NULL) {
 		adminreq_error_req(req, 500, "internal", "out of memory");
+		return true;
+	}
+	if (strcmp(path, "/v1/stats/activations") == 0) {
+		if (m != HTTP_GET)
+			admin_batch_not_allowed(ar, "GET");
+		else
+			admin_batch_activations(ar);
+		adminreq_unref(ar);
 		return true;
 	}
 	if (strcmp(path, "/v1/stats") == 0) {
@@ -894,11 +1119,22 @@ bool admin_batch_handle(struct server_thread *t, struct http_request *req, const
 		if (schema_batch_key(key, sizeof(key), strtoull(id, NULL, 10)) < 0)
 			key[0] = '\0'; /* cannot happen: at most 20 digits */
 		if (n == 1) {
-			const char *argv[] = { "HGETALL", key };
-			if (m != HTTP_GET)
+			char nkey[SCHEMA_KEY_MAX];
+			if (schema_batch_part_key(nkey, sizeof(nkey), strtoull(id, NULL, 10), 'n') < 0)
+				nkey[0] = '\0';
+			const char *argv[] = { "HGETALL", key }, *nargv[] = { "GET", nkey };
+			const char *const *argvs[] = { argv, nargv };
+			const int argcs[] = { 2, 2 };
+			if (m != HTTP_GET) {
 				admin_batch_not_allowed(ar, "GET");
-			else
-				admin_batch_simple(ar, admin_batch_get_reply, 2, argv, false);
+			} else {
+				ar->refs++;
+				if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 2, argcs, argvs,
+					    admin_batch_get_reply, ar) < 0) {
+					ar->refs--;
+					adminreq_unavailable(ar);
+				}
+			}
 		} else if (strcmp(rest, "results") == 0) {
 			if (m != HTTP_GET)
 				admin_batch_not_allowed(ar, "GET");

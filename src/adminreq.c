@@ -9,6 +9,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "token.h"
 
 const char adminreq_json[] = "application/json; charset=utf-8";
 const char adminreq_csv[] = "text/csv; charset=utf-8";
@@ -192,4 +193,35 @@ void adminreq_answer_gen(struct adminreq *ar, int status, yajl_gen g)
 		adminreq_send_gen(ar->req, status, g);
 	}
 	yajl_gen_free(g);
+}
+
+void adminreq_command(struct adminreq *ar, store_reply_fn fn, int argc, const char **argv, bool write)
+{
+	ar->refs++;
+	if ((write ? store_write : store_command)(adminreq_store(ar->t), fn, ar, argc, argv, NULL) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
+	}
+}
+
+void adminreq_actor(struct server_thread *t, struct http_request *req, char out[TOKEN_NAME_MAX + 1])
+{
+	int who = token_set_find(t->srv->tokens, http_header(req, "Authorization"));
+
+	if (who < 0 || token_set_name(t->srv->tokens, who, out) < 0)
+		snprintf(out, TOKEN_NAME_MAX + 1, "-");
+}
+
+struct adminreq *adminreq_begin_get(struct server_thread *t, struct http_request *req)
+{
+	struct adminreq *ar;
+
+	if (req->r.method != HTTP_GET) {
+		http_add_header(req, "Allow", "GET");
+		adminreq_error_req(req, 405, "method_not_allowed", "method not allowed here");
+		return NULL;
+	}
+	if ((ar = adminreq_new(t, req)) == NULL)
+		adminreq_error_req(req, 500, "internal", "out of memory");
+	return ar;
 }

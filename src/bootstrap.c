@@ -14,6 +14,7 @@
 #include "catalog.h"
 #include "codes.h"
 #include "dynreg.h"
+#include "hooks.h"
 #include "config.h"
 #include "form.h"
 #include "http.h"
@@ -303,6 +304,22 @@ static int bootstrap_render(struct server_thread *t, const struct catalog *cat, 
 static struct log_limit bootstrap_record_log;
 static bool bootstrap_limited(struct server_thread *t, struct http_request *req, struct netaddr *client, bool *known);
 
+/* The activations per 5 minutes (GET /v1/stats/activations): best effort,
+ * the group counters hold the exact total. */
+static void bootstrap_count_activation(struct server_thread *t)
+{
+	char key[32], slot[8], keep[16];
+	unsigned s;
+
+	if (schema_activations_key(key, sizeof(key), (int64_t)time(NULL), &s) < 0)
+		return;
+	snprintf(slot, sizeof(slot), "%u", s);
+	snprintf(keep, sizeof(keep), "%d", SCHEMA_ACTIVATIONS_KEEP_S);
+	const char *incr[] = { "HINCRBY", key, slot, "1" }, *expire[] = { "EXPIRE", key, keep, "NX" };
+	store_command_noreply(t->store, 4, incr, NULL);
+	store_command_noreply(t->store, 4, expire, NULL);
+}
+
 static void bootstrap_on_recorded(redisReply *reply, void *arg)
 {
 	struct bootstrap_req *br = arg;
@@ -314,7 +331,13 @@ static void bootstrap_on_recorded(redisReply *reply, void *arg)
 			log_warn("bootstrap", "%s: the bootstrap could not be recorded (%s; %lu more not logged)",
 				br->field, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer", held);
 	} else if (reply->integer == 1 && br->device.status != SCHEMA_ACTIVE) {
+		char data[192];
 		metrics_count(METRICS_ACTIVATIONS);
+		bootstrap_count_activation(br->t);
+		/* Names and ids are of their alphabets: nothing to escape. */
+		snprintf(data, sizeof(data), "{\"productKey\":\"%s\",\"deviceName\":\"%s\",\"region\":\"%s\"}",
+			br->form.product_key, br->form.device_name, br->region ? br->region : "");
+		hooks_emit(br->t->hooks, HOOKS_DEVICE_ACTIVATED, data);
 	}
 	/* The answer is right either way; it goes once the record is written or given up. */
 	bootstrap_send(br->req, 200, br->body, br->body_len);
@@ -351,6 +374,7 @@ static void bootstrap_record_and_answer(struct bootstrap_req *br, const char *re
 	unsigned long held;
 
 	br->answered = true;
+	br->region = region;
 	if (code == NULL) {
 		if (br->code_syncs < 2 && codes_field(field, sizeof(field), CODES_REGION, region) >= 0) {
 			const char *need[] = { field };
@@ -423,12 +447,11 @@ static void bootstrap_preauth_issue(struct bootstrap_req *br, const char *region
 {
 	struct schema_preauth p = { .expires = (int64_t)time(NULL) + SCHEMA_PREAUTH_TTL_S };
 	char key[SCHEMA_KEY_MAX], rec[160], ttl[16], derived[SCHEMA_IOT_ID_LEN];
-	uint32_t group = schema_group(schema_bucket(br->form.product_key, br->form.device_name));
 
 	br->answered = true;
 	br->region = region;
 	if (secret_derive_hex(br->t->srv->secret_key, "iotId", br->field, SCHEMA_IOT_ID_LEN - 3, derived) < 0 ||
-	    snprintf(br->iot_id, sizeof(br->iot_id), "%03x%s", (unsigned)group, derived) != SCHEMA_IOT_ID_LEN ||
+	    schema_iot_id(br->iot_id, br->form.product_key, br->form.device_name, derived) < 0 ||
 	    secret_generate(br->iot_token) < 0 || secret_sha256_hex(br->iot_token, p.token_sha256) < 0 ||
 	    snprintf(p.field, sizeof(p.field), "%s", br->field) >= (int)sizeof(p.field) ||
 	    schema_preauth_key(key, sizeof(key), br->iot_id) < 0 || schema_preauth_format(&p, rec, sizeof(rec)) < 0) {
@@ -1038,25 +1061,24 @@ static bool bootstrap_limited(struct server_thread *t, struct http_request *req,
 	return true;
 }
 
-static void bootstrap_on_device_route(struct http_request *req, void *arg)
+static void bootstrap_on_route(struct http_request *req, struct server_thread *t, bool preauth)
 {
-	struct server_thread *t = arg;
 	struct netaddr client;
 	bool known;
 
 	if (!bootstrap_limited(t, req, &client, &known))
-		bootstrap_device(t, req, known ? &client : NULL, false);
+		bootstrap_device(t, req, known ? &client : NULL, preauth);
+}
+
+static void bootstrap_on_device_route(struct http_request *req, void *arg)
+{
+	bootstrap_on_route(req, arg, false);
 }
 
 /* POST /auth/devicename (SPEC §10): the bootstrap, signed, with a token. */
 static void bootstrap_on_preauth_route(struct http_request *req, void *arg)
 {
-	struct server_thread *t = arg;
-	struct netaddr client;
-	bool known;
-
-	if (!bootstrap_limited(t, req, &client, &known))
-		bootstrap_device(t, req, known ? &client : NULL, true);
+	bootstrap_on_route(req, arg, true);
 }
 
 static void bootstrap_on_region_route(struct http_request *req, void *arg)

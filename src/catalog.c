@@ -396,6 +396,7 @@ static int catalog_parse_endpoint(struct catalog_parser *p, yajl_val v, const ch
 		return catalog_fail(p, sub, "must be a string, got %s", catalog_type_name(host));
 	if (catalog_check_host(p, sub, host->u.string, r->id, inst->id, true, &maxlen, &ep->uses) < 0)
 		return -1;
+	ep->host_max = maxlen;
 	ep->needs_device = ep->uses != 0;
 	if (catalog_dup(p, sub, host->u.string, &ep->host) < 0)
 		return -1;
@@ -409,6 +410,7 @@ static int catalog_parse_endpoint(struct catalog_parser *p, yajl_val v, const ch
 		if (catalog_check_host(p, sub, region_host->u.string, r->id, inst->id, false,
 				&region_maxlen, &unused) < 0)
 			return -1;
+		ep->region_host_max = region_maxlen;
 		if (catalog_dup(p, sub, region_host->u.string, &ep->region_host) < 0)
 			return -1;
 	}
@@ -1437,4 +1439,53 @@ int catalog_to_json(const struct catalog *cat, char **out, size_t *len)
 out:
 	yajl_gen_free(g);
 	return rc;
+}
+
+size_t catalog_sdk3_warnings(const struct catalog *cat, void (*fn)(const char *message, void *arg), void *arg)
+{
+	char msg[512];
+	size_t n = 0;
+
+	for (size_t r = 0; r < cat->nregions; r++) {
+		const struct catalog_region *reg = &cat->regions[r];
+		for (size_t i = 0; i < reg->ninstances; i++) {
+			const struct catalog_instance *inst = &reg->instances[i];
+			for (size_t e = 0; e < inst->nendpoints; e++) {
+				const struct catalog_endpoint *ep = &inst->endpoints[e];
+				if (strcmp(ep->protocol, "mqtt") != 0)
+					continue;
+				if (ep->host_max > CATALOG_SDK3_HOST_MAX) {
+					/* What the names may take and keep it within the bound. */
+					size_t fixed = ep->host_max - ((ep->uses & CATALOG_USES_PRODUCT_KEY) ? CATALOG_PRODUCT_KEY_MAX : 0) -
+						((ep->uses & CATALOG_USES_DEVICE_NAME) ? CATALOG_DEVICE_NAME_MAX : 0);
+					if (ep->uses && fixed < CATALOG_SDK3_HOST_MAX)
+						snprintf(msg, sizeof(msg),
+							"region %s, instance %s: the mqtt host \"%s\" is up to %zu characters; the "
+							"vendor SDK 3.x takes at most %d, so its devices work only where %s "
+							"at most %zu characters (docs/sdk.md)", reg->id, inst->id,
+							ep->host, ep->host_max, CATALOG_SDK3_HOST_MAX,
+							ep->uses == CATALOG_USES_PRODUCT_KEY ? "the productKey takes" :
+							ep->uses == CATALOG_USES_DEVICE_NAME ? "the deviceName takes" :
+							"the productKey and deviceName together take",
+							(size_t)CATALOG_SDK3_HOST_MAX - fixed);
+					else
+						snprintf(msg, sizeof(msg),
+							"region %s, instance %s: the mqtt host \"%s\" is %zu characters; more than %d "
+							"breaks devices on the vendor SDK 3.x (docs/sdk.md)", reg->id, inst->id,
+							ep->host, ep->host_max, CATALOG_SDK3_HOST_MAX);
+					fn(msg, arg);
+					n++;
+				}
+				if (ep->region_host && ep->region_host_max > CATALOG_SDK3_HOST_MAX) {
+					snprintf(msg, sizeof(msg),
+						"region %s, instance %s: the mqtt regionHost \"%s\" is %zu characters; more than "
+						"%d breaks devices on the vendor SDK 3.x (docs/sdk.md)", reg->id, inst->id,
+						ep->region_host, ep->region_host_max, CATALOG_SDK3_HOST_MAX);
+					fn(msg, arg);
+					n++;
+				}
+			}
+		}
+	}
+	return n;
 }

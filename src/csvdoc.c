@@ -199,6 +199,32 @@ void csvdoc_free(struct csvdoc *doc)
 	free(doc);
 }
 
+int csvdoc_write_text(char *out, size_t outlen, size_t *off, const char *field)
+{
+	size_t len = strlen(field), need;
+	char small[CSVDOC_FIELD_MAX + 2], *tmp;
+
+	if (field[0] == '\0' || strchr("=+-@\t\r", field[0]) == NULL)
+		return csvdoc_write_field(out, outlen, off, field);
+	tmp = len + 2 <= sizeof(small) ? small : malloc(len + 2);
+	if (tmp == NULL)
+		return -1;
+	tmp[0] = '\'';
+	memcpy(tmp + 1, field, len + 1);
+	need = csv_write(NULL, 0, tmp, len + 1);
+	if (*off + need >= outlen) {
+		if (tmp != small)
+			free(tmp);
+		return -1;
+	}
+	csv_write(out + *off, outlen - *off, tmp, len + 1);
+	*off += need;
+	out[*off] = '\0';
+	if (tmp != small)
+		free(tmp);
+	return 0;
+}
+
 int csvdoc_write_field(char *out, size_t outlen, size_t *off, const char *field)
 {
 	size_t len = strlen(field);

@@ -9,10 +9,13 @@
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 
+#include "admin_reg.h"
+#include "audit.h"
 #include "bootstrap.h"
 #include "config.h"
 #include "dynform.h"
 #include "form.h"
+#include "hooks.h"
 #include "log.h"
 #include "lua.h"
 #include "netaddr.h"
@@ -62,15 +65,19 @@ static void dynreg_fail(struct dynreg_req *d, int code, const char *message)
 	dynreg_free(d);
 }
 
-/* Every registration leaves a line (the secret never): who, from where, what. */
-static void dynreg_log(const struct dynreg_req *d, const char *what)
+/* Every registration, issued or refused, leaves a log line and an audit
+ * entry (the secret never): the device, from where, what came of it. */
+static void dynreg_log(const struct dynreg_req *d, int code, const char *what)
 {
 	struct netaddr peer;
-	char addr[NETADDR_TEXT_MAX];
+	char addr[NETADDR_TEXT_MAX], result[16];
 
 	http_peer(d->req, &peer);
 	netaddr_format(&peer, addr);
 	log_info("dynreg", "%s from %s: %s", d->field, addr, what);
+	snprintf(result, sizeof(result), "%d", code);
+	audit_record(d->t->store, "device", addr, d->kind == DYNREG_TENCENT ? "device.register.tencent" : "device.register",
+		d->field, result);
 }
 
 static void dynreg_registered(redisReply *reply, void *arg)
@@ -86,12 +93,12 @@ static void dynreg_registered(redisReply *reply, void *arg)
 		return;
 	}
 	if (strcmp(reply->str, "active") == 0) {
-		dynreg_log(d, "refused, the device has bootstrapped before");
+		dynreg_log(d, 6201, "refused, the device has bootstrapped before");
 		dynreg_fail(d, 6201, "device already activated: its secret is not issued again");
 		return;
 	}
 	if (strcmp(reply->str, "replay") == 0) {
-		dynreg_log(d, "refused, random seen before");
+		dynreg_log(d, 401, "refused, random seen before");
 		dynreg_fail(d, 401, "random already used");
 		return;
 	}
@@ -104,7 +111,14 @@ static void dynreg_registered(redisReply *reply, void *arg)
 		dynreg_fail(d, 500, "internal error");
 		return;
 	}
-	dynreg_log(d, strcmp(reply->str, "new") == 0 ? "secret issued, device registered" : "secret issued");
+	dynreg_log(d, 200, strcmp(reply->str, "new") == 0 ? "secret issued, device registered" : "secret issued");
+	admin_reg_dynamic(d->t->store, d->pk, d->dn);
+	{
+		char data[192];
+		snprintf(data, sizeof(data), "{\"productKey\":\"%s\",\"method\":\"dynamic\",\"count\":1,\"devices\":[\"%s\"]}",
+			d->pk, d->dn);
+		hooks_emit(d->t->hooks, HOOKS_DEVICE_REGISTERED, data);
+	}
 	/* Names are of [A-Za-z0-9_.@:-], the secret hex, the payload base64:
 	 * nothing to escape (and the Tencent SDK unescapes nothing, '/' included). */
 	if (d->kind == DYNREG_TENCENT)
@@ -192,7 +206,7 @@ static void dynreg_read(redisReply *all, void *arg)
 			return;
 		}
 		if (dev.activated_at != 0) {
-			dynreg_log(d, "refused, the device has bootstrapped before");
+			dynreg_log(d, 6201, "refused, the device has bootstrapped before");
 			dynreg_fail(d, 6201, "device already activated: its secret is not issued again");
 			return;
 		}
@@ -205,7 +219,7 @@ static void dynreg_read(redisReply *all, void *arg)
 	}
 	if (!dynreg_signed(d, plain)) {
 		OPENSSL_cleanse(plain, sizeof(plain));
-		dynreg_log(d, "refused, wrong signature");
+		dynreg_log(d, 401, "refused, wrong signature");
 		dynreg_fail(d, 401, "signature is wrong");
 		return;
 	}

@@ -923,6 +923,8 @@ void http_send(struct http_request *req, int status, const char *content_type, c
 	if (hl < 0)
 		hl = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
 	metrics_request(req->route, status, http_elapsed(&req->started));
+	if (c->srv->svc->answered)
+		c->srv->svc->answered(req, status, c->srv->svc->ctx);
 	atomic_fetch_sub(&http_active, 1);
 	c->state = HTTP_C_WRITING;
 	n = http_conn_send(c, head, (size_t)hl, body, len);

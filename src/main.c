@@ -43,6 +43,18 @@ static int check_tls(const struct config_tls *tls, const char *what)
 	return 0;
 }
 
+static void main_warn_stderr(const char *message, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "bootstrapd: warning: %s\n", message);
+}
+
+static void main_warn_log(const char *message, void *arg)
+{
+	(void)arg;
+	log_warn("catalog", "%s", message);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -141,10 +153,12 @@ int main(int argc, char **argv)
 		if (check_tls(&cfg->public_.tls, "public") < 0 || check_tls(&cfg->admin.tls, "admin") < 0 ||
 		    check_tls(&cfg->worker.tls, "worker") < 0)
 			goto out;
+		(void)catalog_sdk3_warnings(cat, main_warn_stderr, NULL);
 		printf("%s: configuration is valid (%zu regions)\n", cfg->path, cat->nregions);
 		rc = 0;
 		goto out;
 	}
+	(void)catalog_sdk3_warnings(cat, main_warn_log, NULL);
 	if (server_new(cfg, role, cat, geo, &srv, &cause) < 0) {
 		fprintf(stderr, "bootstrapd: %s\n", cause ? cause : "cannot start");
 		goto out;

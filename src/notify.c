@@ -257,9 +257,9 @@ static void notify_on_puback(struct mqtt *m, int mid, void *arg)
 		    schema_batch_part_key(nkey, sizeof(nkey), msg->seq, 'n') < 0)
 			ndkey[0] = nkey[0] = '\0';
 		const char *dev[] = { "EVAL", lua_notify_sent, "1", ndkey, seq, idx, field };
-		const char *row[] = { "EVAL", lua_notify_mark, "1", nkey, idx, "sent" };
+		const char *row[] = { "EVAL", lua_notify_mark, "2", nkey, SCHEMA_STATS_BATCHES_KEY, idx, "sent" };
 		const char *const *argvs[] = { dev, row };
-		const int argcs[] = { 7, 6 };
+		const int argcs[] = { 7, 7 };
 		if ((d = calloc(1, sizeof(*d))) == NULL) {
 			log_warn("notify", "%s: out of memory; an acknowledged notify will be sent again", b->key);
 		} else {
@@ -320,8 +320,8 @@ static void notify_ack_reply(redisReply *reply, void *arg)
 	metrics_count(METRICS_NOTIFY_ACKED);
 	notify_snapshot(b->n);
 	snprintf(q->idx, sizeof(q->idx), "%lu", idx);
-	const char *argv[] = { "EVAL", lua_notify_mark, "1", q->nkey, q->idx, "acked" };
-	if (store_command(b->n->store, notify_ack_marked, q, 6, argv, NULL) < 0)
+	const char *argv[] = { "EVAL", lua_notify_mark, "2", q->nkey, SCHEMA_STATS_BATCHES_KEY, q->idx, "acked" };
+	if (store_command(b->n->store, notify_ack_marked, q, 7, argv, NULL) < 0)
 		free(q);
 }
 

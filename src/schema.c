@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <inttypes.h>
 
 const char *const schema_product_fields[SCHEMA_P_NFIELDS] = {
@@ -115,6 +116,15 @@ int schema_dynreg_random_key(char *buf, size_t len, const char *product_key, con
 
 static size_t schema_split(const char *s, size_t len, char sep, const char **f, size_t *fl, size_t n);
 
+int schema_iot_id(char *out, const char *product_key, const char *device_name, const char *derived)
+{
+	uint32_t group = schema_group(schema_bucket(product_key, device_name));
+
+	if (strlen(derived) != SCHEMA_IOT_ID_LEN - 3)
+		return -1;
+	return snprintf(out, SCHEMA_IOT_ID_LEN + 1, "%03x%s", (unsigned)group, derived) == SCHEMA_IOT_ID_LEN ? 0 : -1;
+}
+
 int schema_preauth_key(char *buf, size_t len, const char *iot_id)
 {
 	unsigned long group;
@@ -154,6 +164,41 @@ int schema_preauth_parse(const char *s, size_t len, struct schema_preauth *out)
 	memcpy(out->token_sha256, f[1], 64);
 	memcpy(out->field, f[2], fl[2]);
 	return 0;
+}
+
+int schema_registrations_key(char *buf, size_t len, const char *product_key, char part, int64_t t)
+{
+	char day[16];
+	time_t tt = (time_t)t;
+	struct tm tm;
+	int n;
+
+	if (part == 'm' || part == 'n')
+		n = snprintf(buf, len, SCHEMA_PRODUCTS_KEY ":%s:%s", product_key, part == 'm' ? "regs" : "regn");
+	else if (part == 'd' && t >= 0 && gmtime_r(&tt, &tm) != NULL && strftime(day, sizeof(day), "%Y%m%d", &tm) == 8)
+		n = snprintf(buf, len, SCHEMA_PRODUCTS_KEY ":%s:rd:%s", product_key, day);
+	else
+		return -1;
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+int schema_sub_state_key(char *buf, size_t len, uint64_t id)
+{
+	int n = snprintf(buf, len, "bd:{h}:s:%" PRIu64, id);
+
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+int schema_activations_key(char *buf, size_t len, int64_t t, unsigned *slot)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t < 0 || gmtime_r(&tt, &tm) == NULL || len < 21)
+		return -1;
+	if (slot)
+		*slot = (unsigned)((tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec) / SCHEMA_ACTIVATIONS_SLOT_S);
+	return (int)strftime(buf, len, "bd:{s}:act:%Y%m%d", &tm);
 }
 
 int schema_product_key(char *buf, size_t len, const char *product_key)
@@ -215,6 +260,10 @@ int schema_key_named(char *buf, size_t len, const char *kind, const char *const 
 		{ "batch-counters", SCHEMA_STATS_BATCHES_KEY }, { "products", SCHEMA_PRODUCTS_KEY },
 		{ "schema", SCHEMA_VERSION_KEY },
 		{ "codes", SCHEMA_CODES_KEY },
+		{ "audit", SCHEMA_AUDIT_KEY },
+		{ "subscriptions", SCHEMA_SUBS_KEY },
+		{ "subscription-seq", SCHEMA_SUBS_SEQ_KEY },
+		{ "events", SCHEMA_EVENTS_KEY },
 	};
 	static const struct {
 		const char *kind;
@@ -230,6 +279,23 @@ int schema_key_named(char *buf, size_t len, const char *kind, const char *const 
 		return nargs == 1 ? schema_product_key(buf, len, args[0]) : -1;
 	if (strcmp(kind, "outbox") == 0)
 		return nargs == 1 ? schema_outbox_key(buf, len, args[0]) : -1;
+	if (strcmp(kind, "activations") == 0) {
+		int64_t t;
+		return nargs == 1 && schema_parse_i64(args[0], strlen(args[0]), &t) == 0 ?
+			schema_activations_key(buf, len, t, NULL) : -1;
+	}
+	if (strcmp(kind, "registrations") == 0 || strcmp(kind, "registration-names") == 0)
+		return nargs == 1 ? schema_registrations_key(buf, len, args[0], kind[12] == '-' ? 'n' : 'm', 0) : -1;
+	if (strcmp(kind, "registrations-day") == 0) {
+		int64_t t;
+		return nargs == 2 && schema_parse_i64(args[1], strlen(args[1]), &t) == 0 ?
+			schema_registrations_key(buf, len, args[0], 'd', t) : -1;
+	}
+	if (strcmp(kind, "subscription") == 0) {
+		uint64_t id;
+		return nargs == 1 && schema_parse_u64(args[0], strlen(args[0]), &id) == 0 ?
+			schema_sub_state_key(buf, len, id) : -1;
+	}
 	if (strcmp(kind, "preauth") == 0)
 		return nargs == 1 ? schema_preauth_key(buf, len, args[0]) : -1;
 	if (strcmp(kind, "random") == 0)

@@ -14,6 +14,7 @@
 #include "codes.h"
 #include "config.h"
 #include "geo.h"
+#include "hooks.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -85,6 +86,7 @@ static void server_thread_stop(evutil_socket_t fd, short what, void *arg)
 	if (t->index == 0) {
 		worker_stop(t->srv->worker);
 		notify_stop(t->srv->notify);
+		hooks_stop(t->srv->hooks);
 	}
 	event_add(t->drain_timer, &tick);
 	server_thread_drain_check(-1, 0, t);
@@ -199,10 +201,11 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 	t->cache = bootstrap_cache_new();
 	t->store = store_new(t->base, cfg);
 	t->codes = t->store ? codes_new(t->store, cfg->redis_timeout_ms) : NULL;
+	t->hooks = t->store ? hooks_want_new(t->store) : NULL;
 	t->reload_ev = event_new(t->base, -1, 0, server_thread_reload, t);
 	t->stop_ev = event_new(t->base, -1, 0, server_thread_stop, t);
 	t->drain_timer = event_new(t->base, -1, EV_PERSIST, server_thread_drain_check, t);
-	if (!t->cache || !t->store || !t->codes || !t->reload_ev || !t->stop_ev || !t->drain_timer)
+	if (!t->cache || !t->store || !t->codes || !t->hooks || !t->reload_ev || !t->stop_ev || !t->drain_timer)
 		goto nomem;
 	/* Only the codes table is written through it, and must survive a failover. */
 	store_durable_replies(t->store);
@@ -217,7 +220,7 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 		if (http_listen(cfg->public_.listen, true, &fd, cause) < 0)
 			return -1;
 		t->public_svc = (struct http_service){ bootstrap_routes, bootstrap_nroutes, METRICS_PUBLIC_OTHER,
-			bootstrap_error, t };
+			bootstrap_error, t, NULL };
 		t->public_http = http_server_new(t->base, fd, srv->public_tls, cfg->public_.proxy_protocol, cfg,
 			&t->public_svc);
 		if (t->public_http == NULL) {
@@ -236,10 +239,10 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 			}
 			if (srv->role == SERVER_ROLE_WORKER)
 				t->admin_svc = (struct http_service){ admin_ops_routes, admin_nops_routes, METRICS_OPS,
-					adminreq_http_error, t };
+					adminreq_http_error, t, NULL };
 			else
 				t->admin_svc = (struct http_service){ admin_routes, admin_nroutes, METRICS_ADMIN,
-					adminreq_http_error, t };
+					adminreq_http_error, t, admin_answered };
 			/* An operator told of a write is told after the record caches. */
 			if (t->admin_store) {
 				store_fence_replies(t->admin_store);
@@ -265,6 +268,7 @@ static void server_thread_deinit(struct server_thread *t)
 	store_free(t->store);
 	store_free(t->admin_store);
 	codes_free(t->codes);
+	hooks_want_free(t->hooks);
 	http_server_free(t->public_http);
 	http_server_free(t->admin_http);
 	if (t->reload_ev)
@@ -327,7 +331,8 @@ int server_new(const struct config *cfg, enum server_role role, struct catalog *
 		if (server_thread_init(srv, &srv->threads[i], i, cause) < 0)
 			goto fail;
 	if (role != SERVER_ROLE_API && ((srv->notify = notify_new(cfg, catalog)) == NULL ||
-					 (srv->worker = worker_new(srv->threads[0].base, cfg, srv->notify)) == NULL)) {
+					 (srv->worker = worker_new(srv->threads[0].base, cfg, srv->notify)) == NULL ||
+					 (srv->hooks = hooks_new(cfg, srv->secret_key)) == NULL)) {
 		*cause = strdup("out of memory");
 		goto fail;
 	}
@@ -393,6 +398,7 @@ void server_free(struct server *srv)
 		event_free(srv->sig_hup);
 	worker_free(srv->worker);
 	notify_free(srv->notify);
+	hooks_free(srv->hooks);
 	for (int i = 0; srv->threads && i < srv->nthreads; i++)
 		server_thread_deinit(&srv->threads[i]);
 	free(srv->threads);

@@ -9,6 +9,7 @@
 
 #include "catalog.h"
 #include "codes.h"
+#include "hooks.h"
 #include "lua.h"
 #include "schema.h"
 #include "store.h"
@@ -61,6 +62,7 @@ typedef char step_field[CATALOG_INSTANCE_ID_MAX + 3];
 struct step {
 	struct store *store;
 	struct codes *codes;
+	struct hooks_want *hooks;
 	uint64_t seq;
 	char seq_text[24], start_text[24], count_text[24], nbrokers_text[24];
 	char **brokers; /* owned copies: a reload may change the caller's */
@@ -185,6 +187,35 @@ static void step_send_one(struct step *s, bool write, int argc, const char **arg
 
 /* --- the last part: the results --- */
 
+/* Push subscriptions' events of what this run recorded: each device it
+ * distributed, and the batch when this run completed it. */
+static void step_events(struct step *s, const redisReply *ok_rows, const redisReply *completed)
+{
+	char data[256];
+
+	if (s->hooks == NULL)
+		return;
+	for (size_t k = 0; ok_rows->type == REDIS_REPLY_ARRAY && k < ok_rows->elements; k++) {
+		for (size_t i = 0; i < s->nrows; i++) {
+			const struct step_row *r = &s->rows[i];
+			if ((long long)r->idx != ok_rows->element[k]->integer)
+				continue;
+			/* Names are of their alphabets, ids of theirs: nothing to escape. */
+			snprintf(data, sizeof(data), "{\"productKey\":\"%s\",\"deviceName\":\"%s\",\"batchId\":\"%s\","
+				"\"region\":\"%s\",\"instance\":\"%s\"}", r->pk, r->dn, s->seq_text, s->target_region,
+				s->target_instance);
+			if (!s->products_only)
+				hooks_emit(s->hooks, HOOKS_DEVICE_DISTRIBUTED, data);
+		}
+	}
+	if (completed->type == REDIS_REPLY_ARRAY && completed->elements == 3) {
+		snprintf(data, sizeof(data), "{\"batchId\":\"%s\",\"total\":%lld,\"succeeded\":%lld,\"failed\":%lld}",
+			s->seq_text, completed->element[0]->integer, completed->element[1]->integer,
+			completed->element[2]->integer);
+		hooks_emit(s->hooks, HOOKS_BATCH_COMPLETED, data);
+	}
+}
+
 static void step_recorded(redisReply *all, void *arg)
 {
 	struct step *s = arg;
@@ -193,12 +224,13 @@ static void step_recorded(redisReply *all, void *arg)
 	if (!step_check(s, all, 1))
 		return;
 	r = all->element[0];
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
 		step_finish(s, STEP_REFUSED, "unexpected answer to the results");
 		return;
 	}
 	s->out.succeeded = r->element[0]->integer;
 	s->out.failed = r->element[1]->integer;
+	step_events(s, r->element[3], r->element[4]);
 	step_finish(s, STEP_DONE, NULL);
 }
 
@@ -821,8 +853,8 @@ static void step_opened(redisReply *all, void *arg)
 	step_read_rest(s);
 }
 
-int step_run(struct store *st, struct codes *codes, uint64_t seq, size_t start, size_t count,
-	const char *const *brokers, size_t nbrokers, step_done_fn fn, void *arg)
+int step_run(struct store *st, struct codes *codes, struct hooks_want *hooks, uint64_t seq, size_t start,
+	size_t count, const char *const *brokers, size_t nbrokers, step_done_fn fn, void *arg)
 {
 	struct step *s = calloc(1, sizeof(*s));
 
@@ -830,6 +862,7 @@ int step_run(struct store *st, struct codes *codes, uint64_t seq, size_t start, 
 		return -1;
 	s->store = st;
 	s->codes = codes;
+	s->hooks = hooks;
 	s->seq = seq;
 	if (nbrokers > 0 && ((s->brokers = calloc(nbrokers, sizeof(*s->brokers))) == NULL ||
 		    (s->broker_codes = calloc(nbrokers / 2 + 1, sizeof(*s->broker_codes))) == NULL)) {

@@ -70,23 +70,47 @@ void token_set_free(struct token_set *set)
 	free(set);
 }
 
-bool token_set_check(const struct token_set *set, const char *authorization)
+int token_set_find(const struct token_set *set, const char *authorization)
 {
 	unsigned char digest[SHA256_DIGEST_LENGTH];
 	unsigned int dlen = 0;
 	const char *token;
-	int match = 0;
+	int found = -1;
 
 	if (set == NULL || authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
-		return false;
+		return -1;
 	token = authorization + 7;
 	while (*token == ' ')
 		token++;
 	if (*token == '\0')
-		return false;
+		return -1;
 	if (!EVP_Digest(token, strlen(token), digest, &dlen, EVP_sha256(), NULL))
-		return false;
-	for (size_t i = 0; i < set->n; i++)
-		match |= CRYPTO_memcmp(digest, set->hashes[i], sizeof(digest)) == 0;
-	return match != 0;
+		return -1;
+	/* Every hash is compared: the time does not say which matched. */
+	for (size_t i = 0; i < set->n; i++) {
+		int eq = CRYPTO_memcmp(digest, set->hashes[i], sizeof(digest)) == 0;
+		found = eq && found < 0 ? (int)i : found;
+	}
+	OPENSSL_cleanse(digest, sizeof(digest));
+	return found;
+}
+
+bool token_set_check(const struct token_set *set, const char *authorization)
+{
+	return token_set_find(set, authorization) >= 0;
+}
+
+int token_set_name(const struct token_set *set, int index, char out[TOKEN_NAME_MAX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (set == NULL || index < 0 || (size_t)index >= set->n)
+		return -1;
+	memcpy(out, "sha256:", 7);
+	for (int i = 0; i < 4; i++) {
+		out[7 + 2 * i] = hex[set->hashes[index][i] >> 4];
+		out[8 + 2 * i] = hex[set->hashes[index][i] & 15];
+	}
+	out[15] = '\0';
+	return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "codes.h"
 #include "config.h"
+#include "hooks.h"
 #include "log.h"
 #include "lua.h"
 #include "metrics.h"
@@ -31,6 +32,7 @@ struct worker {
 	const struct config *cfg;
 	struct store *store;
 	struct codes *codes; /* the records' region and instance codes */
+	struct hooks_want *hooks; /* push subscriptions' events of the steps */
 	struct notify *notify;
 	char consumer[128];
 	struct event *tick;
@@ -212,7 +214,7 @@ static void worker_run_step(struct worker *w)
 	const char *const *map = notify_broker_map(w->notify, &nmap);
 
 	w->busy = true;
-	if (step_run(w->store, w->codes, strtoull(w->seq, NULL, 10), strtoul(w->start, NULL, 10), strtoul(w->count, NULL, 10),
+	if (step_run(w->store, w->codes, w->hooks, strtoull(w->seq, NULL, 10), strtoul(w->start, NULL, 10), strtoul(w->count, NULL, 10),
 		    map, nmap, worker_applied, w) < 0)
 		worker_schedule(w, 200);
 }
@@ -260,7 +262,7 @@ static void worker_prune_list(redisReply *reply, void *arg)
 	n = reply->elements;
 	w->prune_last = strtoull(reply->element[n - 1]->str ? reply->element[n - 1]->str : "0", NULL, 10);
 	keys = calloc(n, sizeof(*keys));
-	argv = calloc(3 + 6 * n + 2, sizeof(*argv));
+	argv = calloc(4 + 6 * n + 2, sizeof(*argv));
 	if (keys == NULL || argv == NULL) {
 		free(keys);
 		free(argv);
@@ -273,6 +275,7 @@ static void worker_prune_list(redisReply *reply, void *arg)
 	argv[argc++] = "EVAL";
 	argv[argc++] = lua_prune;
 	argc++; /* numkeys, below */
+	argv[argc++] = SCHEMA_STATS_BATCHES_KEY;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t seq = strtoull(reply->element[i]->str ? reply->element[i]->str : "0", NULL, 10);
 		if (schema_batch_key(keys[i][0], sizeof(keys[i][0]), seq) < 0 ||
@@ -284,13 +287,13 @@ static void worker_prune_list(redisReply *reply, void *arg)
 		for (int k = 0; k < 5; k++)
 			argv[argc++] = keys[i][k];
 	}
-	size_t nkeys = argc - 3;
+	size_t nkeys = argc - 3, nbatches = (nkeys - 1) / 5;
 	char numkeys[24];
 	snprintf(numkeys, sizeof(numkeys), "%zu", nkeys);
 	argv[2] = numkeys;
 	argv[argc++] = cutoff;
 	argv[argc++] = now;
-	for (size_t i = 0; i < n && i < nkeys / 5; i++)
+	for (size_t i = 0; i < n && i < nbatches; i++)
 		argv[argc++] = reply->element[i]->str;
 	worker_send(w, worker_pruned, (int)argc, argv);
 	free(argv);
@@ -479,8 +482,9 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, str
 	snprintf(w->consumer, sizeof(w->consumer), "%s-%ld-%lx", host, (long)getpid(), (unsigned long)time(NULL));
 	w->store = store_new(base, cfg);
 	w->codes = w->store ? codes_new(w->store, cfg->redis_timeout_ms) : NULL;
+	w->hooks = w->store ? hooks_want_new(w->store) : NULL;
 	w->tick = evtimer_new(base, worker_tick, w);
-	if (w->store == NULL || w->codes == NULL || w->tick == NULL) {
+	if (w->store == NULL || w->codes == NULL || w->hooks == NULL || w->tick == NULL) {
 		worker_free(w);
 		return NULL;
 	}
@@ -512,6 +516,7 @@ void worker_free(struct worker *w)
 	/* Pending callbacks run (with NULL) while the store goes. */
 	store_free(w->store);
 	codes_free(w->codes);
+	hooks_want_free(w->hooks);
 	if (w->tick)
 		event_free(w->tick);
 	free(w);

@@ -7,7 +7,9 @@
 -- failures (the code and message of each failed row).
 -- ARGV: now, then per row: index, result ('s', or 'f' US code US message),
 -- notify state ('' for none). Returns {succeeded, failed, notifies pending}
--- of the rows this call recorded.
+-- of the rows this call recorded, the indexes of the rows it recorded as
+-- succeeded, and {total, succeeded, failed} when this call completed the
+-- batch, else {} (push subscriptions' events).
 local bkey, rkey, nkey, fkey = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
 local STATE = { pending = 'p', sent = 's', acked = 'a', none = 'n' }
 local function unset(k, idx)
@@ -19,12 +21,14 @@ if not b[1] then
   return redis.error_reply('batch ' .. bkey .. ' does not exist')
 end
 local ok, bad, pending = 0, 0, 0
+local ok_rows, completed = {}, {}
 for i = 2, #ARGV, 3 do
   local idx, result, state = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
   if unset(2, idx) then
     redis.call('HINCRBY', bkey, 'processed', 1)
     if result == 's' then
       ok = ok + 1
+      ok_rows[#ok_rows + 1] = idx
       redis.call('SETRANGE', rkey, idx, 's')
       redis.call('HINCRBY', bkey, 'succeeded', 1)
     else
@@ -51,7 +55,11 @@ if status ~= 'failed' then
     redis.call('HSET', bkey, 'status', new)
     redis.call('HINCRBY', KEYS[4], status, -1)
     redis.call('HINCRBY', KEYS[4], new, 1)
+    if new == 'completed' then
+      local c = redis.call('HMGET', bkey, 'total', 'succeeded', 'failed')
+      completed = { tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0 }
+    end
   end
 end
 redis.call('HSET', bkey, 'ut', ARGV[1])
-return { ok, bad, pending }
+return { ok, bad, pending, ok_rows, completed }

@@ -929,10 +929,11 @@ class Harness:
 
     # -- MQTT brokers (mosquitto) in this harness' directory
 
-    def start_broker(self, name=None, users=None, persistence=False):
+    def start_broker(self, name=None, users=None, persistence=False, extra=None):
         """Starts a mosquitto on a free loopback port (see Mosquitto) and waits
         until it answers CONNECT. Returns it; close() kills it."""
-        b = Mosquitto(self.dir, name or "mqtt%d" % (len(self.brokers) + 1), users=users, persistence=persistence)
+        b = Mosquitto(self.dir, name or "mqtt%d" % (len(self.brokers) + 1), users=users, persistence=persistence,
+                      extra=extra)
         self.brokers.append(b)
         b.start()
         return b
@@ -1292,11 +1293,12 @@ class Mosquitto:
     anonymous. PERSISTENCE: keep sessions (and their queued QoS 1 messages)
     across a restart (stop() with SIGTERM saves them)."""
 
-    def __init__(self, dir, name="mqtt", users=None, persistence=False):
+    def __init__(self, dir, name="mqtt", users=None, persistence=False, extra=None):
         self.dir = dir
         self.name = name
         self.users = dict(users or {})
         self.persistence = persistence
+        self.extra = list(extra or [])  # more configuration lines (a plugin)
         self.port = None
         self.proc = None
         self.paused = False
@@ -1343,6 +1345,7 @@ class Mosquitto:
         if self.persistence:
             conf += ["persistence_location %s/" % self.dir, "persistence_file mosquitto-%s.db" % self.name,
                      "autosave_interval 0"]
+        conf += self.extra
         with open(self.conf_path, "w") as f:
             f.write("\n".join(conf) + "\n")
 

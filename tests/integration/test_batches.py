@@ -174,6 +174,23 @@ class Upload(BatchAsserts, HarnessCase):
         r, _ = self.h.batch_results(bid)
         self.assertIn(b'pkU,"u,comma",failed,invalid_device_name,', r.body)
 
+    def test_formula_cells_neutralised(self):
+        # OWASP CSV injection: what a client sent that is no valid name comes
+        # back quoted behind a "'"; valid names (even "-" or "@" first) as they are.
+        self.h.register("pkU", ["-dash-1", "@at-0001"])
+        rows = [["pkU", "=cmd|' /C calc'!A0"], ["=1+2", "u-x001"], ["pkU", "-dash-1"], ["pkU", "@at-0001"],
+                ["pkU", "+bad name"]]
+        bid = self.upload(csv_body(rows), EU, total=5)
+        self.assertCompleted(bid, 5, 2)
+        r, res = self.h.batch_results(bid)
+        self.assertIn(b"\r\npkU,\"'=cmd|' /C calc'!A0\",failed,invalid_device_name,", r.body)
+        self.assertIn(b"\r\n\"'=1+2\",u-x001,failed,", r.body)
+        self.assertIn(b"\r\npkU,-dash-1,success,", r.body)
+        self.assertIn(b"\r\npkU,@at-0001,success,", r.body)
+        self.assertIn(b"\r\npkU,\"'+bad name\",failed,", r.body)
+        self.assertEqual([row[1] for row in res], ["'=cmd|' /C calc'!A0", "u-x001", "-dash-1", "@at-0001",
+                                                   "'+bad name"])
+
     def test_lf_and_blank_trailing_line(self):
         bid = self.upload("productKey,deviceName\npkU,u-lf1\npkU,u-lf2\n\n", EU, total=2)
         self.assertCompleted(bid, 2, 2)
@@ -818,11 +835,20 @@ class Retention(BatchAsserts, HarnessCase):
         bid = self.upload(rows_csv("pkR", ["ret-1", "ret-2"]), EU)
         self.assertCompleted(bid, 2, 2)
         self.assertNotIn("prunedAt", self.h.get_batch(bid))
+        self.assertEqual(self.h.get_batch(bid)["notify"], {"pending": 0, "sent": 0, "acked": 0, "none": 2})
+        # As if a broker had taken the first row's notify (its device never
+        # answered): pruning the batch takes it off bootstrapd_notify_unacked.
+        self.h.redis("SETRANGE", harness.key("notifies", bid), 0, "s")
+        self.h.redis("HINCRBY", harness.key("batch-counters"), "notify_unacked", 1)
+        unacked = harness.metric_value(self.h.metrics(), "bootstrapd_notify_unacked")
+        self.assertGreaterEqual(unacked, 1)
         self.assertResults(bid, [("pkR", "ret-1", None), ("pkR", "ret-2", None)])
         b = harness.wait_until(lambda: (lambda b: b if "prunedAt" in b else None)(self.h.get_batch(bid)), 15,
                                "the batch pruned")
         self.assertRegex(b["prunedAt"], TIME_RE)
         self.assertEqual((b["status"], b["total"], b["succeeded"]), ("completed", 2, 2), b)
+        self.assertNotIn("notify", b)
+        self.assertEqual(harness.metric_value(self.h.metrics(), "bootstrapd_notify_unacked"), unacked - 1)
         self.assertAdminError(self.h.admin("GET", "/v1/batches/%s/results" % bid), 410, "batch_expired")
         self.assertAdminError(self.h.admin("POST", "/v1/batches/%s/retry" % bid), 410, "batch_expired")
         self.assertIn(bid, self.h.all_batch_ids())

@@ -595,6 +595,104 @@ WRONG_PW = "Nt-wrong-%s" % os.urandom(6).hex()
 DEVICE_PW = "Nt-dev-%s" % os.urandom(6).hex()
 
 
+def plugin_path():
+    """The mosquitto plugin beside the daemon that meson built."""
+    return os.environ.get("BOOTSTRAPD_TEST_MOSQUITTO_PLUGIN") or os.path.join(
+        os.path.dirname(harness.daemon_path()), "bootstrapd_mosquitto.so")
+
+
+def sdk_client_id(pk, dn, ts="1700000000000"):
+    """The client id the vendor SDK 4.x connects with."""
+    return "%s.%s|securemode=2,signmethod=hmacsha256,timestamp=%s|" % (pk, dn, ts)
+
+
+class Plugin(NotifyCase):
+    """SPEC §7: devices on the SDK 4.x never subscribe to their notify
+    topic. Broker "a" loads the plugin (plugin/mosquitto_notify.c), which
+    hands bootstrapd's messages to the device's session; broker "b" is a
+    plain mosquitto, where such a device never hears of its notify."""
+    users = dict({"bootstrapd": PW, "other": DEVICE_PW},
+                 **{u: DEVICE_PW for u in ("pl-0001&pkPl", "pl-0002&pkPl", "pl-0003&pkPl", "pl-0001&pkPr",
+                                           "pl-0001&pkPn")})
+    brokers = {"a": {"users": users, "extra": ["plugin %s" % plugin_path()]},
+               "b": {"users": users}}
+    env = {PW_ENV: PW}
+
+    @classmethod
+    def catalog(cls, b):
+        return notify_regions({
+            SH: {"broker": b["a"].url, "username": "bootstrapd", "password_env": PW_ENV},
+            US1: {"broker": b["b"].url, "username": "bootstrapd", "password_env": PW_ENV}})
+
+    def unacked(self):
+        """bootstrapd_notify_unacked: delivered, never answered, over every batch."""
+        return metric_value(self.h.metrics(), "bootstrapd_notify_unacked")
+
+    def sdk_device(self, broker, pk, dn, ts="1700000000000"):
+        """A device as the SDK connects: its client id and username, no SUBSCRIBE."""
+        return self.client(broker, client_id=sdk_client_id(pk, dn, ts), username="%s&%s" % (dn, pk),
+                           password=DEVICE_PW)
+
+    def test_notify_reaches_a_device_that_never_subscribed(self):
+        pk = "pkPl"
+        self.fleet(pk, ["pl-0001", "pl-0002"])
+        d = self.sdk_device(self.b["a"], pk, "pl-0001")
+        bystander = self.sdk_device(self.b["a"], pk, "pl-0002")
+        self.wait_up(self.b["a"].key("bootstrapd"), timeout=10)
+        unacked = self.unacked()
+        bid = self.distribute([[pk, "pl-0001"]], TO_EU)
+        nid = notify_id(bid, 0)
+        self.assertReceives(d, pk, "pl-0001", nid)
+        self.wait_column(bid, ["sent"])
+        self.assertEqual(self.h.get_batch(bid)["notify"], {"pending": 0, "sent": 1, "acked": 0, "none": 0})
+        self.assertEqual(self.unacked(), unacked + 1)
+        # The device answers as the SDK does: the notify is acknowledged.
+        d.publish(reply_topic(pk, "pl-0001"), reply(nid))
+        self.wait_column(bid, ["acked"])
+        self.assertEqual(self.h.get_batch(bid)["notify"], {"pending": 0, "sent": 0, "acked": 1, "none": 0})
+        self.assertEqual(self.unacked(), unacked)
+        self.assertEqual(self.notify_of(pk, "pl-0001")["state"], "acked")
+        self.assertNotReceived(bystander, nid, "another device's session gets nothing")
+        self.assertIn("bootstrapd: device notify hand-over on", open(self.b["a"].log_path).read())
+
+    def test_only_bootstrapd_is_handed_over(self):
+        pk = "pkPl"
+        self.h.put_product(pk, region="cn-shanghai", instance=SH)
+        d = self.sdk_device(self.b["a"], pk, "pl-0003")
+        other = self.client(self.b["a"], username="other", password=DEVICE_PW)
+        other.publish(notify_topic(pk, "pl-0003"), notify_payload("forged"))
+        other.publish("/sys/%s/pl-0003/thing/bootstrap/notify" % pk, notify_payload("forged2"))
+        import time
+        time.sleep(0.5)
+        self.assertNotReceived(d, ["forged", "forged2"], "a client other than bootstrapd reaches no session")
+
+    def test_reconnect_with_a_new_client_id(self):
+        pk = "pkPr"
+        self.fleet(pk, ["pl-0001"])
+        old = self.sdk_device(self.b["a"], pk, "pl-0001", ts="1700000000001")
+        new = self.sdk_device(self.b["a"], pk, "pl-0001", ts="1700000000002")
+        old.close()  # the old session goes after the new one came: the new one keeps its entry
+        bid = self.distribute([[pk, "pl-0001"]], TO_EU)
+        self.assertReceives(new, pk, "pl-0001", notify_id(bid, 0))
+
+    def test_plain_broker_never_delivers(self):
+        # The same device on a broker without the plugin: sent, never heard.
+        pk = "pkPn"
+        self.fleet(pk, ["pl-0001"], region="us-east-1", instance=US1)
+        d = self.sdk_device(self.b["b"], pk, "pl-0001")
+        self.wait_up(self.b["b"].key("bootstrapd"), timeout=10)
+        unacked = self.unacked()
+        bid = self.distribute([[pk, "pl-0001"]], TO_EU)
+        self.wait_column(bid, ["sent"])
+        import time
+        time.sleep(0.5)
+        self.assertNotReceived(d, notify_id(bid, 0), "no subscription, no plugin: nothing")
+        # Delivered to the broker, never answered: the batch and the metric say so.
+        self.assertEqual(self.h.get_batch(bid)["notify"]["sent"], 1)
+        self.assertEqual(self.unacked(), unacked + 1)
+
+
+
 class AuthCase(NotifyCase):
     brokers = {"a": {"users": {"bootstrapd": PW, "device": DEVICE_PW}}}
 

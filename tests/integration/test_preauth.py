@@ -62,7 +62,8 @@ class PreAuth(HarnessCase):
     @classmethod
     def prepare(cls):
         cls.h.put_product("a1Pa", preAuth=True)
-        cls.h.register("a1Pa", ["pa-0001", "pa-0002", "pa-0003"], secrets={n: SECRET for n in ("pa-0001", "pa-0002", "pa-0003")})
+        names = ("pa-0001", "pa-0002", "pa-0003", "pa-0004")
+        cls.h.register("a1Pa", list(names), secrets={n: SECRET for n in names})
         cls.h.put_product("a1Np")
         cls.h.register("a1Np", ["np-0001"], secrets={"np-0001": SECRET})
 
@@ -135,19 +136,30 @@ class PreAuth(HarnessCase):
         self.h.redis("SET", key, ";".join(rec))
         self.assertAllowed(self.mqtt_auth("a1Pa.pa-0002|", iot_id, data2["iotToken"]), False)
 
+    def test_secret_reset_revokes_the_token(self):
+        _, data = self.issue("pa-0003")
+        self.assertAllowed(self.mqtt_auth("a1Pa.pa-0003|", data["iotId"], data["iotToken"]), True)
+        r = self.h.admin("POST", "/v1/devices/a1Pa/pa-0003/secret")
+        self.assertEqual(r.status, 200, r)
+        self.assertAllowed(self.mqtt_auth("a1Pa.pa-0003|", data["iotId"], data["iotToken"]), False)
+        # The old secret no longer signs a pre-auth; the new one does.
+        self.assertEqual(self.preauth("a1Pa", "pa-0003").status, 401)
+        r = self.preauth("a1Pa", "pa-0003", secret=r.json()["deviceSecret"])
+        self.assertEqual(r.status, 200, r)
+
     def test_refusals(self):
         r = self.preauth("a1Np", "np-0001")
         self.assertEqual((r.status, r.json()["code"]), (403, 6200), r)
-        r = self.preauth("a1Pa", "pa-0003", secret="f" * 32)
+        r = self.preauth("a1Pa", "pa-0004", secret="f" * 32)
         self.assertEqual((r.status, r.json()["code"]), (401, 401), r)
-        body = b"productKey=a1Pa&deviceName=pa-0003&clientId=a1Pa.pa-0003&timestamp=1"
+        body = b"productKey=a1Pa&deviceName=pa-0004&clientId=a1Pa.pa-0004&timestamp=1"
         r = self.h.public(harness.sdk_request(body, path="/auth/devicename"))
         self.assertEqual((r.status, r.json()["code"]), (401, 401), r)
         r = self.preauth("a1Pa", "pa-9999")
         self.assertEqual((r.status, r.json()["code"]), (404, 5001), r)
-        r = self.preauth("a1Nope", "pa-0003")
+        r = self.preauth("a1Nope", "pa-0004")
         self.assertEqual((r.status, r.json()["code"]), (404, 5001), r)
-        self.assertEqual(self.h.device("a1Pa", "pa-0003")["status"], "inactive")
+        self.assertEqual(self.h.device("a1Pa", "pa-0004")["status"], "inactive")
 
     def test_mqtt_auth_input(self):
         r = self.h.admin("POST", "/v1/mqtt/auth", b'{"username":"a","password":"b"', content_type="application/json")

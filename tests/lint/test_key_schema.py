@@ -14,12 +14,14 @@ ROOT = os.environ.get("BOOTSTRAPD_SOURCE_ROOT") or os.path.join(os.path.dirname(
 BINARY = os.environ.get("BOOTSTRAPD") or os.path.join(ROOT, "build", "bootstrapd")
 # Sample arguments per placeholder of the --key column.
 SAMPLES = {"PK": "a1PK", "DN": "dev1", "SEQ": "12", "BROKER": "mqtt://b.example:1883", "RANDOM": "2839104",
-           "IOTID": "10c" + "0" * 29}
+           "IOTID": "10c" + "0" * 29,
+           "UNIXTIME": "1796144400", "ID": "7"}
 # What each <placeholder> of the key column may stand for.
 PLACEHOLDERS = {"productKey": re.escape(SAMPLES["PK"]), "seq": SAMPLES["SEQ"], "G": "[0-9a-f]{3}",
                 "bucket": "[0-9a-f]{5}", "broker": re.escape(SAMPLES["BROKER"]), "account": r"[^:]+",
                 "code": r"\d{6}", "deviceName": re.escape(SAMPLES["DN"]), "random": SAMPLES["RANDOM"],
-                "iotId": SAMPLES["IOTID"]}
+                "iotId": SAMPLES["IOTID"],
+                "YYYYMMDD": "20261201", "id": "7"}
 # Kinds the binary must know (schema_key_named()); an unknown kind must fail.
 ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|[^|]*\|[^|]*\|\s*(?:`([^`]*)`)?\s*\|\s*$")
 

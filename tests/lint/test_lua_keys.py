@@ -15,7 +15,10 @@ ROOT = os.environ.get("BOOTSTRAPD_SOURCE_ROOT") or os.path.join(os.path.dirname(
 # Scripts that still build keys from data they read: none any more.
 NOT_YET = set()
 
-CALL = re.compile(r"redis\.call\(\s*'([A-Za-z]+)'\s*,\s*([^,)]+)")
+CALL = re.compile(r"redis\.p?call\(\s*'([A-Za-z]+)'\s*,\s*([^,)]+)")
+# Commands whose key follows a subcommand (XINFO GROUPS key, XGROUP CREATE key ...).
+SUBCOMMANDS = {"XINFO", "XGROUP", "OBJECT", "MEMORY"}
+SUBCALL = re.compile(r"redis\.p?call\(\s*'([A-Za-z]+)'\s*,\s*'[A-Za-z]+'\s*,\s*([^,)]+)")
 BOUND = re.compile(r"local\s+([\w\s,]+?)\s*=\s*(KEYS\[[^\n]*)")
 LOOP = re.compile(r"for\s+\w+\s*,\s*(\w+)\s+in\s+ipairs\(KEYS\)")
 
@@ -30,7 +33,9 @@ def undeclared(text):
     for line_no, line in enumerate(text.splitlines(), 1):
         if line.lstrip().startswith("--"):
             continue
-        for cmd, key in CALL.findall(line):
+        calls = [(c, k) for c, k in CALL.findall(line) if c.upper() not in SUBCOMMANDS]
+        calls += [(c, k) for c, k in SUBCALL.findall(line) if c.upper() in SUBCOMMANDS]
+        for cmd, key in calls:
             key = key.strip()
             if not (key.startswith("KEYS[") or key in bound):
                 bad.append("%d: %s %s" % (line_no, cmd, key))
@@ -54,7 +59,9 @@ def main():
     if (not undeclared("redis.call('HGET', 'bd:x', 'f')") or undeclared("local k = KEYS[1]\nredis.call('GET', k)")
             or undeclared("local a, b = KEYS[1], KEYS[2]\nredis.call('GET', b)")
             or not undeclared("local a, b = KEYS[1], 'x'\nredis.call('GET', b)")
-            or undeclared("for i, k in ipairs(KEYS) do\nredis.call('GET', k)\nend")):
+            or undeclared("for i, k in ipairs(KEYS) do\nredis.call('GET', k)\nend")
+            or undeclared("redis.call('XINFO', 'GROUPS', KEYS[1])")
+            or not undeclared("redis.pcall('XGROUP', 'CREATE', 'bd:x', 'g', '$')")):
         problems.append("the checker is broken")
     for p in problems:
         print(p)

@@ -436,6 +436,41 @@ static void test_region_host_length(void **state)
 	rejects(json, "(82 + host 91 + port 4 + ip 16)");
 }
 
+static void count_warning(const char *message, void *arg)
+{
+	char *last = arg;
+
+	snprintf(last, 512, "%s", message);
+}
+
+static void test_sdk3_host_warnings(void **state)
+{
+	char last[512] = "";
+	struct catalog *cat;
+
+	(void)state;
+	/* 21 + 32 = 53: fits; no warning. */
+	cat = parse_ok("{'regions':[{'id':'r1','latitude':0,'longitude':0,'instances':[{'id':'i1',"
+		       "'endpoints':{'mqtt':{'host':'${productKey}.mqtt.example.com','port':1883}}}]}]}");
+	assert_int_equal(catalog_sdk3_warnings(cat, count_warning, last), 0);
+	catalog_unref(cat);
+	/* 32 + 39: only product keys of up to 24 characters fit. */
+	cat = parse_ok("{'regions':[{'id':'r1','latitude':0,'longitude':0,'instances':[{'id':'i1',"
+		       "'endpoints':{'mqtt':{'host':'${productKey}.iot-as-mqtt.cn-zhangjiakou.example.com','port':1883},"
+		       "'http':{'host':'${productKey}.${deviceName}.http.example.com','port':443}}}]}]}");
+	assert_int_equal(catalog_sdk3_warnings(cat, count_warning, last), 1);
+	assert_non_null(strstr(last, "up to 71 characters"));
+	assert_non_null(strstr(last, "the productKey takes at most 24 characters"));
+	catalog_unref(cat);
+	/* A fixed host over 63, and a regionHost over 63. */
+	cat = parse_ok("{'regions':[{'id':'r1','latitude':0,'longitude':0,'instances':[{'id':'i1',"
+		       "'endpoints':{'mqtt':{'host':'a-very-long-host-name-for-mqtt-brokers-in-a-far-away-region.example.com',"
+		       "'regionHost':'another-very-long-host-name-for-mqtt-brokers-in-a-far-region.example.com','port':1883}}}]}]}");
+	assert_int_equal(catalog_sdk3_warnings(cat, count_warning, last), 2);
+	assert_non_null(strstr(last, "regionHost"));
+	catalog_unref(cat);
+}
+
 static void test_to_json(void **state)
 {
 	struct catalog *cat = parse_ok(good), *again = NULL;
@@ -1088,6 +1123,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate_alias),
 		cmocka_unit_test(test_region_host),
 		cmocka_unit_test(test_region_host_length),
+		cmocka_unit_test(test_sdk3_host_warnings),
 		cmocka_unit_test(test_to_json),
 		cmocka_unit_test(test_refcount),
 		cmocka_unit_test(test_message_format),

@@ -522,6 +522,42 @@ static void test_write_too_small(void **state)
 	assert_int_equal(off, 5);
 }
 
+static void test_write_text_neutralises_formulas(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "=cmd|' /C calc'!A0", "\"'=cmd|' /C calc'!A0\"" },
+		{ "+1", "\"'+1\"" },
+		{ "-2+3", "\"'-2+3\"" },
+		{ "@SUM(A1)", "\"'@SUM(A1)\"" },
+		{ "\tx", "\"'\tx\"" },
+		{ "\rx", "\"'\rx\"" },
+		{ "=a\"b", "\"'=a\"\"b\"" },
+		{ "plain", "plain" },      /* untouched */
+		{ "a=b", "a=b" },          /* only the first character counts */
+		{ "with,comma", "\"with,comma\"" },
+		{ "", "" },
+	};
+	char out[128];
+	size_t off;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		off = 0;
+		out[0] = '\0';
+		assert_int_equal(csvdoc_write_text(out, sizeof(out), &off, cases[i].in), 0);
+		assert_string_equal(out, cases[i].out);
+		assert_int_equal(off, strlen(cases[i].out));
+	}
+	off = 0;
+	assert_int_equal(csvdoc_write_text(out, 5, &off, "=1234"), -1);
+	/* A valid device name starting with '-' goes through write_field as it is. */
+	off = 0;
+	assert_int_equal(csvdoc_write_field(out, sizeof(out), &off, "-dev1"), 0);
+	assert_string_equal(out, "-dev1");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -565,6 +601,7 @@ int main(void)
 		cmocka_unit_test(test_write_appends),
 		cmocka_unit_test(test_write_round_trip),
 		cmocka_unit_test(test_write_too_small),
+		cmocka_unit_test(test_write_text_neutralises_formulas),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

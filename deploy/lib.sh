@@ -7,7 +7,7 @@ BOOTSTRAPD_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BOOTSTRAPD_PACKAGES="build-essential pkg-config meson ninja-build
  libevent-dev libssl-dev libyajl-dev libmaxminddb-dev libhiredis-dev libmosquitto-dev mosquitto-dev
  libcsv-dev libcmocka-dev liburiparser-dev libhttp-parser-dev libcurl4-openssl-dev
- redis-server mosquitto mosquitto-clients openssl curl ca-certificates python3
+ redis-server mosquitto mosquitto-clients openssl curl ca-certificates python3 python3-yaml
  valgrind strace iproute2 wrk nginx-light libmaxmind-db-writer-perl clang libclang-rt-14-dev"
 
 say() { printf '==> %s\n' "$*"; }

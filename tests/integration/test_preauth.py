@@ -90,6 +90,9 @@ class PreAuth(HarnessCase):
                                   '{"host":"%s","port":1883}}},"message":"success"}' % (
                                       data["iotId"], data["iotToken"], host)).encode())
         self.assertLessEqual(len(r.body), 299)
+        # The bootstrap's own answer and 89 bytes: at most 192 + 89 = 281.
+        plain = self.h.bootstrap("a1Pa", "pa-0001")
+        self.assertEqual(len(r.body), len(plain.body) + 89)
         self.assertEqual(r.header("Cache-Control"), "no-store")
         # What the SDK takes from it, read as its parser reads.
         got = sdk301_parse(r.body)

@@ -265,6 +265,21 @@ static bool dynreg_valid_random(const char *s)
 	return true;
 }
 
+/* A registration of REQ in KIND's form; NULL (answered 500) when out of memory. */
+static struct dynreg_req *dynreg_new(struct server_thread *t, struct http_request *req, enum dynreg_kind kind)
+{
+	struct dynreg_req *d = calloc(1, sizeof(*d));
+
+	if (d == NULL) {
+		bootstrap_fail_req(req, 500, "internal error");
+		return NULL;
+	}
+	d->t = t;
+	d->req = req;
+	d->kind = kind;
+	return d;
+}
+
 /* Reads the product and the device: one round trip. */
 static void dynreg_start(struct dynreg_req *d)
 {
@@ -306,12 +321,8 @@ void dynreg_on_alibaba(struct http_request *req, void *arg)
 		bootstrap_fail_req(req, 460, "unsupported content type");
 		return;
 	}
-	if ((d = calloc(1, sizeof(*d))) == NULL) {
-		bootstrap_fail_req(req, 500, "internal error");
+	if ((d = dynreg_new(t, req, DYNREG_ALIBABA)) == NULL)
 		return;
-	}
-	d->t = t;
-	d->req = req;
 	if (form_parse(&d->form, req->r.query, req->r.query_len, req->r.body, blen, &why) < 0) {
 		dynreg_fail(d, 460, why ? why : "bad parameters");
 		return;
@@ -351,15 +362,8 @@ void dynreg_on_tencent(struct http_request *req, void *arg)
 	struct dynreg_req *d;
 	const char *why = NULL;
 
-	if (bootstrap_rate_limited(t, req))
+	if (bootstrap_rate_limited(t, req) || (d = dynreg_new(t, req, DYNREG_TENCENT)) == NULL)
 		return;
-	if ((d = calloc(1, sizeof(*d))) == NULL) {
-		bootstrap_fail_req(req, 500, "internal error");
-		return;
-	}
-	d->t = t;
-	d->req = req;
-	d->kind = DYNREG_TENCENT;
 	if (dynform_tencent_parse(req->r.body, req->r.body_len, &d->tc, &why) < 0) {
 		dynreg_fail(d, 460, why);
 		return;

@@ -49,14 +49,15 @@ long hooks_backoff_ms(int attempts, int scale);
 bool hooks_invalid(int attempts, time_t first, time_t now, int scale);
 
 /* Producers: which events some subscription wants, learned through ST
- * (borrowed) every second: a new subscription gets the events from about a
- * second after it was made on (at once from the thread that made it). One
- * per event loop. */
+ * (borrowed) every second. A subscription made through this process gets
+ * every event from then on; one made through another process, from about a
+ * second after. One per event loop. */
 struct hooks_want;
 struct hooks_want *hooks_want_new(struct store *st);
 void hooks_want_free(struct hooks_want *w);
-/* The subscriptions changed: queue everything until they are read again. */
-void hooks_want_changed(struct hooks_want *w);
+/* A subscription was made or ended through this process (any thread):
+ * every producer queues everything until it has read them again. */
+void hooks_subscriptions_changed(void);
 /* Queues an event of TYPE, its data DATA_JSON (a JSON object, copied), when
  * a subscription may want it. Best effort on the producer's side: an event
  * Redis does not take is logged. */

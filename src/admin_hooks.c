@@ -121,7 +121,7 @@ static void admin_hooks_added(redisReply *reply, void *arg)
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
 		adminreq_redis_failed(ar, reply);
 	} else if (!ar->answered) {
-		hooks_want_changed(ar->t->hooks);
+		hooks_subscriptions_changed();
 		yajl_gen g = yajl_gen_alloc(NULL);
 		yajl_gen_map_open(g);
 		adminreq_gen_kv(g, "id", n->id);
@@ -326,6 +326,7 @@ static void admin_hooks_deleted(redisReply *reply, void *arg)
 	} else if (reply->integer == 0) {
 		adminreq_error(ar, 404, "subscription_not_found", "no such subscription");
 	} else if (!ar->answered) {
+		hooks_subscriptions_changed();
 		n = snprintf(body, sizeof(body), "{\"id\":\"%s\",\"deleted\":true}", ar->id);
 		ar->answered = true;
 		adminreq_send(ar->req, 200, adminreq_json, body, (size_t)n);

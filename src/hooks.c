@@ -78,20 +78,27 @@ static int hooks_scale(void)
 
 #define HOOKS_WANT_REFRESH_S 1
 
+/* Bumped when this process makes or ends a subscription: every thread's
+ * producer reads the subscriptions again before it drops an event. */
+static atomic_uint hooks_generation;
+
 struct hooks_want {
 	struct store *store;
 	unsigned mask;  /* what some subscription wants */
-	bool known;     /* mask read at least once */
+	bool known;     /* mask read at least once, since GENERATION */
 	bool reading;
 	time_t read_at;
+	unsigned generation;
 };
 
 struct hooks_want *hooks_want_new(struct store *st)
 {
 	struct hooks_want *w = calloc(1, sizeof(*w));
 
-	if (w)
+	if (w) {
 		w->store = st;
+		w->generation = atomic_load(&hooks_generation);
+	}
 	return w;
 }
 
@@ -100,12 +107,9 @@ void hooks_want_free(struct hooks_want *w)
 	free(w);
 }
 
-void hooks_want_changed(struct hooks_want *w)
+void hooks_subscriptions_changed(void)
 {
-	if (w == NULL)
-		return;
-	w->known = false;
-	w->read_at = 0;
+	atomic_fetch_add(&hooks_generation, 1);
 }
 
 /* "url US events US sealed-hex US createdAt": the events a subscription wants. */
@@ -131,7 +135,8 @@ static void hooks_want_read(redisReply *reply, void *arg)
 	unsigned mask = 0;
 
 	w->reading = false;
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+	/* A read sent before the last change may miss the new subscription. */
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || w->generation != atomic_load(&hooks_generation))
 		return;
 	for (size_t i = 0; i + 1 < reply->elements; i += 2)
 		if (reply->element[i + 1]->type == REDIS_REPLY_STRING)
@@ -159,6 +164,13 @@ void hooks_emit(struct hooks_want *w, enum hooks_event type, const char *data_js
 
 	if (w == NULL)
 		return;
+	unsigned gen = atomic_load(&hooks_generation);
+	if (gen != w->generation) {
+		/* Subscriptions changed here: queue everything until read again. */
+		w->generation = gen;
+		w->known = false;
+		w->read_at = 0;
+	}
 	if (!w->reading && now - w->read_at >= HOOKS_WANT_REFRESH_S) {
 		const char *argv[] = { "HGETALL", SCHEMA_SUBS_KEY };
 		w->read_at = now;

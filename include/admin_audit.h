@@ -5,12 +5,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "http.h"
+#include "adminreq.h"
 
 struct server_thread;
 
-/* Handles PATH if it is /v1/audit and returns true; the caller checked the token. */
-bool admin_audit_handle(struct server_thread *t, struct http_request *req, const char *path);
+/* This module's /v1 routes; admin_v1 checked the token. */
+extern const struct admin_route admin_audit_routes[];
+extern const size_t admin_audit_nroutes;
 
 /* A time parameter: Unix seconds, or RFC 3339 in UTC ("2026-12-01T17:00:00Z").
  * 0 and *OUT, or -1. Pure. */

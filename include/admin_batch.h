@@ -5,12 +5,13 @@
 
 #include <stdbool.h>
 #include <time.h>
-#include "http.h"
+#include "adminreq.h"
 
 struct server_thread;
 
-/* Handles PATH if it is one of this module's (/v1/batches..., /v1/accounts/...,
- * /v1/stats) and returns true; the caller checked the token. */
-bool admin_batch_handle(struct server_thread *t, struct http_request *req, const char *path);
+/* This module's /v1 routes (batches, auth codes, stats); admin_v1 checked
+ * the token. */
+extern const struct admin_route admin_batch_routes[];
+extern const size_t admin_batch_nroutes;
 
 #endif

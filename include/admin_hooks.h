@@ -4,11 +4,12 @@
 #define BOOTSTRAPD_ADMIN_HOOKS_H
 
 #include <stdbool.h>
-#include "http.h"
+#include "adminreq.h"
 
 struct server_thread;
 
-/* Handles PATH if it is one of this module's and returns true; the caller checked the token. */
-bool admin_hooks_handle(struct server_thread *t, struct http_request *req, const char *path);
+/* This module's /v1 routes; admin_v1 checked the token. */
+extern const struct admin_route admin_hooks_routes[];
+extern const size_t admin_hooks_nroutes;
 
 #endif

@@ -7,13 +7,14 @@
 #define BOOTSTRAPD_ADMIN_REG_H
 
 #include <stdbool.h>
-#include "http.h"
+#include "adminreq.h"
 
 struct server_thread;
 struct store;
 
-/* Handles PATH if it is one of this module's and returns true; the caller checked the token. */
-bool admin_reg_handle(struct server_thread *t, struct http_request *req, const char *path);
+/* This module's /v1 routes; admin_v1 checked the token. */
+extern const struct admin_route admin_reg_routes[];
+extern const size_t admin_reg_nroutes;
 
 /* Records a dynamic registration of PK/DN (the device endpoint's): one
  * record a product a UTC day. Best effort; logged when Redis does not take it. */

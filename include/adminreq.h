@@ -14,6 +14,7 @@
 #include "catalog.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "route.h"
 #include "schema.h"
 #include "store.h"
 #include "token.h"
@@ -47,11 +48,16 @@ struct adminreq {
 	void (*data_free)(void *);
 };
 
+/* A route of the admin API's /v1 tables: PATTERN (route.h) and METHOD,
+ * answered by FN with the captured path segments. */
+struct admin_route {
+	const char *pattern;
+	enum http_method method;
+	void (*fn)(struct adminreq *ar, const struct route_args *a);
+};
+
 /* NULL when out of memory (the caller answers 500). */
 struct adminreq *adminreq_new(struct server_thread *t, struct http_request *req);
-/* For a route that only reads: answers 405 (Allow: GET) for another method,
- * 500 when out of memory, and returns NULL then; else the new request. */
-struct adminreq *adminreq_begin_get(struct server_thread *t, struct http_request *req);
 void adminreq_unref(struct adminreq *ar);
 
 /* Answers unless already answered (then does nothing). */
@@ -88,6 +94,14 @@ void adminreq_actor(struct server_thread *t, struct http_request *req, char out[
 
 /* The Redis connection for admin work on T. */
 struct store *adminreq_store(const struct server_thread *t);
+
+/* Sends N commands together (store_gather) with a reference held for FN,
+ * which gets their replies; answers 503 when they cannot be sent. */
+void adminreq_gather(struct adminreq *ar, size_t n, const int *argcs, const char *const *const *argvs,
+	store_reply_fn fn);
+/* The product key of a /v1/products/{productKey} path into AR->pk, or a 400
+ * (and false) when it cannot be one. */
+bool adminreq_take_product(struct adminreq *ar, const char *pk);
 
 bool adminreq_valid_account(const char *s);
 /* The body as a NUL-terminated copy (caller frees), or NULL when out of memory. */

@@ -94,8 +94,11 @@ struct config {
 	int max_header_bytes;    /* request line and headers */
 	int max_connections;     /* resolved by the server: 0 = 90 % of RLIMIT_NOFILE */
 	int cache_entries;       /* 0 = no record cache */
-	int drain_timeout_s; /* SIGTERM drain bound */
+	int drain_grace_s;   /* after SIGTERM: still accepting, readyz 503 */
+	int drain_timeout_s; /* then: the bound on in-flight work */
 	char *log_level;     /* "debug", "info", "warn", "error" */
+	char *log_format;    /* "text", "json" */
+	bool log_access;     /* a line per answered request */
 };
 
 /* Reads and validates FILE, applies the environment (envp style array, NULL =

@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include "httpreq.h"
+#include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
 
@@ -20,7 +21,7 @@ struct config;
 struct http_conn;
 struct http_request;
 
-#define HTTP_ID_MAX 64 /* X-Request-Id: at most 64 of A-Za-z0-9._- */
+#define HTTP_ID_MAX LOG_ID_MAX /* X-Request-Id: at most 64 of A-Za-z0-9._- */
 
 /* Method bits for route tables. */
 #define HTTP_M(m) (1u << (m))
@@ -61,6 +62,7 @@ struct http_request {
 	struct timespec started;
 	enum metrics_route route;
 	const struct http_route *matched; /* NULL before a route is known */
+	const char *route_name; /* a static path template ("/v1/batches/{batchId}"), or NULL */
 	char id[HTTP_ID_MAX + 1];
 	void *ctx; /* the service's */
 	struct http_conn *conn;
@@ -74,10 +76,18 @@ int http_listen(const char *listen, bool reuseport, evutil_socket_t *out, char *
 	__attribute__((warn_unused_result));
 
 /* A server on BASE accepting FD (which it then owns), TLS when CTX is set
- * (not owned), reading a PROXY header first with PROXY_PROTOCOL, with the
+ * (it takes a reference), reading a PROXY header first with PROXY_PROTOCOL, with the
  * limits of CFG (not owned; both must outlive it). NULL when out of memory. */
 struct http_server *http_server_new(struct event_base *base, evutil_socket_t fd, SSL_CTX *ctx, bool proxy_protocol,
 	const struct config *cfg, const struct http_service *svc);
+/* New connections get CTX from now on (a reloaded certificate; the server
+ * takes a reference and drops the old one, which the connections made with
+ * it keep until they close). Nothing for a plain listener. */
+void http_server_set_tls(struct http_server *srv, SSL_CTX *ctx);
+/* The drain's grace period: keeps accepting, but closes idle connections
+ * and every connection after its next answer, so that a load balancer's
+ * kept-alive connections move to other replicas. */
+void http_server_close_soon(struct http_server *srv);
 /* Stops accepting and closes idle connections; answers from now on close
  * their connections. */
 void http_server_drain(struct http_server *srv);
@@ -105,6 +115,10 @@ void http_send(struct http_request *req, int status, const char *content_type, c
 /* The connection's peer: the PROXY header's source when it named one, else
  * the TCP peer. */
 void http_peer(const struct http_request *req, struct netaddr *out);
+
+/* REQ's route as a path template: the handler's route_name, the matched
+ * whole path, or "-" (no route, or a prefix the handler did not name). */
+const char *http_route_name(const struct http_request *req);
 
 const char *http_reason(int status);
 double http_elapsed(const struct timespec *since);

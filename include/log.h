@@ -1,21 +1,44 @@
-/* log: leveled log lines on stderr, "time level module: message". */
+/* log: leveled lines on stderr, as text ("time level module: message
+ * request_id=...") or as one JSON object a line (log.format). A thread's
+ * current request (log_context_set) goes on every line it writes: http sets
+ * it while a request is in its handler, store carries it to the request's
+ * Redis replies. */
 #ifndef BOOTSTRAPD_LOG_H
 #define BOOTSTRAPD_LOG_H
 
 #include <stdbool.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+
+#define LOG_ID_MAX 64 /* a request id: at most 64 of A-Za-z0-9._- */
 
 extern enum log_level log_min_level;
 
-/* Parses "debug", "info", "warn", "error". Returns -1 for anything else. */
+/* Parse "debug", "info", "warn", "error" / "text", "json". -1 for anything else. */
 int log_parse_level(const char *name, enum log_level *out) __attribute__((warn_unused_result));
+int log_parse_format(const char *name, enum log_format *out) __attribute__((warn_unused_result));
 void log_set_level(enum log_level level);
+void log_set_format(enum log_format format);
 /* Routes libevent's own messages through log_*. */
 void log_capture_libevent(void);
 
+/* The calling thread's current request id: ID is copied (at most LOG_ID_MAX
+ * bytes); NULL or "" clears it. log_context returns "" when there is none;
+ * the pointer is valid until the thread's next log_context_set. */
+void log_context_set(const char *id);
+const char *log_context(void);
+
 void log_write(enum log_level level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* One access-log line (written whatever the level: log.access asked for it). */
+struct log_access {
+	const char *method, *route, *client, *request_id;
+	int status;
+	double seconds;
+};
+void log_access(const struct log_access *a);
 
 /* The level is checked before the arguments are formatted. */
 #define log_at(lvl, module, ...) \
@@ -25,8 +48,6 @@ void log_write(enum log_level level, const char *module, const char *fmt, ...)
 #define log_warn(module, ...) log_at(LOG_WARN, module, __VA_ARGS__)
 #define log_error(module, ...) log_at(LOG_ERROR, module, __VA_ARGS__)
 
-#endif
-
 /* At most one line a second for one recurring event (accept failures, 503s
  * during an outage): log_limit_pass says whether to write it now, and how
  * many were held back since the last one. Thread-safe; zero-initialised. */
@@ -35,3 +56,5 @@ struct log_limit {
 	_Atomic unsigned long held;
 };
 bool log_limit_pass(struct log_limit *l, unsigned long *held);
+
+#endif

@@ -48,18 +48,25 @@ enum metrics_counter {
 	METRICS_CACHE_MISSES,
 	METRICS_CACHE_INVALIDATIONS,
 	METRICS_CACHE_FLUSHES,
+	METRICS_TLS_RELOADS,
+	METRICS_TLS_RELOAD_FAILURES,
 	METRICS_NCOUNTERS
 };
 
 enum metrics_gauge {
 	METRICS_CACHE_ENTRIES,
 	METRICS_REDIS_DOWN,
+	METRICS_DRAINING,
 	METRICS_NGAUGES
 };
 
 /* Records one answered request. STATUS is the HTTP status. */
 void metrics_request(enum metrics_route route, int status, double seconds);
 void metrics_count(enum metrics_counter c);
+/* One Redis command's time from sent to answered (or timed out). */
+void metrics_redis_latency(double seconds);
+/* Records the process's start time (process_start_time_seconds); call once. */
+void metrics_started(void);
 /* Moves gauge G by DELTA. */
 void metrics_gauge_add(enum metrics_gauge g, int64_t delta);
 

@@ -5,6 +5,7 @@
 #define BOOTSTRAPD_SERVER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <event2/event.h>
@@ -45,7 +46,7 @@ struct server_thread {
 	struct http_server *public_http;
 	struct http_server *admin_http; /* thread 0: admin, or the worker's ops listener */
 	struct http_service public_svc, admin_svc;
-	struct event *reload_ev, *stop_ev, *drain_timer;
+	struct event *reload_ev, *stop_ev, *drain_timer, *close_timer;
 	uint64_t requests; /* for request ids */
 	int quiet_ticks;   /* drain: ticks in a row with nothing in flight */
 };
@@ -68,7 +69,7 @@ struct server {
 	struct notify *notify; /* likewise: bootstrap notify over MQTT */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct timespec drain_deadline, drain_grace;
-	bool draining;
+	atomic_bool draining; /* from SIGTERM/SIGINT on */
 };
 
 /* Builds every listener and connection; takes references to CATALOG and GEO
@@ -79,8 +80,11 @@ int server_new(const struct config *cfg, enum server_role role, struct catalog *
 int server_run(struct server *srv) __attribute__((warn_unused_result));
 void server_free(struct server *srv);
 
-/* Reloads the catalog and the GeoIP database from the configured files; each
- * that fails to load is logged and the old one stays in service. */
+/* Reloads the catalog, the GeoIP database and the listeners' TLS
+ * certificates from the configured files; each that fails to load is
+ * logged and the old one stays in service. */
 void server_reload(struct server *srv);
+/* True from SIGTERM/SIGINT on (/readyz answers 503). */
+bool server_draining(const struct server *srv);
 
 #endif

@@ -32,6 +32,7 @@
 #include "notify.h"
 #include "metrics.h"
 #include "registry.h"
+#include "route.h"
 #include "schema.h"
 #include "secret.h"
 #include "server.h"
@@ -52,12 +53,17 @@ static void admin_ops_ready_reply(redisReply *reply, void *arg)
 	bool schema_ok = v != NULL && v->type == REDIS_REPLY_STRING && strcmp(v->str, SCHEMA_VERSION) == 0;
 	bool catalog_ok = ar->t->catalog != NULL;
 	bool geo_ok = !cfg->geoip_enabled || ar->t->geo != NULL;
+	/* From SIGTERM on, the load balancer is to stop sending. */
+	bool staying = !server_draining(ar->t->srv);
+	bool ready = redis_ok && schema_ok && catalog_ok && geo_ok && staying;
 	yajl_gen g = yajl_gen_alloc(NULL);
 
 	yajl_gen_map_open(g);
-	adminreq_gen_kv(g, "status", redis_ok && schema_ok && catalog_ok && geo_ok ? "ready" : "not_ready");
+	adminreq_gen_kv(g, "status", ready ? "ready" : "not_ready");
 	adminreq_gen_string(g, "failing");
 	yajl_gen_array_open(g);
+	if (!staying)
+		adminreq_gen_string(g, "draining");
 	if (!redis_ok)
 		adminreq_gen_string(g, "redis");
 	else if (!schema_ok)
@@ -81,7 +87,7 @@ static void admin_ops_ready_reply(redisReply *reply, void *arg)
 		yajl_gen_map_close(g);
 	}
 	yajl_gen_map_close(g);
-	adminreq_answer_gen(ar, redis_ok && schema_ok && catalog_ok && geo_ok ? 200 : 503, g);
+	adminreq_answer_gen(ar, ready ? 200 : 503, g);
 	adminreq_unref(ar);
 }
 
@@ -111,18 +117,34 @@ static void admin_readyz(struct http_request *req, void *arg)
 		admin_ops_ready_reply(NULL, ar);
 }
 
-/* The metrics text, and bootstrapd_notify_unacked when Redis told it (UNACKED >= 0). */
-static void admin_metrics_send(struct http_request *req, struct server_thread *t, long long unacked)
+/* The figures of the metrics that Redis keeps (SCHEMA_STATS_BATCHES_KEY),
+ * in this order: the notify gauge, then batches per status. */
+static const char *const admin_metrics_fields[] = { "notify_unacked", "initializing", "running", "completed",
+	"failed" };
+#define ADMIN_METRICS_NFIELDS (sizeof(admin_metrics_fields) / sizeof(admin_metrics_fields[0]))
+
+/* The metrics text, with the figures in Redis when REPLY has them (HMGET of
+ * admin_metrics_fields; NULL when Redis did not answer). */
+static void admin_metrics_send(struct http_request *req, struct server_thread *t, const redisReply *reply)
 {
 	char *text = metrics_render(), *brokers = t->srv->notify ? notify_metrics(t->srv->notify) : NULL;
-	char *all = NULL, gauge[256] = "";
+	char *all = NULL, stored[1024] = "";
+	long long v[ADMIN_METRICS_NFIELDS];
 
-	if (unacked >= 0)
-		snprintf(gauge, sizeof(gauge),
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == ADMIN_METRICS_NFIELDS) {
+		for (size_t i = 0; i < ADMIN_METRICS_NFIELDS; i++)
+			v[i] = reply->element[i]->type == REDIS_REPLY_STRING ? strtoll(reply->element[i]->str, NULL, 10) : 0;
+		int n = snprintf(stored, sizeof(stored),
 			"# HELP bootstrapd_notify_unacked Notifies their broker took (sent) that the device has not "
 			"answered yet, over every batch kept.\n# TYPE bootstrapd_notify_unacked gauge\n"
-			"bootstrapd_notify_unacked %lld\n", unacked);
-	if (text == NULL || asprintf(&all, "%s%s%s", text, brokers ? brokers : "", gauge) < 0) {
+			"bootstrapd_notify_unacked %lld\n"
+			"# HELP bootstrapd_batches Batches kept in Redis, by status.\n# TYPE bootstrapd_batches gauge\n",
+			v[0]);
+		for (size_t i = 1; i < ADMIN_METRICS_NFIELDS && n > 0 && (size_t)n < sizeof(stored); i++)
+			n += snprintf(stored + n, sizeof(stored) - (size_t)n, "bootstrapd_batches{status=\"%s\"} %lld\n",
+				admin_metrics_fields[i], v[i]);
+	}
+	if (text == NULL || asprintf(&all, "%s%s%s", text, brokers ? brokers : "", stored) < 0) {
 		free(text);
 		free(brokers);
 		adminreq_error_req(req, 500, "internal", "out of memory");
@@ -137,15 +159,10 @@ static void admin_metrics_send(struct http_request *req, struct server_thread *t
 static void admin_metrics_reply(redisReply *reply, void *arg)
 {
 	struct adminreq *ar = arg;
-	long long unacked = -1;
 
-	if (reply != NULL && reply->type == REDIS_REPLY_STRING)
-		unacked = strtoll(reply->str, NULL, 10);
-	else if (reply != NULL && reply->type == REDIS_REPLY_NIL)
-		unacked = 0;
 	if (!ar->answered) {
 		ar->answered = true;
-		admin_metrics_send(ar->req, ar->t, unacked);
+		admin_metrics_send(ar->req, ar->t, reply);
 	}
 	adminreq_unref(ar);
 }
@@ -154,18 +171,20 @@ static void admin_metrics(struct http_request *req, void *arg)
 {
 	struct server_thread *t = arg;
 	struct adminreq *ar = adminreq_new(t, req);
-	const char *argv[] = { "HGET", SCHEMA_STATS_BATCHES_KEY, "notify_unacked" };
+	const char *argv[2 + ADMIN_METRICS_NFIELDS] = { "HMGET", SCHEMA_STATS_BATCHES_KEY };
 
-	/* The one figure that is in Redis; without Redis, the rest still answers. */
+	/* The figures in Redis; without Redis, the rest still answers. */
 	if (ar == NULL) {
-		admin_metrics_send(req, t, -1);
+		admin_metrics_send(req, t, NULL);
 		return;
 	}
+	for (size_t i = 0; i < ADMIN_METRICS_NFIELDS; i++)
+		argv[2 + i] = admin_metrics_fields[i];
 	ar->refs++;
-	if (store_command(adminreq_store(t), admin_metrics_reply, ar, 3, argv, NULL) < 0) {
+	if (store_command(adminreq_store(t), admin_metrics_reply, ar, 2 + ADMIN_METRICS_NFIELDS, argv, NULL) < 0) {
 		ar->refs--;
 		ar->answered = true;
-		admin_metrics_send(req, t, -1);
+		admin_metrics_send(req, t, NULL);
 	}
 	adminreq_unref(ar);
 }
@@ -452,7 +471,7 @@ static void admin_mqtt_answer(struct adminreq *ar, bool allow, const char *why)
 	static const char yes[] = "{\"result\":\"allow\"}", no[] = "{\"result\":\"deny\"}";
 
 	if (!allow)
-		log_info("admin", "req %s: MQTT client %s denied: %s", ar->req->id, ar->pk[0] ? ar->pk : "-", why);
+		log_info("admin", "MQTT client %s denied: %s", ar->pk[0] ? ar->pk : "-", why);
 	if (ar->answered)
 		return;
 	ar->answered = true;
@@ -575,8 +594,7 @@ static void admin_register_recorded(redisReply *reply, void *arg)
 	struct adminreq *ar = arg;
 
 	if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_INTEGER))
-		log_warn("admin", "req %s: %s: the devices are registered, the registration's record is not (%s)",
-			ar->req->id, ar->pk, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer");
+		log_warn("admin", "%s: the devices are registered, the registration's record is not (%s)", ar->pk, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer");
 	else if (reply->type == REDIS_REPLY_STRING)
 		http_add_header(ar->req, "X-Registration-Id", reply->str);
 	if (!ar->answered) {
@@ -640,8 +658,7 @@ static void admin_register_done(struct adminreq *ar)
 	ar->refs--;
 answer:
 	free(names);
-	log_warn("admin", "req %s: %s: the devices are registered, the registration's record is not", ar->req->id,
-		ar->pk);
+	log_warn("admin", "%s: the devices are registered, the registration's record is not", ar->pk);
 	ar->answered = true;
 	adminreq_send(ar->req, 200, adminreq_csv, ar->out, ar->outlen);
 }
@@ -1505,153 +1522,145 @@ static void admin_device_get(struct adminreq *ar)
 	const char *dargv[] = { "HGET", dkey, field };
 	const char *const *argvs[] = { dargv, pargv };
 	const int argcs[] = { 3, 2 + SCHEMA_P_NFIELDS };
-	ar->refs++;
-	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 2, argcs, argvs, admin_device_read,
-		    ar) < 0) {
-		ar->refs--;
-		adminreq_unavailable(ar);
-	}
+	adminreq_gather(ar, 2, argcs, argvs, admin_device_read);
 }
 
 /* --- routing --- */
 
-static void admin_regions(struct server_thread *t, struct http_request *req)
+static void admin_regions(struct adminreq *ar, const struct route_args *a)
 {
 	char *json = NULL;
 	size_t len = 0;
 
-	if (catalog_to_json(t->catalog, &json, &len) < 0) {
-		adminreq_error_req(req, 500, "internal", "cannot render the catalog");
+	(void)a;
+	if (catalog_to_json(ar->t->catalog, &json, &len) < 0) {
+		adminreq_error(ar, 500, "internal", "cannot render the catalog");
 		return;
 	}
-	adminreq_send(req, 200, adminreq_json, json, len);
+	ar->answered = true;
+	adminreq_send(ar->req, 200, adminreq_json, json, len);
 	free(json);
 }
 
-/* Splits "/a/b/c" after PREFIX into at most N segments; returns the count or -1. */
-static int admin_segments(const char *path, const char *prefix, char seg[][80], int n)
+static void admin_mqtt_auth_route(struct adminreq *ar, const struct route_args *a)
 {
-	size_t pl = strlen(prefix);
-	int k = 0;
+	(void)a;
+	admin_mqtt_auth(ar);
+}
 
-	if (strncmp(path, prefix, pl) != 0)
-		return -1;
-	path += pl;
-	if (*path == '\0')
-		return 0;
-	if (*path != '/')
-		return -1;
-	while (*path == '/' && k < n) {
-		const char *end = strchr(path + 1, '/');
-		size_t l = end ? (size_t)(end - path - 1) : strlen(path + 1);
-		if (l == 0 || l >= 80)
-			return -1;
-		memcpy(seg[k], path + 1, l);
-		seg[k][l] = '\0';
-		k++;
-		path += l + 1;
+static void admin_product_get_route(struct adminreq *ar, const struct route_args *a)
+{
+	if (adminreq_take_product(ar, a->v[0]) && admin_product_hmget(ar, admin_product_get_reply) < 0)
+		adminreq_unavailable(ar);
+}
+
+static void admin_product_put_route(struct adminreq *ar, const struct route_args *a)
+{
+	if (adminreq_take_product(ar, a->v[0]))
+		admin_product_put(ar);
+}
+
+static void admin_product_secret_route(struct adminreq *ar, const struct route_args *a)
+{
+	if (adminreq_take_product(ar, a->v[0]))
+		admin_product_secret(ar);
+}
+
+static void admin_devices_post_route(struct adminreq *ar, const struct route_args *a)
+{
+	if (adminreq_take_product(ar, a->v[0]))
+		admin_devices_post(ar);
+}
+
+/* The device of a /v1/devices/{productKey}/{deviceName} path into AR, or a
+ * 404: a name that cannot exist names no device. */
+static bool admin_take_device(struct adminreq *ar, const struct route_args *a)
+{
+	if (!form_valid_product_key(a->v[0]) || !form_valid_device_name(a->v[1])) {
+		adminreq_error(ar, 404, "device_not_found", "no such device");
+		return false;
 	}
-	return *path ? -1 : k;
+	memcpy(ar->pk, a->v[0], strlen(a->v[0]) + 1);
+	memcpy(ar->dn, a->v[1], strlen(a->v[1]) + 1);
+	return true;
 }
 
-static void admin_method_not_allowed(struct http_request *req,
-	const char *allow)
+static void admin_device_get_route(struct adminreq *ar, const struct route_args *a)
 {
-	http_add_header(req, "Allow", allow);
-	adminreq_error_req(req, 405, "method_not_allowed", "method not allowed here");
+	if (admin_take_device(ar, a))
+		admin_device_get(ar);
 }
+
+static void admin_device_resolve_route(struct adminreq *ar, const struct route_args *a)
+{
+	if (admin_explain_address(ar) && admin_take_device(ar, a))
+		admin_device_get(ar);
+}
+
+static void admin_device_secret_route(struct adminreq *ar, const struct route_args *a)
+{
+	if (admin_take_device(ar, a))
+		admin_device_secret(ar);
+}
+
+static const struct admin_route admin_core_routes[] = {
+	{ "/v1/mqtt/auth", HTTP_POST, admin_mqtt_auth_route },
+	{ "/v1/regions", HTTP_GET, admin_regions },
+	{ "/v1/products/{productKey}", HTTP_GET, admin_product_get_route },
+	{ "/v1/products/{productKey}", HTTP_PUT, admin_product_put_route },
+	{ "/v1/products/{productKey}/devices", HTTP_POST, admin_devices_post_route },
+	{ "/v1/products/{productKey}/secret", HTTP_POST, admin_product_secret_route },
+	{ "/v1/devices/{productKey}/{deviceName}", HTTP_GET, admin_device_get_route },
+	{ "/v1/devices/{productKey}/{deviceName}/resolve", HTTP_GET, admin_device_resolve_route },
+	{ "/v1/devices/{productKey}/{deviceName}/secret", HTTP_POST, admin_device_secret_route },
+};
+
+/* Every /v1 route, by resource; within a table the first match wins. */
+static const struct {
+	const struct admin_route *routes;
+	const size_t *n;
+} admin_tables[] = {
+	{ admin_core_routes, NULL },
+	{ admin_batch_routes, &admin_batch_nroutes },
+	{ admin_reg_routes, &admin_reg_nroutes },
+	{ admin_audit_routes, &admin_audit_nroutes },
+	{ admin_hooks_routes, &admin_hooks_nroutes },
+};
 
 static void admin_v1(struct http_request *req, void *arg)
 {
 	struct server_thread *t = arg;
-	const char *path = req->r.path;
-	enum http_method m = req->r.method;
-	char seg[3][80];
+	char allow[64] = "";
+	struct route_args args;
 	struct adminreq *ar;
-	int n;
 
-	if (!token_set_check(t->srv->tokens,
-		    http_header(req, "Authorization"))) {
-		adminreq_error_req(req, 401, "unauthorized",
-			"a valid Authorization: Bearer token is required");
+	if (!token_set_check(t->srv->tokens, http_header(req, "Authorization"))) {
+		adminreq_error_req(req, 401, "unauthorized", "a valid Authorization: Bearer token is required");
 		return;
 	}
-	if (admin_batch_handle(t, req, path) || admin_audit_handle(t, req, path) || admin_reg_handle(t, req, path) ||
-	    admin_hooks_handle(t, req, path))
-		return;
-	if (strcmp(path, "/v1/mqtt/auth") == 0) {
-		if (m != HTTP_POST) {
-			admin_method_not_allowed(req, "POST");
-			return;
-		}
-		if ((ar = adminreq_new(t, req)) == NULL) {
-			adminreq_error_req(req, 500, "internal", "out of memory");
-			return;
-		}
-		admin_mqtt_auth(ar);
-		adminreq_unref(ar);
-		return;
-	}
-	if (strcmp(path, "/v1/regions") == 0) {
-		if (m != HTTP_GET)
-			admin_method_not_allowed(req, "GET");
-		else
-			admin_regions(t, req);
-		return;
-	}
-	ar = adminreq_new(t, req);
-	if (ar == NULL) {
+	if ((ar = adminreq_new(t, req)) == NULL) {
 		adminreq_error_req(req, 500, "internal", "out of memory");
 		return;
 	}
-	if ((n = admin_segments(path, "/v1/products", seg, 3)) >= 1 && n <= 2 &&
-	    (n == 1 || strcmp(seg[1], "devices") == 0 || strcmp(seg[1], "secret") == 0)) {
-		if (!form_valid_product_key(seg[0])) {
-			adminreq_error(ar, 400, "invalid_product_key", "productKey: 1-32 characters of A-Z a-z 0-9 _ -");
-			goto out;
+	for (size_t i = 0; i < sizeof(admin_tables) / sizeof(admin_tables[0]); i++) {
+		size_t n = admin_tables[i].n ? *admin_tables[i].n
+					     : sizeof(admin_core_routes) / sizeof(admin_core_routes[0]);
+		for (size_t k = 0; k < n; k++) {
+			const struct admin_route *r = &admin_tables[i].routes[k];
+			if (!route_match(r->pattern, req->r.path, &args))
+				continue;
+			req->route_name = r->pattern;
+			if (r->method == req->r.method) {
+				r->fn(ar, &args);
+				goto out;
+			}
+			size_t used = strlen(allow);
+			snprintf(allow + used, sizeof(allow) - used, "%s%s", used ? ", " : "", http_method_str(r->method));
 		}
-		memcpy(ar->pk, seg[0], strlen(seg[0]) + 1);
-		if (n == 1 && m == HTTP_PUT)
-			admin_product_put(ar);
-		else if (n == 1 && m == HTTP_GET) {
-			if (admin_product_hmget(ar, admin_product_get_reply) < 0)
-				adminreq_unavailable(ar);
-		} else if (n == 2 && m == HTTP_POST && strcmp(seg[1], "secret") == 0)
-			admin_product_secret(ar);
-		else if (n == 2 && m == HTTP_POST)
-			admin_devices_post(ar);
-		else {
-			ar->answered = true;
-			admin_method_not_allowed(req, n == 1 ? "GET, PUT" : "POST");
-		}
-	} else if ((n = admin_segments(path, "/v1/devices", seg, 3)) == 3 && strcmp(seg[2], "secret") == 0) {
-		if (m != HTTP_POST) {
-			ar->answered = true;
-			admin_method_not_allowed(req, "POST");
-		} else if (!form_valid_product_key(seg[0]) || !form_valid_device_name(seg[1])) {
-			adminreq_error(ar, 404, "device_not_found", "no such device");
-		} else {
-			memcpy(ar->pk, seg[0], strlen(seg[0]) + 1);
-			memcpy(ar->dn, seg[1], strlen(seg[1]) + 1);
-			admin_device_secret(ar);
-		}
-	} else if (n == 2 || (n == 3 && strcmp(seg[2], "resolve") == 0)) {
-		if (n == 3 && !admin_explain_address(ar)) {
-			goto out;
-		}
-		if (m != HTTP_GET) {
-			ar->answered = true;
-			admin_method_not_allowed(req, "GET");
-			goto out;
-		}
-		if (!form_valid_product_key(seg[0]) || !form_valid_device_name(seg[1])) {
-			adminreq_error(ar, 404, "device_not_found", "no such device");
-			goto out;
-		}
-		/* Both were checked against their length limits just above. */
-		memcpy(ar->pk, seg[0], strlen(seg[0]) + 1);
-		memcpy(ar->dn, seg[1], strlen(seg[1]) + 1);
-		admin_device_get(ar);
+	}
+	if (allow[0] != '\0') {
+		http_add_header(req, "Allow", allow);
+		adminreq_error(ar, 405, "method_not_allowed", "method not allowed here");
 	} else {
 		adminreq_error(ar, 404, "not_found", "no such path");
 	}

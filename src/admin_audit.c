@@ -228,15 +228,13 @@ out:
 	free(q);
 }
 
-bool admin_audit_handle(struct server_thread *t, struct http_request *req, const char *path)
+static void admin_audit_route(struct adminreq *ar, const struct route_args *a)
 {
-	struct adminreq *ar;
-
-	if (strcmp(path, "/v1/audit") != 0)
-		return false;
-	if ((ar = adminreq_begin_get(t, req)) == NULL)
-		return true;
+	(void)a;
 	admin_audit_get(ar);
-	adminreq_unref(ar);
-	return true;
 }
+
+const struct admin_route admin_audit_routes[] = {
+	{ "/v1/audit", HTTP_GET, admin_audit_route },
+};
+const size_t admin_audit_nroutes = sizeof(admin_audit_routes) / sizeof(admin_audit_routes[0]);

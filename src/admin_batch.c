@@ -468,12 +468,7 @@ static void admin_batch_results(struct adminreq *ar)
 	const char *failures[] = { "HGETALL", fkey };
 	const char *const *argvs[] = { total, lrange, results, notify, failures };
 	const int argcs[] = { 4, 4, 2, 2, 2 };
-	ar->refs++;
-	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 5, argcs, argvs,
-		    admin_batch_results_reply, ar) < 0) {
-		ar->refs--;
-		adminreq_unavailable(ar);
-	}
+	adminreq_gather(ar, 5, argcs, argvs, admin_batch_results_reply);
 }
 
 struct admin_batch_page {
@@ -563,12 +558,7 @@ static void admin_batch_index_reply(redisReply *reply, void *arg)
 		pargvs[i] = argvs[i];
 		argcs[i] = 2;
 	}
-	ar->refs++;
-	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, pg->n, argcs, pargvs,
-		    admin_batch_list_reply, ar) < 0) {
-		ar->refs--;
-		adminreq_unavailable(ar);
-	}
+	adminreq_gather(ar, pg->n, argcs, pargvs, admin_batch_list_reply);
 out:
 	free(keys);
 	free(argvs);
@@ -1039,12 +1029,7 @@ static void admin_batch_activations(struct adminreq *ar)
 			pargvs[d] = argvs[d];
 			argcs[d] = 2;
 		}
-		ar->refs++;
-		if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, a->ndays, argcs, pargvs,
-			    admin_act_reply, ar) < 0) {
-			ar->refs--;
-			adminreq_unavailable(ar);
-		}
+		adminreq_gather(ar, a->ndays, argcs, pargvs, admin_act_reply);
 	}
 	free(argvs);
 	free(pargvs);
@@ -1053,111 +1038,105 @@ out:
 	free(q);
 }
 
-static void admin_batch_not_allowed(struct adminreq *ar, const char *allow)
+/* The batch of a /v1/batches/{batchId} path into AR, with its key; a 404
+ * for an id that cannot be one (at most 20 digits). */
+static bool admin_batch_take(struct adminreq *ar, const char *id, char key[SCHEMA_KEY_MAX])
 {
-	http_add_header(ar->req, "Allow", allow);
-	adminreq_error(ar, 405, "method_not_allowed", "method not allowed here");
-}
-
-bool admin_batch_handle(struct server_thread *t, struct http_request *req, const char *path)
-{
-	enum http_method m = req->r.method;
-	char id[32] = "", rest[32] = "", acct[80] = "";
-	struct adminreq *ar;
-	int n;
-
-	if (strncmp(path, "/v1/batches", 11) != 0 && strncmp(path, "/v1/accounts/", 13) != 0 &&
-	    strcmp(path, "/v1/stats") != 0 && strcmp(path, "/v1/stats/activations") != 0)
-		return false;
-	ar = adminreq_new(t, req);
-	if (ar == NULL) {
-		adminreq_error_req(req, 500, "internal", "out of memory");
-		return true;
-	}
-	if (strcmp(path, "/v1/stats/activations") == 0) {
-		if (m != HTTP_GET)
-			admin_batch_not_allowed(ar, "GET");
-		else
-			admin_batch_activations(ar);
-		adminreq_unref(ar);
-		return true;
-	}
-	if (strcmp(path, "/v1/stats") == 0) {
-		if (m != HTTP_GET)
-			admin_batch_not_allowed(ar, "GET");
-		else
-			admin_batch_stats(ar);
-	} else if (sscanf(path, "/v1/accounts/%79[^/]/auth-codes%n", acct, &n) == 1 && path[n] == '\0') {
-		if (m != HTTP_POST) {
-			admin_batch_not_allowed(ar, "POST");
-		} else if (!adminreq_valid_account(acct)) {
-			adminreq_error(ar, 400, "invalid_parameter", "account: 1-64 characters of A-Z a-z 0-9 - _ .");
-		} else {
-			memcpy(ar->account, acct, strlen(acct) + 1); /* valid: at most 64 */
-			admin_batch_code(ar);
-		}
-	} else if (strcmp(path, "/v1/batches") == 0) {
-		if (m == HTTP_POST)
-			admin_batch_create(ar);
-		else if (m == HTTP_GET)
-			admin_batch_list(ar);
-		else
-			admin_batch_not_allowed(ar, "GET, POST");
-	} else if (strcmp(path, "/v1/batches/template.csv") == 0) {
-		if (m != HTTP_GET) {
-			admin_batch_not_allowed(ar, "GET");
-		} else {
-			ar->answered = true;
-			adminreq_send(req, 200, adminreq_csv, batch_template_csv,
-				strlen(batch_template_csv));
-		}
-	} else if ((n = sscanf(path, "/v1/batches/%31[0-9]/%31s", id, rest)) >= 1 &&
-		   admin_batch_digits(id, 20) &&
-		   strlen(path) == 12 + strlen(id) + (n == 2 ? 1 + strlen(rest) : 0)) {
-		char key[SCHEMA_KEY_MAX], step[16], now[24];
-		memcpy(ar->id, id, strlen(id) + 1);
-		if (schema_batch_key(key, sizeof(key), strtoull(id, NULL, 10)) < 0)
-			key[0] = '\0'; /* cannot happen: at most 20 digits */
-		if (n == 1) {
-			char nkey[SCHEMA_KEY_MAX];
-			if (schema_batch_part_key(nkey, sizeof(nkey), strtoull(id, NULL, 10), 'n') < 0)
-				nkey[0] = '\0';
-			const char *argv[] = { "HGETALL", key }, *nargv[] = { "GET", nkey };
-			const char *const *argvs[] = { argv, nargv };
-			const int argcs[] = { 2, 2 };
-			if (m != HTTP_GET) {
-				admin_batch_not_allowed(ar, "GET");
-			} else {
-				ar->refs++;
-				if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 2, argcs, argvs,
-					    admin_batch_get_reply, ar) < 0) {
-					ar->refs--;
-					adminreq_unavailable(ar);
-				}
-			}
-		} else if (strcmp(rest, "results") == 0) {
-			if (m != HTTP_GET)
-				admin_batch_not_allowed(ar, "GET");
-			else
-				admin_batch_results(ar);
-		} else if (strcmp(rest, "retry") == 0) {
-			snprintf(step, sizeof(step), "%d", t->srv->cfg->worker_chunk_size);
-			snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-			char rkey[SCHEMA_KEY_MAX];
-			if (schema_batch_part_key(rkey, sizeof(rkey), strtoull(id, NULL, 10), 'r') < 0)
-				rkey[0] = '\0';
-			const char *argv[] = { "EVAL", lua_retry, "4", key, rkey, SCHEMA_STEPS_KEY, SCHEMA_STATS_BATCHES_KEY,
-				id, step, now };
-			if (m != HTTP_POST)
-				admin_batch_not_allowed(ar, "POST");
-			else
-				admin_batch_simple(ar, admin_batch_retry_reply, 10, argv, true);
-		} else {
-			adminreq_error(ar, 404, "not_found", "no such path");
-		}
-	} else {
+	if (!admin_batch_digits(id, 20) || schema_batch_key(key, SCHEMA_KEY_MAX, strtoull(id, NULL, 10)) < 0) {
 		adminreq_error(ar, 404, "not_found", "no such path");
+		return false;
 	}
-	adminreq_unref(ar);
+	memcpy(ar->id, id, strlen(id) + 1);
 	return true;
 }
+
+static void admin_batch_get(struct adminreq *ar, const struct route_args *a)
+{
+	char key[SCHEMA_KEY_MAX], nkey[SCHEMA_KEY_MAX];
+
+	if (!admin_batch_take(ar, a->v[0], key))
+		return;
+	if (schema_batch_part_key(nkey, sizeof(nkey), strtoull(ar->id, NULL, 10), 'n') < 0)
+		nkey[0] = '\0';
+	const char *argv[] = { "HGETALL", key }, *nargv[] = { "GET", nkey };
+	const char *const *argvs[] = { argv, nargv };
+	const int argcs[] = { 2, 2 };
+	adminreq_gather(ar, 2, argcs, argvs, admin_batch_get_reply);
+}
+
+static void admin_batch_results_route(struct adminreq *ar, const struct route_args *a)
+{
+	char key[SCHEMA_KEY_MAX];
+
+	if (admin_batch_take(ar, a->v[0], key))
+		admin_batch_results(ar);
+}
+
+static void admin_batch_retry(struct adminreq *ar, const struct route_args *a)
+{
+	char key[SCHEMA_KEY_MAX], rkey[SCHEMA_KEY_MAX], step[16], now[24];
+
+	if (!admin_batch_take(ar, a->v[0], key))
+		return;
+	snprintf(step, sizeof(step), "%d", ar->t->srv->cfg->worker_chunk_size);
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	if (schema_batch_part_key(rkey, sizeof(rkey), strtoull(ar->id, NULL, 10), 'r') < 0)
+		rkey[0] = '\0';
+	const char *argv[] = { "EVAL", lua_retry, "4", key, rkey, SCHEMA_STEPS_KEY, SCHEMA_STATS_BATCHES_KEY,
+		ar->id, step, now };
+	admin_batch_simple(ar, admin_batch_retry_reply, 10, argv, true);
+}
+
+static void admin_batch_template(struct adminreq *ar, const struct route_args *a)
+{
+	(void)a;
+	ar->answered = true;
+	adminreq_send(ar->req, 200, adminreq_csv, batch_template_csv, strlen(batch_template_csv));
+}
+
+static void admin_batch_code_route(struct adminreq *ar, const struct route_args *a)
+{
+	if (!adminreq_valid_account(a->v[0])) {
+		adminreq_error(ar, 400, "invalid_parameter", "account: 1-64 characters of A-Z a-z 0-9 - _ .");
+		return;
+	}
+	memcpy(ar->account, a->v[0], strlen(a->v[0]) + 1); /* valid: at most 64 */
+	admin_batch_code(ar);
+}
+
+static void admin_batch_list_route(struct adminreq *ar, const struct route_args *a)
+{
+	(void)a;
+	admin_batch_list(ar);
+}
+
+static void admin_batch_create_route(struct adminreq *ar, const struct route_args *a)
+{
+	(void)a;
+	admin_batch_create(ar);
+}
+
+static void admin_batch_stats_route(struct adminreq *ar, const struct route_args *a)
+{
+	(void)a;
+	admin_batch_stats(ar);
+}
+
+static void admin_batch_activations_route(struct adminreq *ar, const struct route_args *a)
+{
+	(void)a;
+	admin_batch_activations(ar);
+}
+
+const struct admin_route admin_batch_routes[] = {
+	{ "/v1/batches", HTTP_GET, admin_batch_list_route },
+	{ "/v1/batches", HTTP_POST, admin_batch_create_route },
+	{ "/v1/batches/template.csv", HTTP_GET, admin_batch_template },
+	{ "/v1/batches/{batchId}", HTTP_GET, admin_batch_get },
+	{ "/v1/batches/{batchId}/results", HTTP_GET, admin_batch_results_route },
+	{ "/v1/batches/{batchId}/retry", HTTP_POST, admin_batch_retry },
+	{ "/v1/accounts/{account}/auth-codes", HTTP_POST, admin_batch_code_route },
+	{ "/v1/stats", HTTP_GET, admin_batch_stats_route },
+	{ "/v1/stats/activations", HTTP_GET, admin_batch_activations_route },
+};
+const size_t admin_batch_nroutes = sizeof(admin_batch_routes) / sizeof(admin_batch_routes[0]);

@@ -334,64 +334,63 @@ static void admin_hooks_deleted(redisReply *reply, void *arg)
 	adminreq_unref(ar);
 }
 
-bool admin_hooks_handle(struct server_thread *t, struct http_request *req, const char *path)
+static void admin_hooks_post_route(struct adminreq *ar, const struct route_args *a)
 {
-	static const char prefix[] = "/v1/subscriptions";
-	enum http_method m = req->r.method;
-	const char *rest = path + sizeof(prefix) - 1;
-	struct adminreq *ar;
-	uint64_t id;
+	(void)a;
+	admin_hooks_post(ar);
+}
 
-	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0 || (rest[0] != '\0' && rest[0] != '/'))
+static void admin_hooks_list(struct adminreq *ar, const struct route_args *a)
+{
+	const char *argv[] = { "HGETALL", SCHEMA_SUBS_KEY };
+
+	(void)a;
+	adminreq_command(ar, admin_hooks_list_reply, 2, argv, false);
+}
+
+/* The subscription of a /v1/subscriptions/{id} path into AR, with its state
+ * key; a 404 for an id that cannot be one. */
+static bool admin_hooks_take(struct adminreq *ar, const char *id, char skey[48])
+{
+	uint64_t n;
+
+	if (strlen(id) >= sizeof(ar->id) || schema_parse_u64(id, strlen(id), &n) < 0 ||
+	    schema_sub_state_key(skey, 48, n) < 0) {
+		adminreq_error(ar, 404, "subscription_not_found", "no such subscription");
 		return false;
-	if ((ar = adminreq_new(t, req)) == NULL) {
-		adminreq_error_req(req, 500, "internal", "out of memory");
-		return true;
 	}
-	if (rest[0] == '\0') {
-		if (m == HTTP_POST) {
-			admin_hooks_post(ar);
-		} else if (m == HTTP_GET) {
-			const char *argv[] = { "HGETALL", SCHEMA_SUBS_KEY };
-			adminreq_command(ar, admin_hooks_list_reply, 2, argv, false);
-		} else {
-			http_add_header(req, "Allow", "GET, POST");
-			adminreq_error(ar, 405, "method_not_allowed", "method not allowed here");
-		}
-		goto out;
-	}
-	rest++;
-	if (strlen(rest) >= sizeof(ar->id) || schema_parse_u64(rest, strlen(rest), &id) < 0) {
-		adminreq_error(ar, 404, "subscription_not_found", "no such subscription");
-		goto out;
-	}
-	memcpy(ar->id, rest, strlen(rest) + 1);
-	char skey[48];
-	if (schema_sub_state_key(skey, sizeof(skey), id) < 0) {
-		adminreq_error(ar, 404, "subscription_not_found", "no such subscription");
-		goto out;
-	}
-	if (m == HTTP_GET) {
-		char group[32];
-		snprintf(group, sizeof(group), "s%s", ar->id);
-		const char *rec[] = { "HGET", SCHEMA_SUBS_KEY, ar->id }, *st[] = { "HGETALL", skey },
-			   *backlog[] = { "EVAL", lua_hooks_backlog, "1", SCHEMA_EVENTS_KEY, group };
-		const char *const *argvs[] = { rec, st, backlog };
-		const int argcs[] = { 3, 2, 5 };
-		ar->refs++;
-		if (store_gather(adminreq_store(t), t->srv->cfg->redis_timeout_ms, 3, argcs, argvs, admin_hooks_one_reply,
-			    ar) < 0) {
-			ar->refs--;
-			adminreq_unavailable(ar);
-		}
-	} else if (m == HTTP_DELETE) {
-		const char *argv[] = { "EVAL", lua_subscribe, "3", SCHEMA_SUBS_KEY, SCHEMA_EVENTS_KEY, skey, "del", ar->id };
-		adminreq_command(ar, admin_hooks_deleted, 8, argv, true);
-	} else {
-		http_add_header(req, "Allow", "GET, DELETE");
-		adminreq_error(ar, 405, "method_not_allowed", "method not allowed here");
-	}
-out:
-	adminreq_unref(ar);
+	memcpy(ar->id, id, strlen(id) + 1);
 	return true;
 }
+
+static void admin_hooks_get(struct adminreq *ar, const struct route_args *a)
+{
+	char skey[48], group[32];
+
+	if (!admin_hooks_take(ar, a->v[0], skey))
+		return;
+	snprintf(group, sizeof(group), "s%s", ar->id);
+	const char *rec[] = { "HGET", SCHEMA_SUBS_KEY, ar->id }, *st[] = { "HGETALL", skey },
+		   *backlog[] = { "EVAL", lua_hooks_backlog, "1", SCHEMA_EVENTS_KEY, group };
+	const char *const *argvs[] = { rec, st, backlog };
+	const int argcs[] = { 3, 2, 5 };
+	adminreq_gather(ar, 3, argcs, argvs, admin_hooks_one_reply);
+}
+
+static void admin_hooks_delete(struct adminreq *ar, const struct route_args *a)
+{
+	char skey[48];
+
+	if (!admin_hooks_take(ar, a->v[0], skey))
+		return;
+	const char *argv[] = { "EVAL", lua_subscribe, "3", SCHEMA_SUBS_KEY, SCHEMA_EVENTS_KEY, skey, "del", ar->id };
+	adminreq_command(ar, admin_hooks_deleted, 8, argv, true);
+}
+
+const struct admin_route admin_hooks_routes[] = {
+	{ "/v1/subscriptions", HTTP_GET, admin_hooks_list },
+	{ "/v1/subscriptions", HTTP_POST, admin_hooks_post_route },
+	{ "/v1/subscriptions/{id}", HTTP_GET, admin_hooks_get },
+	{ "/v1/subscriptions/{id}", HTTP_DELETE, admin_hooks_delete },
+};
+const size_t admin_hooks_nroutes = sizeof(admin_hooks_routes) / sizeof(admin_hooks_routes[0]);

@@ -331,61 +331,45 @@ static void admin_reg_download(struct adminreq *ar, const char *file)
 	const char *list[] = { "LRANGE", nkey, "0", "-1" }, *one[] = { "HGET", nkey, c->id };
 	const char *const *argvs[] = { meta, c->id[0] == 'd' ? list : one };
 	const int argcs[] = { 3, c->id[0] == 'd' ? 4 : 3 };
-	ar->refs++;
-	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, 2, argcs, argvs, admin_reg_names_reply,
-		    ar) < 0) {
-		ar->refs--;
-		adminreq_unavailable(ar);
-	}
+	adminreq_gather(ar, 2, argcs, argvs, admin_reg_names_reply);
 }
 
-bool admin_reg_handle(struct server_thread *t, struct http_request *req, const char *path)
+static void admin_reg_list(struct adminreq *ar, const struct route_args *a)
 {
-	static const char prefix[] = "/v1/products/";
-	char pk[CATALOG_PRODUCT_KEY_MAX + 2], file[40] = "";
-	const char *p = path + sizeof(prefix) - 1, *slash, *rest;
-	struct adminreq *ar;
-	size_t pl;
+	char key[SCHEMA_KEY_MAX], mkey[SCHEMA_KEY_MAX + 16];
 
-	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0 || (slash = strchr(p, '/')) == NULL ||
-	    strncmp(slash, "/registrations", 14) != 0 || (slash[14] != '\0' && slash[14] != '/'))
-		return false;
-	pl = (size_t)(slash - p);
-	rest = slash[14] ? slash + 15 : NULL;
-	if (rest && (strchr(rest, '/') != NULL || strlen(rest) >= sizeof(file) || rest[0] == '\0'))
-		return false;
-	if ((ar = adminreq_begin_get(t, req)) == NULL)
-		return true;
-	snprintf(pk, sizeof(pk), "%.*s", (int)(pl < sizeof(pk) - 1 ? pl : sizeof(pk) - 1), p);
-	if (pl >= sizeof(pk) - 1 || !form_valid_product_key(pk)) {
-		adminreq_error(ar, 400, "invalid_product_key", "productKey: 1-32 characters of A-Z a-z 0-9 _ -");
-		goto out;
+	if (!adminreq_take_product(ar, a->v[0]))
+		return;
+	if (schema_product_key(key, sizeof(key), ar->pk) < 0 ||
+	    schema_registrations_key(mkey, sizeof(mkey), ar->pk, 'm', 0) < 0) {
+		adminreq_error(ar, 500, "internal", "bad key");
+		return;
 	}
-	memcpy(ar->pk, pk, strlen(pk) + 1);
-	if (rest) {
-		snprintf(file, sizeof(file), "%s", rest);
-		admin_reg_download(ar, file);
-	} else {
-		char key[SCHEMA_KEY_MAX], mkey[SCHEMA_KEY_MAX + 16];
-		if (schema_product_key(key, sizeof(key), ar->pk) < 0 ||
-		    schema_registrations_key(mkey, sizeof(mkey), ar->pk, 'm', 0) < 0) {
-			adminreq_error(ar, 500, "internal", "bad key");
-			goto out;
-		}
-		const char *exists[] = { "EXISTS", key }, *records[] = { "HGETALL", mkey };
-		const char *const *argvs[] = { exists, records };
-		const int argcs[] = { 2, 2 };
-		ar->refs++;
-		if (store_gather(adminreq_store(ar->t), t->srv->cfg->redis_timeout_ms, 2, argcs, argvs,
-			    admin_reg_list_reply, ar) < 0) {
-			ar->refs--;
-			adminreq_unavailable(ar);
-		}
-	}
-out:
-	adminreq_unref(ar);
-	return true;
+	const char *exists[] = { "EXISTS", key }, *records[] = { "HGETALL", mkey };
+	const char *const *argvs[] = { exists, records };
+	const int argcs[] = { 2, 2 };
+	adminreq_gather(ar, 2, argcs, argvs, admin_reg_list_reply);
 }
+
+static void admin_reg_download_route(struct adminreq *ar, const struct route_args *a)
+{
+	char file[40];
+
+	if (strlen(a->v[1]) >= sizeof(file)) {
+		adminreq_error(ar, 404, "not_found", "no such path");
+		return;
+	}
+	if (!adminreq_take_product(ar, a->v[0]))
+		return;
+	memcpy(file, a->v[1], strlen(a->v[1]) + 1); /* checked: shorter than file */
+	admin_reg_download(ar, file);
+}
+
+const struct admin_route admin_reg_routes[] = {
+	{ "/v1/products/{productKey}/registrations", HTTP_GET, admin_reg_list },
+	{ "/v1/products/{productKey}/registrations/{file}", HTTP_GET, admin_reg_download_route },
+};
+const size_t admin_reg_nroutes = sizeof(admin_reg_routes) / sizeof(admin_reg_routes[0]);
 
 static void admin_reg_dynamic_reply(redisReply *reply, void *arg)
 {

@@ -1,5 +1,7 @@
 #include "adminreq.h"
 
+#include "form.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -7,6 +9,7 @@
 
 #include "http.h"
 #include "config.h"
+#include "form.h"
 #include "log.h"
 #include "server.h"
 #include "token.h"
@@ -112,7 +115,7 @@ void adminreq_error(struct adminreq *ar, int status, const char *code, const cha
 		return;
 	ar->answered = true;
 	if (status >= 500)
-		log_warn("admin", "req %s %s %s: %d %s", ar->req->id, ar->req->r.path, code, status, message);
+		log_warn("admin", "%s %s: %d %s", ar->req->r.path, code, status, message);
 	adminreq_error_req(ar->req, status, code, message);
 }
 
@@ -212,16 +215,21 @@ void adminreq_actor(struct server_thread *t, struct http_request *req, char out[
 		snprintf(out, TOKEN_NAME_MAX + 1, "-");
 }
 
-struct adminreq *adminreq_begin_get(struct server_thread *t, struct http_request *req)
+void adminreq_gather(struct adminreq *ar, size_t n, const int *argcs, const char *const *const *argvs, store_reply_fn fn)
 {
-	struct adminreq *ar;
-
-	if (req->r.method != HTTP_GET) {
-		http_add_header(req, "Allow", "GET");
-		adminreq_error_req(req, 405, "method_not_allowed", "method not allowed here");
-		return NULL;
+	ar->refs++;
+	if (store_gather(adminreq_store(ar->t), ar->t->srv->cfg->redis_timeout_ms, n, argcs, argvs, fn, ar) < 0) {
+		ar->refs--;
+		adminreq_unavailable(ar);
 	}
-	if ((ar = adminreq_new(t, req)) == NULL)
-		adminreq_error_req(req, 500, "internal", "out of memory");
-	return ar;
+}
+
+bool adminreq_take_product(struct adminreq *ar, const char *pk)
+{
+	if (!form_valid_product_key(pk)) {
+		adminreq_error(ar, 400, "invalid_product_key", "productKey: 1-32 characters of A-Z a-z 0-9 _ -");
+		return false;
+	}
+	memcpy(ar->pk, pk, strlen(pk) + 1);
+	return true;
 }

@@ -193,7 +193,7 @@ static void bootstrap_fail(struct bootstrap_req *br, int code, const char *messa
 	unsigned long held;
 	/* During an outage every request fails alike: one line a second. */
 	if (bootstrap_http_status(code) >= 500 && log_limit_pass(&bootstrap_fail_log, &held))
-		log_warn("bootstrap", "req %s %s/%s: %d %s (%lu more failures not logged)", br->req->id,
+		log_warn("bootstrap", "%s/%s: %d %s (%lu more failures not logged)",
 			br->form.product_key ? br->form.product_key : "-",
 			br->form.device_name ? br->form.device_name : "-", code, message, held);
 	bootstrap_fail_req(br->req, code, message);

@@ -71,6 +71,8 @@ static int config_check_redis_url(struct config *cfg, const struct config_key *k
 	char **why);
 static int config_check_log_level(struct config *cfg, const struct config_key *k, char **value,
 	char **why);
+static int config_check_log_format(struct config *cfg, const struct config_key *k, char **value,
+	char **why);
 static int config_check_node(struct config *cfg, const struct config_key *k, char **value,
 	char **why);
 static int config_check_env_name(struct config *cfg, const struct config_key *k, char **value,
@@ -163,8 +165,14 @@ static const struct config_key config_keys[] = {
 		"Product and device records cached in process (exact, Redis client tracking); 0 = off"),
 	KEY_INT("drain_timeout_s", drain_timeout_s, "10", 0, 600,
 		"Longest wait for in-flight work after SIGTERM/SIGINT, seconds"),
-	KEY_STR("log_level", log_level, "\"info\"", config_check_log_level, 0,
+	KEY_INT("drain_grace_s", drain_grace_s, "0", 0, 600,
+		"After SIGTERM/SIGINT, how long the listeners still accept (readyz 503), seconds"),
+	KEY_STR("log.level", log_level, "\"info\"", config_check_log_level, 0,
 		"Lowest level logged: debug, info, warn or error"),
+	KEY_STR("log.format", log_format, "\"text\"", config_check_log_format, 0,
+		"text (one line \"time level module: message\") or json (one object a line)"),
+	KEY_BOOL("log.access", log_access, "false",
+		"One line per answered request: method, route, status, duration, client, request id"),
 };
 
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -501,6 +509,19 @@ static int config_check_log_level(struct config *cfg, const struct config_key *k
 	if (log_parse_level(*value, &level) == 0)
 		return 0;
 	*why = config_fmt("expected one of debug, info, warn, error, found \"%.40s\"", *value);
+	return -1;
+}
+
+static int config_check_log_format(struct config *cfg, const struct config_key *k, char **value,
+	char **why)
+{
+	enum log_format format;
+
+	(void)cfg;
+	(void)k;
+	if (log_parse_format(*value, &format) == 0)
+		return 0;
+	*why = config_fmt("expected text or json, found \"%.40s\"", *value);
 	return -1;
 }
 
@@ -1157,6 +1178,9 @@ static int config_walk(struct config_loader *ld, yajl_val obj, const char *prefi
 				ld->geoip_section = true;
 			if (config_walk(ld, v, name, cause) < 0)
 				return -1;
+		} else if (strcmp(name, "log_level") == 0) {
+			config_fail(cause, "%s: unknown key \"log_level\": it is \"log\": {\"level\": ...} now", ld->file);
+			return -1;
 		} else {
 			config_fail(cause, "%s: unknown key \"%s\"", ld->file, name);
 			return -1;
@@ -1554,6 +1578,7 @@ void config_free(struct config *cfg)
 	free(cfg->country_centroids);
 	config_free_list(cfg->trusted_proxies);
 	free(cfg->log_level);
+	free(cfg->log_format);
 	free(cfg);
 }
 

@@ -65,6 +65,7 @@ struct http_server {
 	SSL_CTX *tls;
 	bool proxy;
 	bool draining;
+	bool closing_soon; /* the drain's grace: still accepting, every answer closes */
 	evutil_socket_t fd;
 	struct event *accept_ev;
 	struct event *pause_ev; /* accepting again after a pause */
@@ -604,6 +605,7 @@ static void http_request_begin(struct http_conn *c, bool parsed)
 	clock_gettime(CLOCK_MONOTONIC, &req->started);
 	req->route = c->srv->svc->fallback;
 	req->matched = NULL;
+	req->route_name = NULL;
 	req->ctx = c->srv->svc->ctx;
 	req->conn = c;
 	req->extra_len = 0;
@@ -619,9 +621,10 @@ static void http_request_begin(struct http_conn *c, bool parsed)
 	event_del(&c->timer);
 	/* Reading stays on: most answers come before the next readiness, and
 	 * http_conn_input turns it off if bytes come while the handler works. */
-	if (c->srv->draining)
+	if (c->srv->draining || c->srv->closing_soon)
 		c->close_after = true;
 	atomic_fetch_add(&http_active, 1);
+	log_context_set(req->id);
 }
 
 static const char *http_refusal(int status)
@@ -644,6 +647,7 @@ static void http_conn_refuse(struct http_conn *c, int status)
 	metrics_count(status == 408 ? METRICS_HTTP_TIMEOUTS : METRICS_HTTP_REFUSED);
 	http_request_begin(c, false);
 	c->srv->svc->error(&c->w->req, status, http_refusal(status));
+	log_context_set(NULL);
 }
 
 static void http_conn_dispatch(struct http_conn *c)
@@ -671,17 +675,18 @@ static void http_conn_dispatch(struct http_conn *c)
 	}
 	if (r == NULL) {
 		svc->error(req, 404, "not found");
-		return;
+	} else {
+		req->matched = r;
+		req->route = r->metric;
+		if (r->methods && (r->methods & HTTP_M(req->r.method)) == 0) {
+			if (r->allow)
+				http_add_header(req, "Allow", r->allow);
+			svc->error(req, 405, "method not allowed");
+		} else {
+			r->fn(req, svc->ctx);
+		}
 	}
-	req->matched = r;
-	req->route = r->metric;
-	if (r->methods && (r->methods & HTTP_M(req->r.method)) == 0) {
-		if (r->allow)
-			http_add_header(req, "Allow", r->allow);
-		svc->error(req, 405, "method not allowed");
-		return;
-	}
-	r->fn(req, svc->ctx);
+	log_context_set(NULL);
 }
 
 /* Parses and hands over every complete request in the buffer, in order,
@@ -906,6 +911,33 @@ static int http_head(char *buf, size_t cap, int status, const char *ctype, size_
 	return (int)(p - buf);
 }
 
+static void http_log_access(const struct http_request *req, int status)
+{
+	char client[NETADDR_TEXT_MAX];
+	struct netaddr peer;
+	struct log_access a = {
+		.method = req->r.path ? http_method_str(req->r.method) : "-",
+		.route = http_route_name(req),
+		.client = client,
+		.request_id = req->id,
+		.status = status,
+		.seconds = http_elapsed(&req->started),
+	};
+
+	http_peer(req, &peer);
+	netaddr_format(&peer, client);
+	log_access(&a);
+}
+
+const char *http_route_name(const struct http_request *req)
+{
+	if (req->route_name != NULL)
+		return req->route_name;
+	if (req->matched != NULL && !req->matched->prefix)
+		return req->matched->path;
+	return "-";
+}
+
 void http_send(struct http_request *req, int status, const char *content_type, const char *body, size_t len)
 {
 	struct http_conn *c = req->conn;
@@ -914,6 +946,9 @@ void http_send(struct http_request *req, int status, const char *content_type, c
 	ssize_t n;
 	int hl;
 
+	/* A request that began before the drain ends its connection too. */
+	if (c->srv->draining || c->srv->closing_soon)
+		c->close_after = true;
 	if (c->close_after)
 		conn = "Connection: close\r\n";
 	else if (req->r.major == 1 && req->r.minor == 0)
@@ -923,6 +958,8 @@ void http_send(struct http_request *req, int status, const char *content_type, c
 	if (hl < 0)
 		hl = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
 	metrics_request(req->route, status, http_elapsed(&req->started));
+	if (c->srv->cfg->log_access)
+		http_log_access(req, status);
 	if (c->srv->svc->answered)
 		c->srv->svc->answered(req, status, c->srv->svc->ctx);
 	atomic_fetch_sub(&http_active, 1);
@@ -1202,6 +1239,8 @@ struct http_server *http_server_new(struct event_base *base, evutil_socket_t fd,
 	srv->cfg = cfg;
 	srv->svc = svc;
 	srv->tls = ctx;
+	if (ctx != NULL)
+		SSL_CTX_up_ref(ctx);
 	srv->proxy = proxy_protocol;
 	srv->fd = fd;
 	srv->limits.max_header_bytes = (size_t)cfg->max_header_bytes;
@@ -1219,6 +1258,27 @@ struct http_server *http_server_new(struct event_base *base, evutil_socket_t fd,
 		return NULL;
 	}
 	return srv;
+}
+
+void http_server_set_tls(struct http_server *srv, SSL_CTX *ctx)
+{
+	if (srv->tls == NULL || ctx == NULL || ctx == srv->tls)
+		return;
+	SSL_CTX_up_ref(ctx);
+	SSL_CTX_free(srv->tls);
+	srv->tls = ctx;
+}
+
+void http_server_close_soon(struct http_server *srv)
+{
+	struct http_conn *c, *next;
+
+	srv->closing_soon = true;
+	for (c = TAILQ_FIRST(http_idle_head()); c; c = next) {
+		next = TAILQ_NEXT(c, idle_link);
+		if (c->srv == srv)
+			http_conn_close(c);
+	}
 }
 
 void http_server_drain(struct http_server *srv)
@@ -1257,6 +1317,7 @@ void http_server_free(struct http_server *srv)
 		event_free(srv->pause_ev);
 	if (srv->fd >= 0)
 		close(srv->fd);
+	SSL_CTX_free(srv->tls);
 	while (srv->npool)
 		free(srv->pool[--srv->npool]);
 	while (srv->nwpool) {

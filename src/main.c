@@ -10,6 +10,7 @@
 #include "geo.h"
 #include "tls.h"
 #include "log.h"
+#include "metrics.h"
 #include "schema.h"
 #include "server.h"
 
@@ -75,6 +76,7 @@ int main(int argc, char **argv)
 	struct server *srv = NULL;
 	char *cause = NULL;
 	enum log_level level;
+	enum log_format format;
 	int opt, rc = 1;
 
 	while ((opt = getopt_long(argc, argv, "+c:r:tk:Vh", options, NULL)) != -1) {
@@ -139,7 +141,10 @@ int main(int argc, char **argv)
 	}
 	if (log_parse_level(cfg->log_level, &level) == 0)
 		log_set_level(level);
+	if (log_parse_format(cfg->log_format, &format) == 0)
+		log_set_format(format);
 	log_capture_libevent();
+	metrics_started();
 	if (catalog_load(cfg->regions, &cat, &cause) < 0) {
 		fprintf(stderr, "bootstrapd: %s\n", cause ? cause : "cannot load the region catalog");
 		goto out;

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 static const char *const metrics_route_names[METRICS_NROUTES] = {
 	"bootstrap", "bootstrap_region", "dynreg", "preauth", "public_other", "admin", "ops",
@@ -16,6 +17,15 @@ static const double metrics_buckets[] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 };
 #define METRICS_NBUCKETS (sizeof(metrics_buckets) / sizeof(metrics_buckets[0]))
+
+/* Redis answers in tens of microseconds when well: finer at the low end. */
+static const double metrics_redis_buckets[] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+};
+#define METRICS_NREDIS_BUCKETS (sizeof(metrics_redis_buckets) / sizeof(metrics_redis_buckets[0]))
+static atomic_uint_fast64_t metrics_redis_hist[METRICS_NREDIS_BUCKETS + 1];
+static atomic_uint_fast64_t metrics_redis_sum_us;
+static double metrics_start_time;
 
 static const struct {
 	const char *name;
@@ -51,6 +61,8 @@ static const struct {
 	{ NULL, NULL }, /* the miss series of the line above */
 	{ "bootstrapd_cache_invalidations_total", "Keys Redis reported written, over every thread's tracking connection." },
 	{ "bootstrapd_cache_flushes_total", "Times a thread's record cache was dropped whole (FLUSHALL, or tracking lost)." },
+	{ "bootstrapd_tls_reloads_total", "TLS certificate reloads (SIGHUP) that took effect, per listener." },
+	{ "bootstrapd_tls_reload_failures_total", "TLS certificate reloads rejected (the old ones stay in service)." },
 };
 
 static const struct {
@@ -60,6 +72,7 @@ static const struct {
 	{ "bootstrapd_cache_entries", "Records in the record cache, over every thread." },
 	{ "bootstrapd_redis_connections_down", "Redis connections (one per thread and use) not ready for commands; "
 	  "requests their thread serves get 503 until it is 0 again." },
+	{ "bootstrapd_draining", "1 from SIGTERM/SIGINT on: /readyz answers 503 and the process is about to exit." },
 };
 
 static const char *const metrics_tls_reasons[METRICS_TLS_REASONS] = {
@@ -105,6 +118,24 @@ void metrics_request(enum metrics_route route, int status, double seconds)
 void metrics_count(enum metrics_counter c)
 {
 	atomic_fetch_add_explicit(&metrics_counters[c], 1, memory_order_relaxed);
+}
+
+void metrics_redis_latency(double seconds)
+{
+	size_t b;
+
+	for (b = 0; b < METRICS_NREDIS_BUCKETS && seconds > metrics_redis_buckets[b]; b++)
+		;
+	atomic_fetch_add_explicit(&metrics_redis_hist[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&metrics_redis_sum_us, (uint_fast64_t)(seconds * 1e6), memory_order_relaxed);
+}
+
+void metrics_started(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	metrics_start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 void metrics_gauge_add(enum metrics_gauge g, int64_t delta)
@@ -216,6 +247,27 @@ char *metrics_render(void)
 	metrics_printf(&b, "# HELP bootstrapd_http_connections Client connections open, both listeners.\n"
 		"# TYPE bootstrapd_http_connections gauge\nbootstrapd_http_connections %ld\n",
 		atomic_load_explicit(&metrics_open_conns, memory_order_relaxed));
+	metrics_printf(&b, "# HELP bootstrapd_redis_command_duration_seconds Redis commands, from sent to answered "
+		"(or timed out).\n# TYPE bootstrapd_redis_command_duration_seconds histogram\n");
+	{
+		uint64_t cum = 0;
+		for (size_t i = 0; i <= METRICS_NREDIS_BUCKETS; i++) {
+			cum += metrics_load(&metrics_redis_hist[i]);
+			if (i < METRICS_NREDIS_BUCKETS)
+				metrics_printf(&b, "bootstrapd_redis_command_duration_seconds_bucket{le=\"%g\"} %llu\n",
+					metrics_redis_buckets[i], (unsigned long long)cum);
+			else
+				metrics_printf(&b, "bootstrapd_redis_command_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+					(unsigned long long)cum);
+		}
+		metrics_printf(&b, "bootstrapd_redis_command_duration_seconds_sum %.6f\n"
+			"bootstrapd_redis_command_duration_seconds_count %llu\n",
+			(double)metrics_load(&metrics_redis_sum_us) / 1e6, (unsigned long long)cum);
+	}
+	metrics_printf(&b, "# HELP bootstrapd_build_info The running build.\n# TYPE bootstrapd_build_info gauge\n"
+		"bootstrapd_build_info{version=\"%s\"} 1\n", BOOTSTRAPD_VERSION);
+	metrics_printf(&b, "# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n"
+		"# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.3f\n", metrics_start_time);
 	for (size_t g = 0; g < METRICS_NGAUGES; g++)
 		metrics_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", metrics_gauge_info[g].name,
 			metrics_gauge_info[g].help, metrics_gauge_info[g].name, metrics_gauge_info[g].name,

@@ -40,6 +40,10 @@ static void server_thread_reload(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_lock(&t->srv->catalog_lock);
 	t->catalog = catalog_ref(t->srv->catalog);
 	t->geo = t->srv->geo ? geo_db_ref(t->srv->geo) : NULL;
+	if (t->public_http)
+		http_server_set_tls(t->public_http, t->srv->public_tls);
+	if (t->admin_http)
+		http_server_set_tls(t->admin_http, t->srv->admin_tls);
 	pthread_mutex_unlock(&t->srv->catalog_lock);
 	bootstrap_cache_catalog_changed(t->cache);
 	catalog_unref(old);
@@ -71,8 +75,9 @@ static void server_thread_drain_check(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Runs in the thread's own loop: stop accepting, then wait for in-flight work. */
-static void server_thread_stop(evutil_socket_t fd, short what, void *arg)
+/* Runs in the thread's own loop once the grace period is over: stop
+ * accepting, then wait for in-flight work. */
+static void server_thread_close(evutil_socket_t fd, short what, void *arg)
 {
 	struct server_thread *t = arg;
 	struct timeval tick = { 0, 20000 };
@@ -83,28 +88,61 @@ static void server_thread_stop(evutil_socket_t fd, short what, void *arg)
 		http_server_drain(t->public_http);
 	if (t->admin_http)
 		http_server_drain(t->admin_http);
+	event_add(t->drain_timer, &tick);
+	server_thread_drain_check(-1, 0, t);
+}
+
+/* Runs in the thread's own loop at SIGTERM: the worker stops taking work;
+ * the listeners keep accepting for drain_grace_s (every answer closing its
+ * connection) while /readyz says 503, then close. */
+static void server_thread_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct server_thread *t = arg;
+	struct timeval grace = { t->srv->cfg->drain_grace_s, 0 };
+
+	(void)fd;
+	(void)what;
 	if (t->index == 0) {
 		worker_stop(t->srv->worker);
 		notify_stop(t->srv->notify);
 		hooks_stop(t->srv->hooks);
 	}
-	event_add(t->drain_timer, &tick);
-	server_thread_drain_check(-1, 0, t);
+	if (grace.tv_sec == 0) {
+		server_thread_close(-1, 0, t);
+		return;
+	}
+	if (t->public_http)
+		http_server_close_soon(t->public_http);
+	if (t->admin_http)
+		http_server_close_soon(t->admin_http);
+	event_add(t->close_timer, &grace);
 }
 
 static void server_begin_stop(struct server *srv, const char *why)
 {
-	if (srv->draining)
+	const struct config *cfg = srv->cfg;
+
+	if (atomic_exchange(&srv->draining, true))
 		return;
-	srv->draining = true;
-	log_info("server", "%s: draining for up to %d s", why, srv->cfg->drain_timeout_s);
+	metrics_gauge_add(METRICS_DRAINING, 1);
+	if (cfg->drain_grace_s > 0)
+		log_info("server", "%s: /readyz answers 503; accepting for %d s more, then draining for up to %d s", why,
+			cfg->drain_grace_s, cfg->drain_timeout_s);
+	else
+		log_info("server", "%s: draining for up to %d s", why, cfg->drain_timeout_s);
 	clock_gettime(CLOCK_MONOTONIC, &srv->drain_deadline);
+	srv->drain_deadline.tv_sec += cfg->drain_grace_s;
 	srv->drain_grace = srv->drain_deadline;
-	srv->drain_grace.tv_sec += srv->cfg->drain_timeout_s < SERVER_DRAIN_GRACE_S ? srv->cfg->drain_timeout_s
-										   : SERVER_DRAIN_GRACE_S;
-	srv->drain_deadline.tv_sec += srv->cfg->drain_timeout_s;
+	srv->drain_grace.tv_sec += cfg->drain_timeout_s < SERVER_DRAIN_GRACE_S ? cfg->drain_timeout_s
+										: SERVER_DRAIN_GRACE_S;
+	srv->drain_deadline.tv_sec += cfg->drain_timeout_s;
 	for (int i = 0; i < srv->nthreads; i++)
 		event_active(srv->threads[i].stop_ev, EV_READ, 0);
+}
+
+bool server_draining(const struct server *srv)
+{
+	return atomic_load(&srv->draining);
 }
 
 static void server_on_signal(evutil_socket_t sig, short what, void *arg)
@@ -118,13 +156,42 @@ static void server_on_signal(evutil_socket_t sig, short what, void *arg)
 		server_begin_stop(srv, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* A new context for listener NAME's certificates, or NULL (logged) when
+ * they do not load. Session tickets issued before still resume. */
+static SSL_CTX *server_tls_reload(const struct config_tls *tls, SSL_CTX *old, const char *name)
+{
+	unsigned char keys[80];
+	SSL_CTX *ctx = NULL;
+	char *cause = NULL;
+
+	if (old == NULL || !tls->enabled)
+		return NULL;
+	if (tls_ctx_new(tls, &ctx, &cause) < 0) {
+		log_error("server", "reload rejected, the %s listener's TLS certificates in service stay: %s", name,
+			cause ? cause : "error");
+		metrics_count(METRICS_TLS_RELOAD_FAILURES);
+		free(cause);
+		return NULL;
+	}
+	if (SSL_CTX_get_tlsext_ticket_keys(old, keys, sizeof(keys)) == 1)
+		(void)SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys));
+	OPENSSL_cleanse(keys, sizeof(keys));
+	metrics_count(METRICS_TLS_RELOADS);
+	log_info("server", "%s listener's TLS certificates reloaded", name);
+	return ctx;
+}
+
 void server_reload(struct server *srv)
 {
 	const struct config *cfg = srv->cfg;
 	struct catalog *cat = NULL, *old = NULL;
 	struct geo_db *geo = NULL, *old_geo = NULL;
+	const struct config_listener *own = srv->role == SERVER_ROLE_WORKER ? &cfg->worker : &cfg->admin;
+	SSL_CTX *pub = server_tls_reload(&cfg->public_.tls, srv->public_tls, "public");
+	SSL_CTX *adm = server_tls_reload(&own->tls, srv->admin_tls, srv->role == SERVER_ROLE_WORKER ? "worker" : "admin");
+	SSL_CTX *old_pub = NULL, *old_adm = NULL;
 	char *cause = NULL;
-	bool changed = false;
+	bool changed = pub != NULL || adm != NULL;
 
 	if (catalog_load(cfg->regions, &cat, &cause) < 0) {
 		log_error("server", "reload rejected, the catalog in service stays: %s", cause ? cause : "error");
@@ -140,6 +207,14 @@ void server_reload(struct server *srv)
 		free(cause);
 	}
 	pthread_mutex_lock(&srv->catalog_lock);
+	if (pub) {
+		old_pub = srv->public_tls;
+		srv->public_tls = pub;
+	}
+	if (adm) {
+		old_adm = srv->admin_tls;
+		srv->admin_tls = adm;
+	}
 	if (cat) {
 		old = srv->catalog;
 		srv->catalog = cat;
@@ -153,6 +228,9 @@ void server_reload(struct server *srv)
 	pthread_mutex_unlock(&srv->catalog_lock);
 	catalog_unref(old);
 	geo_db_unref(old_geo);
+	/* Each listener holds its own reference until its thread swaps. */
+	SSL_CTX_free(old_pub);
+	SSL_CTX_free(old_adm);
 	if (!changed)
 		return;
 	for (int i = 0; i < srv->nthreads; i++)
@@ -205,7 +283,9 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 	t->reload_ev = event_new(t->base, -1, 0, server_thread_reload, t);
 	t->stop_ev = event_new(t->base, -1, 0, server_thread_stop, t);
 	t->drain_timer = event_new(t->base, -1, EV_PERSIST, server_thread_drain_check, t);
-	if (!t->cache || !t->store || !t->codes || !t->hooks || !t->reload_ev || !t->stop_ev || !t->drain_timer)
+	t->close_timer = evtimer_new(t->base, server_thread_close, t);
+	if (!t->cache || !t->store || !t->codes || !t->hooks || !t->reload_ev || !t->stop_ev || !t->drain_timer ||
+	    !t->close_timer)
 		goto nomem;
 	/* Only the codes table is written through it, and must survive a failover. */
 	store_durable_replies(t->store);
@@ -277,6 +357,8 @@ static void server_thread_deinit(struct server_thread *t)
 		event_free(t->stop_ev);
 	if (t->drain_timer)
 		event_free(t->drain_timer);
+	if (t->close_timer)
+		event_free(t->close_timer);
 	bootstrap_cache_free(t->cache);
 	catalog_unref(t->catalog);
 	geo_db_unref(t->geo);

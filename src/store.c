@@ -100,7 +100,26 @@ struct store_call {
 	bool answered;
 	redisReply *held; /* a fenced store's reply, waiting for its PING */
 	bool write;       /* a durable store's write: held for WAIT */
+	struct timespec sent;
+	char rid[LOG_ID_MAX + 1]; /* the request it works for: its reply's log lines carry it */
 };
+
+/* Calls FN with CALL's request as the thread's log context, then puts the
+ * context back (a reply arrives in another request's loop turn). */
+static void store_call_answer(struct store_call *call, redisReply *reply)
+{
+	char saved[LOG_ID_MAX + 1];
+
+	call->answered = true;
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	metrics_redis_latency((double)(now.tv_sec - call->sent.tv_sec) + (double)(now.tv_nsec - call->sent.tv_nsec) / 1e9);
+	snprintf(saved, sizeof(saved), "%s", log_context());
+	log_context_set(call->rid);
+	call->fn(reply, call->arg);
+	log_context_set(saved);
+}
 
 static void store_connect(struct store *st);
 static void store_track_maybe(struct store *st);
@@ -1213,9 +1232,8 @@ static void store_call_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (call->answered)
 		return;
-	call->answered = true;
 	metrics_count(METRICS_REDIS_TIMEOUTS);
-	call->fn(NULL, call->arg);
+	store_call_answer(call, NULL);
 	/* The connection is stuck behind this command: drop it on the next turn. */
 	if (st->ac)
 		event_active(st->reset, EV_TIMEOUT, 0);
@@ -1235,10 +1253,9 @@ static void store_call_deliver(struct store_call *call, redisReply *reply)
 		event_active(st->reset, EV_TIMEOUT, 0);
 	}
 	if (!call->answered) {
-		call->answered = true;
 		if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
 			metrics_count(METRICS_REDIS_ERRORS);
-		call->fn(reply, call->arg);
+		store_call_answer(call, reply);
 	}
 	event_free(call->timer);
 	freeReplyObject(call->held);
@@ -1379,6 +1396,8 @@ static int store_send_own(struct store *st, int timeout_ms, bool write, store_re
 	call->write = write;
 	call->fn = fn;
 	call->arg = arg;
+	clock_gettime(CLOCK_MONOTONIC, &call->sent);
+	snprintf(call->rid, sizeof(call->rid), "%s", log_context());
 	call->timer = evtimer_new(st->base, store_call_timeout, call);
 	if (call->timer == NULL) {
 		free(call);

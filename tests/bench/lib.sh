@@ -204,7 +204,7 @@ cfg = {
               "country_centroids": top + "/data/country-centroids.csv"},
     "threads": int(threads),
     "limits": {"bootstrap_rps_per_ip": 0},
-    "log_level": "warn",
+    "log": {"level": "warn"},
 }
 for kv in sys.argv[10:]:
     key, value = kv.split("=", 1)

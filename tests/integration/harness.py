@@ -35,6 +35,56 @@ DRAIN_BOUND_S = 10  # SPEC §2: default drain time
 START_DEADLINE_S = 10
 SOCKET_TIMEOUT_S = 5
 
+# Every secret the service hands out, and every secret it was given, is
+# written to $BOOTSTRAPD_TEST_LOG_DIR/secrets.txt, and every log the daemons
+# and brokers wrote is copied there: test_secrets_in_logs.py, last in the
+# suite, looks for each secret in each log.
+_SECRET_JSON = re.compile(rb'"(deviceSecret|productSecret|iotToken|secret|password|token|psk)"\s*:\s*"([^"\\]{12,})"')
+_secrets_noted = set()
+
+
+def note_secret(value):
+    """Records VALUE (str or bytes) as a secret no log may contain."""
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    d = os.environ.get("BOOTSTRAPD_TEST_LOG_DIR")
+    if not d or not value or value in _secrets_noted:
+        return
+    _secrets_noted.add(value)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "secrets.txt"), "a") as f:
+        f.write(value + "\n")
+
+
+def _note_body_secrets(body):
+    for m in _SECRET_JSON.finditer(body):
+        note_secret(m.group(2))
+    head, _, rest = body.partition(b"\n")
+    cols = head.strip().split(b",")
+    if b"deviceSecret" in cols:
+        i = cols.index(b"deviceSecret")
+        for line in rest.splitlines():
+            fields = line.strip().split(b",")
+            if len(fields) > i and len(fields[i]) >= 12:
+                note_secret(fields[i])
+
+
+def _keep_logs(h):
+    """Copies H's daemon and broker logs where test_secrets_in_logs.py reads them."""
+    d = os.environ.get("BOOTSTRAPD_TEST_LOG_DIR")
+    if not d:
+        return
+    os.makedirs(d, exist_ok=True)
+    try:
+        names = os.listdir(h.dir)
+    except OSError:
+        return
+    stem = "%s-%d-%s" % (os.path.basename(sys.argv[0]).rsplit(".", 1)[0], os.getpid(), os.path.basename(h.dir))
+    for name in names:
+        if name.endswith(".log") and (name.startswith("bootstrapd") or name.startswith("mosquitto")):
+            shutil.copy(os.path.join(h.dir, name), os.path.join(d, "%s-%s" % (stem, name)))
+
+
 SDK_ACCEPT = "text/xml,text/javascript,text/html,application/json"
 SDK_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=utf-8"
 
@@ -218,6 +268,7 @@ class Response:
         self.version = parts[0].decode(errors="replace")
         self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
         self.reason = parts[2].decode(errors="replace") if len(parts) > 2 else ""
+        _note_body_secrets(body or b"")
         self.headers = []
         for line in header_lines:
             name, _, value = line.partition(b":")
@@ -474,6 +525,7 @@ class Harness:
         for b in self.brokers:
             b.kill()
         self.saved_logs = self._read_logs()
+        _keep_logs(self)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _read_logs(self):
@@ -612,6 +664,8 @@ class Harness:
             "redis": {"url": "redis://127.0.0.1:%d/0" % self.redis_port, "timeout_ms": REDIS_TIMEOUT_MS},
             "regions": "regions.json",
             "limits": {"bootstrap_rps_per_ip": 0},
+            # Every line the daemon can write, for test_secrets_in_logs.py.
+            "log": {"level": "debug", "access": True},
         }
         tls = self.tls_config()
         if tls is not None:
@@ -631,8 +685,10 @@ class Harness:
         key = os.path.join(self.dir, "secret.key")
         if not os.path.exists(key):
             with open(key, "w") as f:
-                f.write(os.urandom(32).hex() + "\n")
+                secret = os.urandom(32).hex()
+                f.write(secret + "\n")
             os.chmod(key, 0o600)
+            note_secret(secret)
         with open(self.config_path, "w") as f:
             json.dump(self.config(), f, indent=2)
 
@@ -754,6 +810,8 @@ class Harness:
         hdrs = {}
         if token is not None:
             hdrs["Authorization"] = "Bearer " + token
+            if token == TOKEN:
+                note_secret(token)
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
             content_type = content_type or "application/json"
@@ -1297,6 +1355,8 @@ class Mosquitto:
         self.dir = dir
         self.name = name
         self.users = dict(users or {})
+        for pw in self.users.values():
+            note_secret(pw)
         self.persistence = persistence
         self.extra = list(extra or [])  # more configuration lines (a plugin)
         self.port = None
@@ -1411,6 +1471,8 @@ class Mosquitto:
 
     def set_users(self, users):
         """Rewrites the password file (and configuration); reload() applies it."""
+        for pw in users.values():
+            note_secret(pw)
         self.users = dict(users)
         self.write_conf()
 

@@ -814,7 +814,7 @@ class Tls(TlsBase):
 
 
 class TlsModern(TlsBase):
-    harness_args = {"tls": True, "config": {"log_level": "debug"}}
+    harness_args = {"tls": True, "config": {"log": {"level": "debug"}}}
 
     def test_sdk_request(self):
         version, cipher, r = self.exchange(harness.client_context())

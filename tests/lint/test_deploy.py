@@ -98,9 +98,10 @@ def main():
                     name, ports.get("public"), cfg["public"]["listen"]))
             pre = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
             grace = spec.get("terminationGracePeriodSeconds", 30)
-            if pre + cfg.get("drain_timeout_s", 10) >= grace:
-                problems.append("%s: preStop %ss and drain %ss do not fit terminationGracePeriodSeconds %s" % (
-                    name, pre, cfg.get("drain_timeout_s", 10), grace))
+            drain = cfg.get("drain_grace_s", 0) + cfg.get("drain_timeout_s", 10)
+            if pre + drain >= grace:
+                problems.append("%s: preStop %ss and drain %ss (grace and timeout) do not fit "
+                                "terminationGracePeriodSeconds %s" % (name, pre, drain, grace))
             if role != "worker" and pre == 0:
                 problems.append("%s: no preStop: the load balancer would still send during the drain" % name)
     labels = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in deployments}

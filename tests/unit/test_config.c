@@ -212,7 +212,8 @@ static void test_full(void **state)
 		"  'limits': { 'max_body_bytes': 2048, 'bootstrap_rps_per_ip': 0,\n"
 		"              'batch_max_devices': 5, 'auth_code_ttl_s': 60, 'request_timeout_s': 30 },\n"
 		"  'drain_timeout_s': 0,\n"
-		"  'log_level': 'debug'\n"
+		"  'drain_grace_s': 7,\n"
+		"  'log': { 'level': 'debug', 'format': 'json', 'access': true }\n"
 		"}\n", NULL);
 
 	(void)state;
@@ -249,6 +250,9 @@ static void test_full(void **state)
 	assert_int_equal(cfg->request_timeout_s, 30);
 	assert_int_equal(cfg->drain_timeout_s, 0);
 	assert_string_equal(cfg->log_level, "debug");
+	assert_string_equal(cfg->log_format, "json");
+	assert_true(cfg->log_access);
+	assert_int_equal(cfg->drain_grace_s, 7);
 	config_free(cfg);
 }
 
@@ -331,7 +335,11 @@ static void test_bad_types(void **state)
 	expect_error("{ 'redis': 5 }", NULL, "\"redis\": expected an object", "found 5");
 	expect_error("{ 'limits': null }", NULL, "\"limits\": expected an object", "found null");
 	expect_error("{ 'public': { 'tls': 'a.crt' } }", NULL, "\"public.tls\": expected an object");
-	expect_error("{ 'log_level': 'verbose' }", NULL, "\"log_level\": expected one of debug");
+	expect_error("{ 'log': { 'level': 'verbose' } }", NULL, "\"log.level\": expected one of debug");
+	expect_error("{ 'log': { 'format': 'xml' } }", NULL, "\"log.format\": expected text or json");
+	expect_error("{ 'log': { 'access': 'yes' } }", NULL, "log.access");
+	/* The key that moved says where it went. */
+	expect_error("{ 'log_level': 'debug' }", NULL, "it is \"log\": {\"level\": ...} now");
 }
 
 struct int_key {
@@ -767,7 +775,7 @@ static void test_env_string(void **state)
 
 	(void)state;
 	cfg = expect_ok("{ 'redis': { 'url': 'redis://file-host' }, 'worker': { 'listen': '127.0.0.1:1' },"
-		" 'log_level': 'debug' }", env);
+		" 'log': { 'level': 'debug' } }", env);
 	assert_string_equal(cfg->redis_url, "redis://10.1.2.3:7000/5");
 	assert_string_equal(cfg->redis_host, "10.1.2.3");
 	assert_int_equal(cfg->redis_port, 7000);
@@ -1002,7 +1010,7 @@ static void test_dump_keys(void **state)
 		n++;
 	}
 	free(buf);
-	assert_int_equal(n, 39);
+	assert_int_equal(n, 42);
 	buf = dump_keys();
 	assert_non_null(strstr(buf, "redis.url\tstring\t\"redis://127.0.0.1:6379/0\"\t"));
 	assert_non_null(strstr(buf, "threads\tint\t0\t"));

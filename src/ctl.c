@@ -980,8 +980,9 @@ void ctl_batch_print(FILE *out, yajl_val v)
 	ctl_batch_line(&b, line, sizeof(line));
 	fprintf(out, "%s\n", line);
 	ctl_print_targets(out, v);
-	if (ctl_str(v, "targetAccount"))
-		fprintf(out, "account:  %s\n", ctl_str(v, "targetAccount"));
+	const char *account = ctl_str(v, "targetAccount");
+	if (account != NULL)
+		fprintf(out, "account:  %s\n", account);
 	fprintf(out, "created:  %s\nupdated:  %s\n", ctl_or(ctl_str(v, "createdAt"), "-"),
 		ctl_or(ctl_str(v, "updatedAt"), "-"));
 	if (YAJL_IS_OBJECT(notify))

@@ -14,6 +14,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "log.h"
+
 #define SECRET_KEY_LEN 32
 #define SECRET_KEY_HEX_LEN (2 * SECRET_KEY_LEN)
 #define SECRET_VERSION 0x01
@@ -218,7 +220,10 @@ int secret_key_load(const char *path, bool create, struct secret_key **out, char
 		*cause = NULL;
 	}
 	rc = secret_key_create(path, key, cause);
-	if (rc == 1)
+	if (rc == 0)
+		log_warn("secret", "%s did not exist: a new key was made there. Every process of this deployment "
+			"must use the same file, and it must be backed up with Redis (docs/runbook.md)", path);
+	else if (rc == 1)
 		rc = secret_key_read(path, key, cause);
 out:
 	if (rc != 0) {

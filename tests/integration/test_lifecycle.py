@@ -228,8 +228,79 @@ class CertificateRotation(unittest.TestCase):
         self.assertEqual(served_cert(self.h.public_port), old)
 
 
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? '
+                    r'(-?[0-9.e+-]+|\+Inf|NaN)$')
+
+
+def exposition_problems(text):
+    """What Prometheus' text format (0.0.4) and its naming rules would
+    refuse in TEXT: samples outside their TYPE's block, a family or a series
+    twice, counters not ending in _total, histograms whose buckets do not add
+    up."""
+    problems, types, seen, series = [], {}, set(), set()
+    current = None
+    buckets = {}
+    for ln in text.splitlines():
+        if ln.startswith("# HELP "):
+            continue
+        if ln.startswith("# TYPE "):
+            _, _, name, kind = ln.split(" ", 3)
+            if name in types:
+                problems.append("family %s declared twice" % name)
+            types[name] = kind
+            current = name
+            if kind == "counter" and not name.endswith("_total"):
+                problems.append("counter %s does not end in _total" % name)
+            continue
+        m = SAMPLE.match(ln)
+        if not m:
+            problems.append("not a sample line: %r" % ln)
+            continue
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        fam = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            if types.get(current) == "histogram" and name == current + suffix:
+                fam = current
+        if fam != current:
+            problems.append("%s outside its family's block (after TYPE %s)" % (name, current))
+        if (name, labels) in series:
+            problems.append("series %s%s twice" % (name, labels))
+        series.add((name, labels))
+        seen.add(fam)
+        if name.endswith("_bucket"):
+            le = re.search(r'le="([^"]+)"', labels).group(1)
+            key = (fam, re.sub(r',?le="[^"]+"', "", labels).replace("{}", "").replace("{,", "{"))
+            buckets.setdefault(key, []).append((float(le), float(value)))
+        if name.endswith("_count") and types.get(fam) == "histogram":
+            key = (fam, labels)
+            b = buckets.get(key, [])
+            if not b or b[-1][0] != float("inf") or b[-1][1] != float(value):
+                problems.append("%s%s: +Inf bucket is not the count" % (fam, labels))
+            if [v for _, v in b] != sorted(v for _, v in b):
+                problems.append("%s%s: buckets not cumulative" % (fam, labels))
+    return problems
+
+
 class OperatorMetrics(unittest.TestCase):
     """The metrics an operator alerts on that are not counted elsewhere."""
+
+    def test_the_exposition_is_what_prometheus_reads(self):
+        with harness.Harness(name=self.id(), tls=True) as h:
+            h.put_product("a1PK")
+            h.register("a1PK", ["dev1"])
+            h.bootstrap("a1PK", "dev1", client_id="a1PK.dev1", resources="mqtt")
+            text = h.metrics()
+        self.assertEqual(exposition_problems(text), [])
+        # The checker itself refuses what it should.
+        self.assertTrue(exposition_problems("# TYPE x_total counter\nx_total 1\nx_total 2\n"))
+        self.assertTrue(exposition_problems("# TYPE y counter\ny 1\n"))
+        self.assertTrue(exposition_problems('# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\n'
+                                            "h_sum 1\nh_count 1\n"))
+        if shutil.which("promtool"):
+            import subprocess
+            r = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stdout.decode(errors="replace"))
 
     def test_build_start_redis_latency_and_batches_by_status(self):
         with harness.Harness(name=self.id()) as h:

@@ -81,6 +81,8 @@ static void admin_hooks_gen_state(yajl_gen g, const redisReply *st)
 	}
 }
 
+/* One subscription into G; with its STATE (GET /v1/subscriptions/{id}), or
+ * without (the list: its state is not read there). */
 static void admin_hooks_gen(yajl_gen g, const char *id, char *rec, const redisReply *state)
 {
 	struct admin_hooks_sub s;
@@ -92,7 +94,8 @@ static void admin_hooks_gen(yajl_gen g, const char *id, char *rec, const redisRe
 	adminreq_gen_kv(g, "url", s.url);
 	admin_hooks_gen_events(g, s.events);
 	adminreq_gen_time(g, "createdAt", s.created);
-	admin_hooks_gen_state(g, state);
+	if (state != NULL)
+		admin_hooks_gen_state(g, state);
 }
 
 /* --- POST --- */

@@ -964,6 +964,9 @@ void http_send(struct http_request *req, int status, const char *content_type, c
 		c->srv->svc->answered(req, status, c->srv->svc->ctx);
 	atomic_fetch_sub(&http_active, 1);
 	c->state = HTTP_C_WRITING;
+	/* A HEAD answer says how long the body is, and sends none. */
+	if (req->r.path != NULL && req->r.method == HTTP_HEAD)
+		len = 0;
 	n = http_conn_send(c, head, (size_t)hl, body, len);
 	if (n < 0) {
 		c->peer_done = true;

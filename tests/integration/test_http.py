@@ -277,6 +277,25 @@ class HttpCase(HttpChecks, HarnessCase):
         cls.h.register(PK, ["dev1"])
 
 
+class Head(HttpCase):
+    def test_a_head_answer_has_no_body_and_the_connection_goes_on(self):
+        # HEAD is no route's method: 405 with the length the body would have,
+        # and no body, or the next answer on the connection would be misread.
+        s = harness.connect(self.h.admin_port)
+        try:
+            s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = harness.read_response(s, head=True)
+            self.assertEqual(r.status, 405)
+            self.assertGreater(int(r.header("Content-Length")), 0)
+            self.assertEqual(r.body, b"")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = harness.read_response(s)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.json(), {"status": "ok"})
+        finally:
+            s.close()
+
+
 # ---------------------------------------------------------------- smuggling
 
 class SmugglingChecks:

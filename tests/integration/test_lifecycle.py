@@ -205,6 +205,23 @@ class CertificateRotation(unittest.TestCase):
         self.assertIn("public listener's TLS certificates reloaded", self.h.daemon_log())
         self.assertTrue(self.h.alive())
 
+    def test_sessions_from_before_a_reload_still_resume(self):
+        ctx = harness.client_context()
+
+        def one(session=None):
+            with socket.create_connection(("127.0.0.1", self.h.public_port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+                    s.sendall(sdk_request(BODY))
+                    self.assertEqual(harness.read_response(s).status, 200)
+                    return s.session, s.session_reused
+
+        session, _ = one()
+        self.assertTrue(one(session)[1], "resumed before the reload")
+        self.h.signal(signal.SIGHUP)
+        harness.wait_until(lambda: self.reloads("bootstrapd_tls_reloads_total") == 1, 5, "the reload")
+        # Every thread takes the new context on its next loop turn.
+        harness.wait_until(lambda: all(one(session)[1] for _ in range(8)), 5, "tickets from before resumed")
+
     def test_a_bad_new_certificate_keeps_the_old_one_and_says_why(self):
         old = served_cert(self.h.public_port)
         with open(os.path.join(self.h.dir, "ec.crt"), "w") as f:

@@ -191,6 +191,13 @@ class Hooks(HarnessCase):
         self.h.distribute("productKey,deviceName\na1Hw,hw-0001\n", "targetRegion=eu-central-1")
         es = rec.wait(lambda es: len(es) >= 1, 20, "the batch's event")
         self.assertEqual([e["type"] for e in es.values()], ["batch.completed"])
+        # The list gives the definition; the state (one delivered) is the one's own.
+        listed = [x for x in self.h.admin("GET", "/v1/subscriptions").json()["subscriptions"] if x["id"] == s["id"]]
+        self.assertEqual(len(listed), 1)
+        self.assertNotIn("state", listed[0])
+        self.assertNotIn("delivered", listed[0])
+        harness.wait_until(lambda: self.h.admin("GET", "/v1/subscriptions/%s" % s["id"]).json()["delivered"] == 1,
+                           5, "the delivery counted")
         r = self.h.admin("DELETE", "/v1/subscriptions/%s" % s["id"])
         self.assertEqual(r.status, 200, r)
         self.assertEqual(self.h.admin("GET", "/v1/subscriptions/%s" % s["id"]).status, 404)

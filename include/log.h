@@ -32,6 +32,11 @@ const char *log_context(void);
 void log_write(enum log_level level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* log.access: whether http writes an access line per answer (set at start
+ * and on reload, read by every thread). */
+void log_set_access(bool on);
+bool log_access_on(void);
+
 /* One access-log line (written whatever the level: log.access asked for it). */
 struct log_access {
 	const char *method, *route, *client, *request_id;

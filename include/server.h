@@ -42,6 +42,7 @@ struct server_thread {
 	struct hooks_want *hooks; /* push subscriptions' events, queued through store */
 	struct catalog *catalog; /* this loop's reference; swapped on reload */
 	struct geo_db *geo;      /* likewise; NULL without GeoIP */
+	struct token_set *tokens; /* likewise: the admin tokens */
 	struct bootstrap_cache *cache;
 	struct http_server *public_http;
 	struct http_server *admin_http; /* thread 0: admin, or the worker's ops listener */
@@ -55,7 +56,7 @@ struct server {
 	const struct config *cfg;
 	enum server_role role;
 	SSL_CTX *public_tls, *admin_tls;
-	struct token_set *tokens;
+	struct token_set *tokens; /* the newest admin tokens; threads take references */
 	struct secret_key *secret_key;
 	struct netaddr_list trusted_proxies;
 	struct ratelimit *ratelimit; /* NULL: no per-address limit */

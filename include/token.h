@@ -8,10 +8,13 @@
 
 struct token_set;
 
-/* HASHES: N strings "sha256:<64 hex>". On error returns -1 with *cause. */
+/* HASHES: N strings "sha256:<64 hex>". On error returns -1 with *cause.
+ * The set is reference counted (a reload replaces it while threads still
+ * hold the old one); the caller holds the first reference. */
 int token_set_new(char *const *hashes, size_t n, struct token_set **out, char **cause)
 	__attribute__((warn_unused_result));
-void token_set_free(struct token_set *set);
+struct token_set *token_set_ref(struct token_set *set);
+void token_set_unref(struct token_set *set); /* frees at the last; NULL is fine */
 
 /* True when AUTHORIZATION ("Bearer <token>", may be NULL) names a configured
  * token. Every configured hash is compared, so the time does not say which. */

@@ -1634,7 +1634,7 @@ static void admin_v1(struct http_request *req, void *arg)
 	struct route_args args;
 	struct adminreq *ar;
 
-	if (!token_set_check(t->srv->tokens, http_header(req, "Authorization"))) {
+	if (!token_set_check(t->tokens, http_header(req, "Authorization"))) {
 		adminreq_error_req(req, 401, "unauthorized", "a valid Authorization: Bearer token is required");
 		return;
 	}

@@ -209,9 +209,9 @@ void adminreq_command(struct adminreq *ar, store_reply_fn fn, int argc, const ch
 
 void adminreq_actor(struct server_thread *t, struct http_request *req, char out[TOKEN_NAME_MAX + 1])
 {
-	int who = token_set_find(t->srv->tokens, http_header(req, "Authorization"));
+	int who = token_set_find(t->tokens, http_header(req, "Authorization"));
 
-	if (who < 0 || token_set_name(t->srv->tokens, who, out) < 0)
+	if (who < 0 || token_set_name(t->tokens, who, out) < 0)
 		snprintf(out, TOKEN_NAME_MAX + 1, "-");
 }
 

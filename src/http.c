@@ -958,7 +958,7 @@ void http_send(struct http_request *req, int status, const char *content_type, c
 	if (hl < 0)
 		hl = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
 	metrics_request(req->route, status, http_elapsed(&req->started));
-	if (c->srv->cfg->log_access)
+	if (log_access_on())
 		http_log_access(req, status);
 	if (c->srv->svc->answered)
 		c->srv->svc->answered(req, status, c->srv->svc->ctx);

@@ -10,6 +10,7 @@
 
 enum log_level log_min_level = LOG_INFO;
 static enum log_format log_format = LOG_FORMAT_TEXT;
+static atomic_bool log_access_enabled;
 static _Thread_local char log_rid[LOG_ID_MAX + 1];
 
 static const char *const log_names[] = { "debug", "info", "warn", "error" };
@@ -45,6 +46,16 @@ void log_set_level(enum log_level level)
 void log_set_format(enum log_format format)
 {
 	log_format = format;
+}
+
+void log_set_access(bool on)
+{
+	atomic_store_explicit(&log_access_enabled, on, memory_order_relaxed);
+}
+
+bool log_access_on(void)
+{
+	return atomic_load_explicit(&log_access_enabled, memory_order_relaxed);
 }
 
 void log_context_set(const char *id)

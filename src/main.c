@@ -143,6 +143,7 @@ int main(int argc, char **argv)
 		log_set_level(level);
 	if (log_parse_format(cfg->log_format, &format) == 0)
 		log_set_format(format);
+	log_set_access(cfg->log_access);
 	log_capture_libevent();
 	metrics_started();
 	if (catalog_load(cfg->regions, &cat, &cause) < 0) {

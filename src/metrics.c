@@ -61,6 +61,8 @@ static const struct {
 	{ NULL, NULL }, /* the miss series of the line above */
 	{ "bootstrapd_cache_invalidations_total", "Keys Redis reported written, over every thread's tracking connection." },
 	{ "bootstrapd_cache_flushes_total", "Times a thread's record cache was dropped whole (FLUSHALL, or tracking lost)." },
+	{ "bootstrapd_config_reloads_total", "Configuration file re-reads (SIGHUP) whose admin tokens and log settings took effect." },
+	{ "bootstrapd_config_reload_failures_total", "Configuration file re-reads rejected (the tokens and log settings in service stay)." },
 	{ "bootstrapd_tls_reloads_total", "TLS certificate reloads (SIGHUP) that took effect, per listener." },
 	{ "bootstrapd_tls_reload_failures_total", "TLS certificate reloads rejected (the old ones stay in service)." },
 };

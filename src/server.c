@@ -34,12 +34,14 @@ static void server_thread_reload(evutil_socket_t fd, short what, void *arg)
 	struct server_thread *t = arg;
 	struct catalog *old = t->catalog;
 	struct geo_db *old_geo = t->geo;
+	struct token_set *old_tokens = t->tokens;
 
 	(void)fd;
 	(void)what;
 	pthread_mutex_lock(&t->srv->catalog_lock);
 	t->catalog = catalog_ref(t->srv->catalog);
 	t->geo = t->srv->geo ? geo_db_ref(t->srv->geo) : NULL;
+	t->tokens = token_set_ref(t->srv->tokens);
 	if (t->public_http)
 		http_server_set_tls(t->public_http, t->srv->public_tls);
 	if (t->admin_http)
@@ -48,6 +50,7 @@ static void server_thread_reload(evutil_socket_t fd, short what, void *arg)
 	bootstrap_cache_catalog_changed(t->cache);
 	catalog_unref(old);
 	geo_db_unref(old_geo);
+	token_set_unref(old_tokens);
 }
 
 static void server_thread_drain_check(evutil_socket_t fd, short what, void *arg)
@@ -181,6 +184,38 @@ static SSL_CTX *server_tls_reload(const struct config_tls *tls, SSL_CTX *old, co
 	return ctx;
 }
 
+/* The admin tokens and log settings of the configuration file as it is now
+ * (the environment's overrides applied again); NULL, logged, when the file no
+ * longer loads. Every other key keeps its value until a restart. */
+static struct token_set *server_config_reload(const struct config *cfg)
+{
+	struct config *fresh = NULL;
+	struct token_set *tokens = NULL;
+	enum log_level level;
+	enum log_format format;
+	char *cause = NULL;
+
+	if (config_load(cfg->path, NULL, &fresh, &cause) < 0 ||
+	    token_set_new(fresh->admin_tokens, fresh->nadmin_tokens, &tokens, &cause) < 0) {
+		log_error("server", "reload rejected, the admin tokens and log settings in service stay: %s",
+			cause ? cause : "error");
+		metrics_count(METRICS_CONFIG_RELOAD_FAILURES);
+		free(cause);
+		config_free(fresh);
+		return NULL;
+	}
+	if (log_parse_level(fresh->log_level, &level) == 0)
+		log_set_level(level);
+	if (log_parse_format(fresh->log_format, &format) == 0)
+		log_set_format(format);
+	log_set_access(fresh->log_access);
+	log_info("server", "configuration reloaded from %s: %zu admin token%s, log level %s", cfg->path,
+		fresh->nadmin_tokens, fresh->nadmin_tokens == 1 ? "" : "s", fresh->log_level);
+	metrics_count(METRICS_CONFIG_RELOADS);
+	config_free(fresh);
+	return tokens;
+}
+
 void server_reload(struct server *srv)
 {
 	const struct config *cfg = srv->cfg;
@@ -190,8 +225,9 @@ void server_reload(struct server *srv)
 	SSL_CTX *pub = server_tls_reload(&cfg->public_.tls, srv->public_tls, "public");
 	SSL_CTX *adm = server_tls_reload(&own->tls, srv->admin_tls, srv->role == SERVER_ROLE_WORKER ? "worker" : "admin");
 	SSL_CTX *old_pub = NULL, *old_adm = NULL;
+	struct token_set *tokens = server_config_reload(cfg), *old_tokens = NULL;
 	char *cause = NULL;
-	bool changed = pub != NULL || adm != NULL;
+	bool changed = pub != NULL || adm != NULL || tokens != NULL;
 
 	if (catalog_load(cfg->regions, &cat, &cause) < 0) {
 		log_error("server", "reload rejected, the catalog in service stays: %s", cause ? cause : "error");
@@ -207,6 +243,10 @@ void server_reload(struct server *srv)
 		free(cause);
 	}
 	pthread_mutex_lock(&srv->catalog_lock);
+	if (tokens) {
+		old_tokens = srv->tokens;
+		srv->tokens = tokens;
+	}
 	if (pub) {
 		old_pub = srv->public_tls;
 		srv->public_tls = pub;
@@ -231,6 +271,7 @@ void server_reload(struct server *srv)
 	/* Each listener holds its own reference until its thread swaps. */
 	SSL_CTX_free(old_pub);
 	SSL_CTX_free(old_adm);
+	token_set_unref(old_tokens);
 	if (!changed)
 		return;
 	for (int i = 0; i < srv->nthreads; i++)
@@ -276,6 +317,7 @@ static int server_thread_init(struct server *srv, struct server_thread *t, int i
 		goto nomem;
 	t->catalog = catalog_ref(srv->catalog);
 	t->geo = srv->geo ? geo_db_ref(srv->geo) : NULL;
+	t->tokens = token_set_ref(srv->tokens);
 	t->cache = bootstrap_cache_new();
 	t->store = store_new(t->base, cfg);
 	t->codes = t->store ? codes_new(t->store, cfg->redis_timeout_ms) : NULL;
@@ -362,6 +404,7 @@ static void server_thread_deinit(struct server_thread *t)
 	bootstrap_cache_free(t->cache);
 	catalog_unref(t->catalog);
 	geo_db_unref(t->geo);
+	token_set_unref(t->tokens);
 	if (t->base)
 		event_base_free(t->base);
 }
@@ -486,7 +529,7 @@ void server_free(struct server *srv)
 	free(srv->threads);
 	SSL_CTX_free(srv->public_tls);
 	SSL_CTX_free(srv->admin_tls);
-	token_set_free(srv->tokens);
+	token_set_unref(srv->tokens);
 	secret_key_free(srv->secret_key);
 	netaddr_list_clear(&srv->trusted_proxies);
 	ratelimit_free(srv->ratelimit);

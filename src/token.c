@@ -1,5 +1,6 @@
 #include "token.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -8,6 +9,7 @@
 #include <openssl/sha.h>
 
 struct token_set {
+	atomic_int refs;
 	size_t n;
 	unsigned char (*hashes)[SHA256_DIGEST_LENGTH];
 };
@@ -43,26 +45,33 @@ int token_set_new(char *const *hashes, size_t n, struct token_set **out, char **
 
 	if (set == NULL || (n > 0 && (set->hashes = calloc(n, sizeof(*set->hashes))) == NULL))
 		goto nomem;
+	atomic_init(&set->refs, 1);
 	set->n = n;
 	for (size_t i = 0; i < n; i++) {
 		if (token_parse_hash(hashes[i], set->hashes[i]) < 0) {
 			if (asprintf(cause, "admin.tokens[%zu]: expected \"sha256:\" and 64 hex characters", i) < 0)
 				*cause = NULL;
-			token_set_free(set);
+			token_set_unref(set);
 			return -1;
 		}
 	}
 	*out = set;
 	return 0;
 nomem:
-	token_set_free(set);
+	token_set_unref(set);
 	*cause = strdup("out of memory");
 	return -1;
 }
 
-void token_set_free(struct token_set *set)
+struct token_set *token_set_ref(struct token_set *set)
 {
-	if (set == NULL)
+	atomic_fetch_add(&set->refs, 1);
+	return set;
+}
+
+void token_set_unref(struct token_set *set)
+{
+	if (set == NULL || atomic_fetch_sub(&set->refs, 1) > 1)
 		return;
 	if (set->hashes)
 		OPENSSL_cleanse(set->hashes, set->n * sizeof(*set->hashes));

@@ -245,6 +245,52 @@ class CertificateRotation(unittest.TestCase):
         self.assertEqual(served_cert(self.h.public_port), old)
 
 
+class TokenRotation(unittest.TestCase):
+    """SIGHUP re-reads the configuration file's admin tokens (and log
+    settings): a token rotates without a restart."""
+
+    def setUp(self):
+        self.h = harness.Harness(name=self.id()).start()
+
+    def tearDown(self):
+        self.h.close()
+
+    def tokens(self, *tokens):
+        self.h.config_over["admin"] = {"tokens": ["sha256:" + harness.sha256_hex(t) for t in tokens]}
+        self.h.write_config()  # the same ports: only the tokens change
+
+    def status(self, token):
+        return self.h.admin("GET", "/v1/regions", token=token).status
+
+    def test_add_then_retire_a_token(self):
+        new = "rotated-" + os.urandom(8).hex()
+        harness.note_secret(new)
+        self.assertEqual(self.status(new), 401)
+        self.tokens(harness.TOKEN, new)
+        self.h.signal(signal.SIGHUP)
+        harness.wait_until(lambda: self.status(new) == 200, 5, "the new token accepted")
+        self.assertEqual(self.status(harness.TOKEN), 200, "both, while clients move")
+        self.tokens(new)
+        self.h.signal(signal.SIGHUP)
+        harness.wait_until(lambda: self.status(harness.TOKEN) == 401, 5, "the old token refused")
+        self.assertEqual(self.status(new), 200)
+        self.assertEqual(metric(self.h.metrics(), "bootstrapd_config_reloads_total"), 2)
+        self.assertIn("configuration reloaded", self.h.daemon_log())
+        self.assertNotIn(new, self.h.daemon_log())
+
+    def test_a_bad_file_keeps_the_tokens_in_service(self):
+        with open(self.h.config_path, "w") as f:
+            f.write('{"admin": {"tokens": ["sha256:nothex"]}}')
+        self.h.signal(signal.SIGHUP)
+        harness.wait_until(lambda: metric(self.h.metrics(), "bootstrapd_config_reload_failures_total") == 1, 5,
+                           "the rejection counted")
+        self.assertEqual(self.status(harness.TOKEN), 200)
+        line = [ln for ln in self.h.daemon_log().splitlines() if "admin tokens and log settings in service stay" in ln]
+        self.assertEqual(len(line), 1)
+        self.assertIn("admin.tokens[0]", line[0])
+        self.assertTrue(self.h.alive())
+
+
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? '
                     r'(-?[0-9.e+-]+|\+Inf|NaN)$')
 

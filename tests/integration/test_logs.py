@@ -127,12 +127,22 @@ class JsonLogs(unittest.TestCase):
 
 
 class AccessOff(unittest.TestCase):
-    def test_no_access_lines_by_default(self):
+    def test_no_access_lines_by_default_and_sighup_turns_them_on(self):
         with harness.Harness(name=self.id(), config={"log": {"level": "info", "access": False}}) as h:
             for _ in range(3):
                 h.admin("GET", "/v1/regions")
-            h.stop_daemon()
             self.assertEqual(lines_with(h.daemon_log(), " access: "), [])
+            # SIGHUP re-reads log.*: the next answers are logged.
+            h.config_over["log"] = {"level": "info", "access": True, "format": "json"}
+            h.write_config()
+            h.signal(signal.SIGHUP)
+            harness.wait_until(lambda: "configuration reloaded" in h.daemon_log(), 5, "the reload")
+            r = h.admin("GET", "/v1/regions", headers={"X-Request-Id": "after-hup"})
+            self.assertEqual(r.status, 200)
+            harness.wait_until(lambda: lines_with(h.daemon_log(), '"request_id":"after-hup"'), 5,
+                               "a JSON access line after the reload")
+            line = lines_with(h.daemon_log(), '"request_id":"after-hup"')[-1]
+            self.assertEqual(json.loads(line)["route"], "/v1/regions")
 
 
 class MovedKey(unittest.TestCase):

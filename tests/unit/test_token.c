@@ -84,7 +84,21 @@ static void test_accepts_bearer(void **state)
 
 	(void)state;
 	assert_true(token_set_check(set, "Bearer test-token"));
-	token_set_free(set);
+	token_set_unref(set);
+}
+
+static void test_references(void **state)
+{
+	struct token_set *set = new_test_token_set();
+
+	(void)state;
+	/* A thread's reference keeps the set after the owner's is gone (ASan
+	 * and valgrind see a use after free otherwise). */
+	assert_ptr_equal(token_set_ref(set), set);
+	token_set_unref(set);
+	assert_true(token_set_check(set, "Bearer test-token"));
+	token_set_unref(set);
+	token_set_unref(NULL);
 }
 
 static void test_accepts_lowercase_scheme(void **state)
@@ -94,7 +108,7 @@ static void test_accepts_lowercase_scheme(void **state)
 	(void)state;
 	assert_true(token_set_check(set, "bearer test-token"));
 	assert_true(token_set_check(set, "BEARER test-token"));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_accepts_hard_coded_hash(void **state)
@@ -104,7 +118,7 @@ static void test_accepts_hard_coded_hash(void **state)
 
 	(void)state;
 	assert_true(token_set_check(set, "Bearer test-token"));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_rejects_wrong_token(void **state)
@@ -116,7 +130,7 @@ static void test_rejects_wrong_token(void **state)
 	assert_false(token_set_check(set, "Bearer Test-token"));
 	assert_false(token_set_check(set, "Bearer test-toke"));
 	assert_false(token_set_check(set, "Bearer " TEST_TOKEN_SHA256));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_rejects_null(void **state)
@@ -126,7 +140,7 @@ static void test_rejects_null(void **state)
 	(void)state;
 	assert_false(token_set_check(set, NULL));
 	assert_false(token_set_check(NULL, "Bearer test-token"));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_rejects_empty(void **state)
@@ -135,7 +149,7 @@ static void test_rejects_empty(void **state)
 
 	(void)state;
 	assert_false(token_set_check(set, ""));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_rejects_bearer_without_token(void **state)
@@ -146,7 +160,7 @@ static void test_rejects_bearer_without_token(void **state)
 	assert_false(token_set_check(set, "Bearer "));
 	assert_false(token_set_check(set, "Bearer    "));
 	assert_false(token_set_check(set, "Bearer"));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_rejects_other_scheme(void **state)
@@ -159,7 +173,7 @@ static void test_rejects_other_scheme(void **state)
 	assert_false(token_set_check(set, "test-token"));
 	assert_false(token_set_check(set, "Bearertest-token"));
 	assert_false(token_set_check(set, "Bearer:test-token"));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_rejects_trailing_junk(void **state)
@@ -171,7 +185,7 @@ static void test_rejects_trailing_junk(void **state)
 	assert_false(token_set_check(set, "Bearer test-token "));
 	assert_false(token_set_check(set, "Bearer test-token\r\n"));
 	assert_false(token_set_check(set, "Bearer test-token, Bearer other"));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_uppercase_hex_accepted(void **state)
@@ -188,7 +202,7 @@ static void test_uppercase_hex_accepted(void **state)
 	set = new_set(hashes, 1);
 	assert_true(token_set_check(set, "Bearer test-token"));
 	assert_false(token_set_check(set, "Bearer TEST-TOKEN"));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_bad_prefix(void **state)
@@ -256,7 +270,7 @@ static void test_two_tokens(void **state)
 	assert_true(token_set_check(set, "Bearer token-two"));
 	assert_false(token_set_check(set, "Bearer token-three"));
 	assert_false(token_set_check(set, "Bearer test-token"));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_zero_tokens(void **state)
@@ -267,13 +281,13 @@ static void test_zero_tokens(void **state)
 	assert_false(token_set_check(set, "Bearer test-token"));
 	assert_false(token_set_check(set, "Bearer "));
 	assert_false(token_set_check(set, "Bearer x"));
-	token_set_free(set);
+	token_set_unref(set);
 }
 
 static void test_free_null(void **state)
 {
 	(void)state;
-	token_set_free(NULL);
+	token_set_unref(NULL);
 }
 
 int main(void)
@@ -281,6 +295,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reference_hash),
 		cmocka_unit_test(test_accepts_bearer),
+		cmocka_unit_test(test_references),
 		cmocka_unit_test(test_accepts_lowercase_scheme),
 		cmocka_unit_test(test_accepts_hard_coded_hash),
 		cmocka_unit_test(test_rejects_wrong_token),

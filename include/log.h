@@ -20,6 +20,9 @@ int log_parse_level(const char *name, enum log_level *out) __attribute__((warn_u
 int log_parse_format(const char *name, enum log_format *out) __attribute__((warn_unused_result));
 void log_set_level(enum log_level level);
 void log_set_format(enum log_format format);
+/* All three settings at once, as the configuration names them (log.level,
+ * log.format, log.access); a name that does not parse leaves its setting. */
+void log_configure(const char *level, const char *format, bool access);
 /* Routes libevent's own messages through log_*. */
 void log_capture_libevent(void);
 

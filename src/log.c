@@ -48,6 +48,18 @@ void log_set_format(enum log_format format)
 	log_format = format;
 }
 
+void log_configure(const char *level, const char *format, bool access)
+{
+	enum log_level l;
+	enum log_format f;
+
+	if (log_parse_level(level, &l) == 0)
+		log_set_level(l);
+	if (log_parse_format(format, &f) == 0)
+		log_set_format(f);
+	log_set_access(access);
+}
+
 void log_set_access(bool on)
 {
 	atomic_store_explicit(&log_access_enabled, on, memory_order_relaxed);

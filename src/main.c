@@ -75,8 +75,6 @@ int main(int argc, char **argv)
 	struct geo_db *geo = NULL;
 	struct server *srv = NULL;
 	char *cause = NULL;
-	enum log_level level;
-	enum log_format format;
 	int opt, rc = 1;
 
 	while ((opt = getopt_long(argc, argv, "+c:r:tk:Vh", options, NULL)) != -1) {
@@ -139,11 +137,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bootstrapd: %s\n", cause ? cause : "cannot load the configuration");
 		goto out;
 	}
-	if (log_parse_level(cfg->log_level, &level) == 0)
-		log_set_level(level);
-	if (log_parse_format(cfg->log_format, &format) == 0)
-		log_set_format(format);
-	log_set_access(cfg->log_access);
+	log_configure(cfg->log_level, cfg->log_format, cfg->log_access);
 	log_capture_libevent();
 	metrics_started();
 	if (catalog_load(cfg->regions, &cat, &cause) < 0) {

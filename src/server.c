@@ -191,8 +191,6 @@ static struct token_set *server_config_reload(const struct config *cfg)
 {
 	struct config *fresh = NULL;
 	struct token_set *tokens = NULL;
-	enum log_level level;
-	enum log_format format;
 	char *cause = NULL;
 
 	if (config_load(cfg->path, NULL, &fresh, &cause) < 0 ||
@@ -204,11 +202,7 @@ static struct token_set *server_config_reload(const struct config *cfg)
 		config_free(fresh);
 		return NULL;
 	}
-	if (log_parse_level(fresh->log_level, &level) == 0)
-		log_set_level(level);
-	if (log_parse_format(fresh->log_format, &format) == 0)
-		log_set_format(format);
-	log_set_access(fresh->log_access);
+	log_configure(fresh->log_level, fresh->log_format, fresh->log_access);
 	log_info("server", "configuration reloaded from %s: %zu admin token%s, log level %s", cfg->path,
 		fresh->nadmin_tokens, fresh->nadmin_tokens == 1 ? "" : "s", fresh->log_level);
 	metrics_count(METRICS_CONFIG_RELOADS);

@@ -439,7 +439,6 @@ static int show_list(struct client *c, const struct ctl_args *a, struct answer *
 	char line[1024];
 
 	(void)c;
-	(void)a;
 	if (list == NULL) {
 		yajl_tree_free(v);
 		return unexpected("no batches");
@@ -452,7 +451,9 @@ static int show_list(struct client *c, const struct ctl_args *a, struct answer *
 		printf("%s  (created %s)\n", line, t ? t->u.string : "-");
 	}
 	next = yajl_tree_get(v, pc, yajl_t_string);
-	if (next)
+	if (next && a->limit > 0)
+		fprintf(stderr, "more: bootstrapctl batch list --limit %ld --cursor %s\n", a->limit, next->u.string);
+	else if (next)
 		fprintf(stderr, "more: bootstrapctl batch list --cursor %s\n", next->u.string);
 	yajl_tree_free(v);
 	return CTL_EXIT_OK;

@@ -1627,13 +1627,44 @@ static const struct {
 	{ admin_hooks_routes, &admin_hooks_nroutes },
 };
 
+/* The first route whose pattern fits PATH (ARGS its segments), or NULL;
+ * ALLOW gets the methods of every route that fits, for a 405. */
+static const struct admin_route *admin_match(const char *path, enum http_method method, struct route_args *args,
+	const char **name, char *allow, size_t allow_len)
+{
+	*name = NULL;
+	allow[0] = '\0';
+	for (size_t i = 0; i < sizeof(admin_tables) / sizeof(admin_tables[0]); i++) {
+		size_t n = admin_tables[i].n ? *admin_tables[i].n
+					     : sizeof(admin_core_routes) / sizeof(admin_core_routes[0]);
+		for (size_t k = 0; k < n; k++) {
+			const struct admin_route *r = &admin_tables[i].routes[k];
+			if (!route_match(r->pattern, path, args))
+				continue;
+			if (*name == NULL)
+				*name = r->pattern;
+			if (r->method == method) {
+				*name = r->pattern;
+				return r;
+			}
+			size_t used = strlen(allow);
+			snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "", http_method_str(r->method));
+		}
+	}
+	return NULL;
+}
+
 static void admin_v1(struct http_request *req, void *arg)
 {
 	struct server_thread *t = arg;
-	char allow[64] = "";
+	char allow[64];
 	struct route_args args;
+	const struct admin_route *r = admin_match(req->r.path, req->r.method, &args, &req->route_name, allow,
+		sizeof(allow));
 	struct adminreq *ar;
 
+	/* Named before the token is checked: a refused call's access line says
+	 * what it tried. */
 	if (!token_set_check(t->tokens, http_header(req, "Authorization"))) {
 		adminreq_error_req(req, 401, "unauthorized", "a valid Authorization: Bearer token is required");
 		return;
@@ -1642,29 +1673,14 @@ static void admin_v1(struct http_request *req, void *arg)
 		adminreq_error_req(req, 500, "internal", "out of memory");
 		return;
 	}
-	for (size_t i = 0; i < sizeof(admin_tables) / sizeof(admin_tables[0]); i++) {
-		size_t n = admin_tables[i].n ? *admin_tables[i].n
-					     : sizeof(admin_core_routes) / sizeof(admin_core_routes[0]);
-		for (size_t k = 0; k < n; k++) {
-			const struct admin_route *r = &admin_tables[i].routes[k];
-			if (!route_match(r->pattern, req->r.path, &args))
-				continue;
-			req->route_name = r->pattern;
-			if (r->method == req->r.method) {
-				r->fn(ar, &args);
-				goto out;
-			}
-			size_t used = strlen(allow);
-			snprintf(allow + used, sizeof(allow) - used, "%s%s", used ? ", " : "", http_method_str(r->method));
-		}
-	}
-	if (allow[0] != '\0') {
+	if (r != NULL) {
+		r->fn(ar, &args);
+	} else if (allow[0] != '\0') {
 		http_add_header(req, "Allow", allow);
 		adminreq_error(ar, 405, "method_not_allowed", "method not allowed here");
 	} else {
 		adminreq_error(ar, 404, "not_found", "no such path");
 	}
-out:
 	adminreq_unref(ar);
 }
 

@@ -1089,6 +1089,8 @@ static void bootstrap_on_region_route(struct http_request *req, void *arg)
 	struct netaddr client;
 	bool known;
 
+	req->route_name = "/auth/bootstrap/regionId/{regionId}";
+
 	if (id[0] == '\0' || strchr(id, '/') != NULL) {
 		req->route = METRICS_PUBLIC_OTHER;
 		bootstrap_fail_req(req, 404, "not found");

@@ -366,7 +366,7 @@ class Commands(CtlCase):
         self.assertEqual([LINE.match(m.group(1)).group(1) for m in lines], [b["batchId"] for b in api["batches"]])
         self.assertEqual([m.group(2) for m in lines], [b["createdAt"] for b in api["batches"]])
         self.assertIsNotNone(api["nextCursor"])
-        self.assertIn("--cursor %s" % api["nextCursor"], err)
+        self.assertIn("batch list --limit 2 --cursor %s" % api["nextCursor"], err)
         out = self.ok("batch", "list", "--limit", "2", "--cursor", api["nextCursor"])
         page2 = self.api("GET", "/v1/batches?limit=2&cursor=" + api["nextCursor"])
         self.assertEqual([LINE.match(LIST_LINE.match(line).group(1)).group(1) for line in out.splitlines()],

@@ -55,6 +55,16 @@ class TextLogs(unittest.TestCase):
         harness.wait_until(lambda: lines_with(self.h.daemon_log(), "request_id=" + made), 5, "its access line")
         self.assertIn(" access: POST /auth/bootstrap 200 ", lines_with(self.h.daemon_log(), "request_id=" + made)[-1])
 
+    def test_route_of_the_region_form_and_of_a_refused_call(self):
+        region = self.h.request("GET", "/auth/bootstrap/regionId/0", headers={"X-Request-Id": "rg-1"})
+        r = self.h.admin("GET", "/v1/devices/a1PK/dev1", token=None, headers={"X-Request-Id": "rg-2"})
+        self.assertEqual(r.status, 401)
+        harness.wait_until(lambda: lines_with(self.h.daemon_log(), "request_id=rg-2"), 5, "the access lines")
+        self.assertIn(" access: GET /auth/bootstrap/regionId/{regionId} %d " % region.status,
+                      lines_with(self.h.daemon_log(), "request_id=rg-1")[-1])
+        self.assertIn(" access: GET /v1/devices/{productKey}/{deviceName} 401 ",
+                      lines_with(self.h.daemon_log(), "request_id=rg-2")[-1])
+
     def test_an_insane_request_id_is_replaced(self):
         r = self.h.admin("GET", "/v1/regions", headers={"X-Request-Id": "a b"})
         self.assertRegex(r.header("X-Request-Id"), r"^[0-9a-f]{16}$")

@@ -104,6 +104,19 @@ def main():
                                 "terminationGracePeriodSeconds %s" % (name, pre, drain, grace))
             if role != "worker" and pre == 0:
                 problems.append("%s: no preStop: the load balancer would still send during the drain" % name)
+            # A Secret's files are root's, and group-readable under fsGroup:
+            # bootstrapd refuses such a key (secret.c), so it must be copied.
+            key = cfg.get("secret_key_file", "")
+            kmount = [m for m in c["volumeMounts"] if key.startswith(m["mountPath"] + "/")]
+            kvol = [v for v in spec["volumes"] if kmount and v["name"] == kmount[0]["name"]]
+            if not kvol:
+                problems.append("%s: secret_key_file %s is on no volume it mounts" % (name, key))
+            elif "secret" in kvol[0]:
+                problems.append("%s: secret_key_file %s is read from a Secret volume, whose files bootstrapd "
+                                "refuses (root's, 0440 under fsGroup): copy it in an initContainer" % (name, key))
+            elif not any(m["name"] == kvol[0]["name"] for i in spec.get("initContainers", [])
+                         for m in i.get("volumeMounts", [])):
+                problems.append("%s: nothing puts secret_key_file %s on its volume" % (name, key))
     labels = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in deployments}
     for d in k8s:
         if d["kind"] == "HorizontalPodAutoscaler" and d["spec"]["scaleTargetRef"]["name"] not in labels:

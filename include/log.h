@@ -31,6 +31,9 @@ void log_capture_libevent(void);
  * the pointer is valid until the thread's next log_context_set. */
 void log_context_set(const char *id);
 const char *log_context(void);
+/* The current id into OUT, for setting it again later (a Redis command's
+ * reply comes in another loop turn). */
+void log_context_copy(char out[LOG_ID_MAX + 1]);
 
 void log_write(enum log_level level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -83,6 +83,11 @@ const char *log_context(void)
 	return log_rid;
 }
 
+void log_context_copy(char out[LOG_ID_MAX + 1])
+{
+	memcpy(out, log_rid, strlen(log_rid) + 1);
+}
+
 static void log_time(char *out, size_t len)
 {
 	struct timespec ts;
@@ -199,7 +204,7 @@ void log_access(const struct log_access *a)
 {
 	char msg[512], saved[LOG_ID_MAX + 1];
 
-	memcpy(saved, log_rid, sizeof(saved));
+	log_context_copy(saved);
 	log_context_set(a->request_id);
 	if (log_format == LOG_FORMAT_JSON) {
 		const struct log_field fields[] = {
@@ -216,7 +221,7 @@ void log_access(const struct log_access *a)
 			a->client);
 		log_text(LOG_INFO, "access", msg);
 	}
-	memcpy(log_rid, saved, sizeof(saved));
+	log_context_set(saved);
 }
 
 static void log_libevent(int severity, const char *msg)

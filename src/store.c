@@ -115,7 +115,7 @@ static void store_call_answer(struct store_call *call, redisReply *reply)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	metrics_redis_latency((double)(now.tv_sec - call->sent.tv_sec) + (double)(now.tv_nsec - call->sent.tv_nsec) / 1e9);
-	snprintf(saved, sizeof(saved), "%s", log_context());
+	log_context_copy(saved);
 	log_context_set(call->rid);
 	call->fn(reply, call->arg);
 	log_context_set(saved);
@@ -1397,7 +1397,7 @@ static int store_send_own(struct store *st, int timeout_ms, bool write, store_re
 	call->fn = fn;
 	call->arg = arg;
 	clock_gettime(CLOCK_MONOTONIC, &call->sent);
-	snprintf(call->rid, sizeof(call->rid), "%s", log_context());
+	log_context_copy(call->rid);
 	call->timer = evtimer_new(st->base, store_call_timeout, call);
 	if (call->timer == NULL) {
 		free(call);

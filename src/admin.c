@@ -519,7 +519,7 @@ static void admin_mqtt_reply(redisReply *reply, void *arg)
 
 /* POST /v1/mqtt/auth {"clientid":..,"username":iotId,"password":iotToken}:
  * 200 {"result":"allow"} or {"result":"deny"}, EMQX's HTTP authentication. */
-static void admin_mqtt_auth(struct adminreq *ar)
+static void admin_mqtt_auth(struct adminreq *ar, const struct route_args *a)
 {
 	const char *pu[] = { "username", NULL }, *pp[] = { "password", NULL }, *pc[] = { "clientid", NULL };
 	struct jsonstrict_error e;
@@ -529,6 +529,7 @@ static void admin_mqtt_auth(struct adminreq *ar)
 	char *body = adminreq_body(ar->req, &len);
 	yajl_val root = NULL, u, pw, c;
 
+	(void)a;
 	if (body == NULL || (m = calloc(1, sizeof(*m))) == NULL) {
 		free(body);
 		adminreq_error(ar, 500, "internal", "out of memory");
@@ -1542,12 +1543,6 @@ static void admin_regions(struct adminreq *ar, const struct route_args *a)
 	free(json);
 }
 
-static void admin_mqtt_auth_route(struct adminreq *ar, const struct route_args *a)
-{
-	(void)a;
-	admin_mqtt_auth(ar);
-}
-
 static void admin_product_get_route(struct adminreq *ar, const struct route_args *a)
 {
 	if (adminreq_take_product(ar, a->v[0]) && admin_product_hmget(ar, admin_product_get_reply) < 0)
@@ -1604,7 +1599,7 @@ static void admin_device_secret_route(struct adminreq *ar, const struct route_ar
 }
 
 static const struct admin_route admin_core_routes[] = {
-	{ "/v1/mqtt/auth", HTTP_POST, admin_mqtt_auth_route },
+	{ "/v1/mqtt/auth", HTTP_POST, admin_mqtt_auth },
 	{ "/v1/regions", HTTP_GET, admin_regions },
 	{ "/v1/products/{productKey}", HTTP_GET, admin_product_get_route },
 	{ "/v1/products/{productKey}", HTTP_PUT, admin_product_put_route },

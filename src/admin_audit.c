@@ -161,7 +161,7 @@ static bool admin_audit_valid_cursor(const char *s)
 		strlen(s + a + 1) > 0 && strlen(s + a + 1) <= 20;
 }
 
-static void admin_audit_get(struct adminreq *ar)
+static void admin_audit_get(struct adminreq *ar, const struct route_args *a)
 {
 	struct form_param params[FORM_PARAMS_MAX];
 	struct admin_audit_page *pg;
@@ -171,6 +171,7 @@ static void admin_audit_get(struct adminreq *ar)
 	char start[32] = "-", end[48] = "+", count[24];
 	int64_t since = -1, until = -1;
 
+	(void)a;
 	if ((pg = calloc(1, sizeof(*pg))) == NULL || (qlen && q == NULL)) {
 		free(q);
 		free(pg);
@@ -228,13 +229,7 @@ out:
 	free(q);
 }
 
-static void admin_audit_route(struct adminreq *ar, const struct route_args *a)
-{
-	(void)a;
-	admin_audit_get(ar);
-}
-
 const struct admin_route admin_audit_routes[] = {
-	{ "/v1/audit", HTTP_GET, admin_audit_route },
+	{ "/v1/audit", HTTP_GET, admin_audit_get },
 };
 const size_t admin_audit_nroutes = sizeof(admin_audit_routes) / sizeof(admin_audit_routes[0]);

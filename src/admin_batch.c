@@ -150,7 +150,7 @@ out:
 	adminreq_unref(ar);
 }
 
-static void admin_batch_create(struct adminreq *ar)
+static void admin_batch_create(struct adminreq *ar, const struct route_args *a)
 {
 	const struct config *cfg = ar->t->srv->cfg;
 	const char *ctype = http_header(ar->req, "Content-Type");
@@ -160,6 +160,7 @@ static void admin_batch_create(struct adminreq *ar)
 	size_t len;
 	char *body = adminreq_body(ar->req, &len);
 
+	(void)a;
 	if (body == NULL) {
 		adminreq_error(ar, 500, "internal", "out of memory");
 		return;
@@ -579,7 +580,7 @@ static bool admin_batch_digits(const char *s, size_t max)
 	return true;
 }
 
-static void admin_batch_list(struct adminreq *ar)
+static void admin_batch_list(struct adminreq *ar, const struct route_args *a)
 {
 	const char *query = ar->req->r.query;
 	char *copy = query ? strdup(query) : NULL; /* decoded in place */
@@ -590,6 +591,7 @@ static void admin_batch_list(struct adminreq *ar)
 	size_t nq = 0;
 	long n = 20;
 
+	(void)a;
 	if (query && (copy == NULL || form_query_parse(copy, strlen(copy), q, FORM_PARAMS_MAX, &nq, &why) < 0)) {
 		adminreq_error(ar, 400, "invalid_parameter", "the query string cannot be read");
 		goto out;
@@ -816,7 +818,7 @@ out:
 
 /* The counters are kept per device group, in the groups' own slots: the
  * statistics read them all (SCHEMA_GROUPS small hashes). */
-static void admin_batch_stats(struct adminreq *ar)
+static void admin_batch_stats(struct adminreq *ar, const struct route_args *a)
 {
 	struct {
 		char keys[SCHEMA_GROUPS][16];
@@ -825,6 +827,7 @@ static void admin_batch_stats(struct adminreq *ar)
 		int argcs[SCHEMA_GROUPS + 1];
 	} *q = malloc(sizeof(*q));
 
+	(void)a;
 	if (q == NULL) {
 		adminreq_error(ar, 500, "internal", "out of memory");
 		return;
@@ -953,7 +956,7 @@ static int64_t admin_act_interval(const char *s)
 	return n * unit;
 }
 
-static void admin_batch_activations(struct adminreq *ar)
+static void admin_batch_activations(struct adminreq *ar, const struct route_args *route)
 {
 	struct form_param params[FORM_PARAMS_MAX];
 	size_t np = 0, qlen = ar->req->r.query_len;
@@ -962,6 +965,7 @@ static void admin_batch_activations(struct adminreq *ar)
 	struct admin_act *a = calloc(1, sizeof(*a));
 	int64_t now = (int64_t)time(NULL);
 
+	(void)route;
 	if (a == NULL || (qlen && q == NULL)) {
 		free(q);
 		free(a);
@@ -1104,39 +1108,15 @@ static void admin_batch_code_route(struct adminreq *ar, const struct route_args 
 	admin_batch_code(ar);
 }
 
-static void admin_batch_list_route(struct adminreq *ar, const struct route_args *a)
-{
-	(void)a;
-	admin_batch_list(ar);
-}
-
-static void admin_batch_create_route(struct adminreq *ar, const struct route_args *a)
-{
-	(void)a;
-	admin_batch_create(ar);
-}
-
-static void admin_batch_stats_route(struct adminreq *ar, const struct route_args *a)
-{
-	(void)a;
-	admin_batch_stats(ar);
-}
-
-static void admin_batch_activations_route(struct adminreq *ar, const struct route_args *a)
-{
-	(void)a;
-	admin_batch_activations(ar);
-}
-
 const struct admin_route admin_batch_routes[] = {
-	{ "/v1/batches", HTTP_GET, admin_batch_list_route },
-	{ "/v1/batches", HTTP_POST, admin_batch_create_route },
+	{ "/v1/batches", HTTP_GET, admin_batch_list },
+	{ "/v1/batches", HTTP_POST, admin_batch_create },
 	{ "/v1/batches/template.csv", HTTP_GET, admin_batch_template },
 	{ "/v1/batches/{batchId}", HTTP_GET, admin_batch_get },
 	{ "/v1/batches/{batchId}/results", HTTP_GET, admin_batch_results_route },
 	{ "/v1/batches/{batchId}/retry", HTTP_POST, admin_batch_retry },
 	{ "/v1/accounts/{account}/auth-codes", HTTP_POST, admin_batch_code_route },
-	{ "/v1/stats", HTTP_GET, admin_batch_stats_route },
-	{ "/v1/stats/activations", HTTP_GET, admin_batch_activations_route },
+	{ "/v1/stats", HTTP_GET, admin_batch_stats },
+	{ "/v1/stats/activations", HTTP_GET, admin_batch_activations },
 };
 const size_t admin_batch_nroutes = sizeof(admin_batch_routes) / sizeof(admin_batch_routes[0]);

@@ -170,7 +170,7 @@ out:
 	adminreq_unref(ar);
 }
 
-static void admin_hooks_post(struct adminreq *ar)
+static void admin_hooks_post(struct adminreq *ar, const struct route_args *a)
 {
 	const char *pu[] = { "url", NULL }, *pe[] = { "events", NULL }, *ps[] = { "secret", NULL };
 	struct admin_hooks_new *n = calloc(1, sizeof(*n));
@@ -180,6 +180,7 @@ static void admin_hooks_post(struct adminreq *ar)
 	yajl_val root = NULL, u, ev, sec;
 	unsigned mask = 0;
 
+	(void)a;
 	if (n == NULL || body == NULL) {
 		free(n);
 		adminreq_error(ar, 500, "internal", "out of memory");
@@ -337,12 +338,6 @@ static void admin_hooks_deleted(redisReply *reply, void *arg)
 	adminreq_unref(ar);
 }
 
-static void admin_hooks_post_route(struct adminreq *ar, const struct route_args *a)
-{
-	(void)a;
-	admin_hooks_post(ar);
-}
-
 static void admin_hooks_list(struct adminreq *ar, const struct route_args *a)
 {
 	const char *argv[] = { "HGETALL", SCHEMA_SUBS_KEY };
@@ -392,7 +387,7 @@ static void admin_hooks_delete(struct adminreq *ar, const struct route_args *a)
 
 const struct admin_route admin_hooks_routes[] = {
 	{ "/v1/subscriptions", HTTP_GET, admin_hooks_list },
-	{ "/v1/subscriptions", HTTP_POST, admin_hooks_post_route },
+	{ "/v1/subscriptions", HTTP_POST, admin_hooks_post },
 	{ "/v1/subscriptions/{id}", HTTP_GET, admin_hooks_get },
 	{ "/v1/subscriptions/{id}", HTTP_DELETE, admin_hooks_delete },
 };

@@ -151,6 +151,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def port_open(port):
+    """True while something accepts connections on 127.0.0.1:PORT."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_until(pred, timeout, what, interval=0.05):
     """Polls PRED until it returns a true value (returned) or TIMEOUT passes
     (TimeoutError naming WHAT)."""
@@ -866,6 +875,17 @@ class Harness:
 
     def device_record(self, pk, dn):
         return self.redis("HGET", key("device", pk, dn), "%s/%s" % (pk, dn))
+
+    def break_bucket(self, pk, dn):
+        """Makes the bucket (docs/key-schema.md) of PK/DN, a device that is
+        not registered and shares its bucket with none that is, a string, so
+        that Redis refuses every command on it (WRONGTYPE): a batch step
+        holding the row fails. Returns the key, for a DEL that mends it."""
+        bucket = key("device", pk, dn)
+        if self.redis("TYPE", bucket) != "none":
+            raise AssertionError("test set-up: the bucket of %s/%s is shared with another device" % (pk, dn))
+        self.redis("SET", bucket, "not-a-hash")
+        return bucket
 
     def set_device_batch(self, pk, dn, seq):
         """Points the device's record at batch SEQ, keeping its other fields."""

@@ -692,12 +692,9 @@ class Retry(BatchAsserts, HarnessCase):
         cls.h.register("pkRt", [n for n in cls.names if n != "rt-04"])
 
     def test_failed_then_retried(self):
-        # rt-04 is not registered; its bucket (per docs/key-schema.md) made a
-        # string, so that every command on it fails (WRONGTYPE) in the middle
-        # of the step holding rows 0-9.
-        bucket = harness.key("device", "pkRt", "rt-04")
-        self.assertEqual(self.h.redis("TYPE", bucket), "none", "test set-up: bucket shared with another device")
-        self.h.redis("SET", bucket, "not-a-hash")
+        # rt-04 is not registered: every command on its bucket fails
+        # (WRONGTYPE) in the middle of the step holding rows 0-9.
+        bucket = self.h.break_bucket("pkRt", "rt-04")
         bid = self.upload(csv_body([["pkRt", n] for n in self.names]), EU, total=10)
         b = self.h.wait_batch(bid, 30)
         self.assertEqual(b["status"], "failed", b)

@@ -897,14 +897,6 @@ class Reload(DeviceAsserts, HarnessCase):
         self.assertSuccess(self.h.public(sdk_request(SDK_BODY)), expected)
 
 
-def port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
 def accept_queue(port):
     """Connections to PORT that the kernel holds and the daemon has not yet
     accepted (the Recv-Q of its listening sockets)."""
@@ -974,7 +966,7 @@ class Shutdown(DeviceAsserts, unittest.TestCase):
             harness.wait_until(lambda: accept_queue(self.h.public_port) == 0, 5, "the connection accepted")
             self.h.signal(signal.SIGTERM)
             # Draining: the listener closes while our request is half read.
-            harness.wait_until(lambda: not port_open(self.h.public_port), 5,
+            harness.wait_until(lambda: not harness.port_open(self.h.public_port), 5,
                                "the public listener to close after SIGTERM")
             try:
                 s.sendall(data[-10:])

@@ -500,11 +500,8 @@ class FailedBatch(CtlCase):
         cls.h.register("pkCtlF", [n for n in cls.names if n != "f-03"])
 
     def test_failed_then_retried(self):
-        # f-03 is not registered; its bucket (docs/key-schema.md) made a
-        # string, so that Redis refuses every step on it (WRONGTYPE).
-        bucket = harness.key("device", "pkCtlF", "f-03")
-        self.assertEqual(self.h.redis("TYPE", bucket), "none", "test set-up: bucket shared with another device")
-        self.h.redis("SET", bucket, "not-a-hash")
+        # f-03 is not registered: Redis refuses every step on its bucket.
+        bucket = self.h.break_bucket("pkCtlF", "f-03")
         path = self.write("f.csv", "productKey,deviceName\n" + "".join("pkCtlF,%s\n" % n for n in self.names))
         rc, out, err = self.ctl("batch", "create", path, "--target-region", "eu-central-1", "--wait")
         self.assertEqual(rc, 1, err)

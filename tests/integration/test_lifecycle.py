@@ -137,7 +137,8 @@ class Drain(unittest.TestCase):
             s.sendall(sdk_request(BODY))
             time.sleep(0.3)
             self.h.signal(signal.SIGTERM)
-            time.sleep(1.5)  # past the grace period: the listener is closed
+            # Past the grace period: the listener closes with the request still in flight.
+            harness.wait_until(lambda: not harness.port_open(self.h.public_port), 5, "the listener closed after the grace")
             self.h.kill_redis(signal.SIGCONT)
             r = harness.read_response(s, timeout=10)
             self.assertEqual(r.status, 200, r)

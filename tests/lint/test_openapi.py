@@ -197,8 +197,8 @@ class SourceReaderCanFail(unittest.TestCase):
         self.assertNotIn(("admin", "POST", "/v1/batches/{}/retry"), sr.routes)
 
     def test_an_entry_it_cannot_follow(self):
-        sr = self.altered("admin_audit.c", '{ "/v1/audit", HTTP_GET, admin_audit_route },',
-                          '{ "/v1/audit", audit_method(), admin_audit_route },')
+        sr = self.altered("admin_audit.c", '{ "/v1/audit", HTTP_GET, admin_audit_get },',
+                          '{ "/v1/audit", audit_method(), admin_audit_get },')
         self.assertTrue(any("admin_audit.c" in p for p in sr.problems), sr.problems)
 
     def test_a_table_admin_v1_does_not_walk(self):
